@@ -1,0 +1,67 @@
+"""Where every dataset lives in the cache (DESIGN section 4, a contract).
+
+`<root>/<layer>/<name>/…/*.parquet` for the layers raw, pit and factors; internal
+state, reports, logs and metrics beside them; `alphahome.duckdb` at the root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Layer = Literal["raw", "pit", "factors"]
+LAYERS: tuple[Layer, ...] = ("raw", "pit", "factors")
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """Paths of one cache root. Creates nothing; writers create what they need."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
+
+    def dataset_dir(self, layer: Layer, name: str) -> Path:
+        """The folder holding every Parquet file of one dataset."""
+        if layer not in LAYERS:
+            msg = f"unknown cache layer {layer!r}; expected one of {', '.join(LAYERS)}"
+            raise ValueError(msg)
+        return self.root / layer / name
+
+    def glob(self, layer: Layer, name: str) -> str:
+        """The glob that reads a dataset as one table (DuckDB `read_parquet`, `pl.scan_parquet`)."""
+        return str(self.dataset_dir(layer, name) / "**" / "*.parquet")
+
+    def datasets(self, layer: Layer) -> list[str]:
+        """Names of the datasets of a layer that hold at least one Parquet file."""
+        base = self.root / layer
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and any(p.rglob("*.parquet")))
+
+    @property
+    def state_dir(self) -> Path:
+        """Manifests, task state and lock files (internal)."""
+        return self.root / "state"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Run reports (JSON and HTML)."""
+        return self.root / "reports"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Rotating log files."""
+        return self.root / "logs"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """The Prometheus textfile."""
+        return self.root / "metrics"
+
+    @property
+    def duckdb_path(self) -> Path:
+        """The analysts' DuckDB catalogue of views (and the embedded sink)."""
+        return self.root / "alphahome.duckdb"

@@ -1,0 +1,189 @@
+"""The Tushare API catalogue: params and fields of every API we know, read from apis.json.
+
+`apis.json` (a copy of the shared one, checked equal by a test) is the single source
+of field names, order, documented types and default-display flags; nothing else in
+the project retypes a field list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import polars as pl
+
+FieldType = Literal["str", "float", "int", "date"]
+
+VIP_SUFFIX = "_vip"
+
+
+class UnknownApiError(KeyError):
+    """Raised for an API name that the catalogue does not know."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One output column of an API: name, documented type and default-display flag."""
+
+    name: str
+    type: FieldType
+    default: bool
+    desc: str
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One documented input parameter of an API."""
+
+    name: str
+    type: str
+    required: bool
+    desc: str
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """The documented shape of one Tushare API."""
+
+    name: str
+    doc_id: int | None
+    title: str
+    min_points: int | None
+    rows_per_call: int | None
+    vip_variant: str | None
+    notes: str
+    params: tuple[ParamSpec, ...]
+    fields: tuple[FieldSpec, ...]
+    primary_key: tuple[str, ...]
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """Every documented output field, in the documented order."""
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def default_field_names(self) -> tuple[str, ...]:
+        """The fields returned when a request names none (default-display flag Y)."""
+        return tuple(f.name for f in self.fields if f.default)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Every documented input parameter name."""
+        return tuple(p.name for p in self.params)
+
+    def field(self, name: str) -> FieldSpec:
+        """The spec of one field; `KeyError` naming the API when it is not documented."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        msg = f"api {self.name} has no field {name!r}"
+        raise KeyError(msg)
+
+    def polars_schema(self, names: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
+        """Polars dtypes for `names` (default: all fields): DATE, DOUBLE, BIGINT or VARCHAR."""
+        chosen = self.field_names if names is None else tuple(names)
+        return {n: POLARS_TYPES[self.field(n).type] for n in chosen}
+
+
+POLARS_TYPES: dict[str, Any] = {
+    "str": pl.String,
+    "float": pl.Float64,
+    "int": pl.Int64,
+    "date": pl.Date,
+}
+
+
+def _field_type(name: str, documented: str) -> FieldType:
+    """Dates are documented as str; a str field whose name ends in 'date' is a DATE."""
+    if documented == "str" and name.endswith("date"):
+        return "date"
+    if documented not in ("str", "float", "int"):
+        msg = f"field {name!r} has an unknown documented type {documented!r}"
+        raise ValueError(msg)
+    return documented  # type: ignore[return-value]
+
+
+def _build(name: str, raw: dict[str, Any]) -> ApiSpec:
+    return ApiSpec(
+        name=name,
+        doc_id=raw.get("doc_id"),
+        title=raw.get("title", ""),
+        min_points=raw.get("min_points"),
+        rows_per_call=raw.get("rows_per_call"),
+        vip_variant=raw.get("vip_variant"),
+        notes=raw.get("notes", ""),
+        params=tuple(
+            ParamSpec(p["name"], p["type"], bool(p["required"]), p.get("desc", ""))
+            for p in raw["params"]
+        ),
+        fields=tuple(
+            FieldSpec(f["name"], _field_type(f["name"], f["type"]), bool(f["default"]), f["desc"])
+            for f in raw["fields"]
+        ),
+        primary_key=tuple(raw.get("primary_key") or ()),
+    )
+
+
+@cache
+def catalogue() -> dict[str, ApiSpec]:
+    """Every documented API by name (base names; `*_vip` variants resolve via `api_spec`)."""
+    text = resources.files("pipeline.sources.tushare").joinpath("apis.json").read_text("utf-8")
+    return {name: _build(name, raw) for name, raw in json.loads(text)["apis"].items()}
+
+
+def base_api(name: str) -> str:
+    """The dataset an API lands in: `income_vip` -> `income`; other names unchanged."""
+    if name.endswith(VIP_SUFFIX) and name[: -len(VIP_SUFFIX)] in catalogue():
+        base = name[: -len(VIP_SUFFIX)]
+        if catalogue()[base].vip_variant == name:
+            return base
+    return name
+
+
+def api_spec(name: str) -> ApiSpec:
+    """The spec of an API or of its `_vip` variant (same params and fields)."""
+    spec = catalogue().get(base_api(name))
+    if spec is None:
+        msg = f"unknown api {name!r}"
+        raise UnknownApiError(msg)
+    return spec
+
+
+def parse_date(value: Any) -> dt.date | None:
+    """A Tushare date (`YYYYMMDD` string or int) as a date; None for null or empty."""
+    if value is None or value == "":
+        return None
+    s = str(value)
+    return dt.date(int(s[0:4]), int(s[4:6]), int(s[6:8]))
+
+
+def format_date(value: dt.date | None) -> str | None:
+    """A date in Tushare's `YYYYMMDD` form."""
+    return None if value is None else value.strftime("%Y%m%d")
+
+
+def to_frame(api: str, fields: list[str], items: list[list[Any]]) -> pl.DataFrame:
+    """Rows of a response as a frame with the documented types.
+
+    Numbers that arrive as ints where floats are documented become floats, numbers
+    documented as str become their text, `YYYYMMDD` strings become DATE.
+    """
+    spec = api_spec(api)
+    columns: dict[str, pl.Series] = {}
+    for i, name in enumerate(fields):
+        kind = spec.field(name).type
+        raw = [row[i] for row in items]
+        if kind == "date":
+            values: list[Any] = [parse_date(v) for v in raw]
+        elif kind == "float":
+            values = [None if v is None else float(v) for v in raw]
+        elif kind == "int":
+            values = [None if v is None else int(v) for v in raw]
+        else:
+            values = [None if v is None else str(v) for v in raw]
+        columns[name] = pl.Series(name, values, dtype=POLARS_TYPES[kind])
+    return pl.DataFrame(columns, schema={n: POLARS_TYPES[spec.field(n).type] for n in fields})
