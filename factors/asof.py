@@ -37,7 +37,11 @@ def as_of(
     rhs = right.sort([*keys, right_on])
     if right_on != left_on:
         return lhs.join_asof(
-            rhs, left_on=left_on, right_on=right_on, by=keys, strategy="backward",
+            rhs,
+            left_on=left_on,
+            right_on=right_on,
+            by=keys,
+            strategy="backward",
             check_sortedness=False,
         )
     marker = f"__{right_on}_right"

@@ -32,7 +32,7 @@ class InlineExecutor(Executor):
         future: Future[R] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller via the future
+        except BaseException as exc:
             future.set_exception(exc)
         return future
 
