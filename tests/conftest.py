@@ -13,7 +13,7 @@ from tests.postgres_server import PostgresServer, PostgresUnavailable, throwaway
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A running PostgreSQL server for the whole session (skips, or fails under REQUIRE_POSTGRES=1)."""
+    """A running PostgreSQL server for the session; skips (fails under REQUIRE_POSTGRES=1)."""
     try:
         with throwaway_server() as server:
             yield server

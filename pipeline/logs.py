@@ -1,0 +1,135 @@
+"""Logging: a human console, a size-bounded rotating file, optional JSON lines.
+
+Every handler carries `SecretFilter`, so a token or password that slips into a message,
+an argument or a traceback is replaced by *** before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import logging.handlers
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pipeline.config import MASK
+
+LOGGER_NAME = "alphahome"
+LOG_FILE = "alphahome.log"
+JSON_LOG_FILE = "alphahome.jsonl"
+MAX_LOG_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 5
+
+_secrets: set[str] = set()
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Add values (token, passwords) that must never reach a log record."""
+    _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret replaced by ***."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """Rewrites a record's message (args merged in) and exception text without secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _secrets:
+            record.msg = scrub(record.getMessage())
+            record.args = None
+            if record.exc_info:
+                formatter = logging.Formatter()
+                record.exc_text = scrub(formatter.formatException(record.exc_info))
+                record.exc_info = None
+            if record.exc_text:
+                record.exc_text = scrub(record.exc_text)
+        return True
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and any `extra` fields."""
+
+    _standard = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        payload.update({k: v for k, v in vars(record).items() if k not in self._standard})
+        if record.exc_text:
+            payload["exc"] = record.exc_text
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def setup_logging(
+    level: str = "INFO",
+    log_dir: Path | None = None,
+    json_lines: bool = False,
+    max_bytes: int = MAX_LOG_BYTES,
+    backups: int = LOG_BACKUPS,
+) -> logging.Logger:
+    """Configure the `alphahome` logger: console at `level`, files at DEBUG under `log_dir`."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    console = logging.StreamHandler()
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handlers: list[logging.Handler] = [console]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        text = logging.handlers.RotatingFileHandler(
+            log_dir / LOG_FILE, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
+        text.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s")
+        )
+        handlers.append(text)
+        if json_lines:
+            jsonl = logging.handlers.RotatingFileHandler(
+                log_dir / JSON_LOG_FILE, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
+            jsonl.setFormatter(JsonLinesFormatter())
+            handlers.append(jsonl)
+    for handler in handlers:
+        handler.addFilter(SecretFilter())
+        logger.addHandler(handler)
+    return logger
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """The project logger, or a child of it (`alphahome.<name>`)."""
+    return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
+
+
+@contextlib.contextmanager
+def slow_operation(
+    what: str, threshold_s: float, logger: logging.Logger | None = None
+) -> Iterator[None]:
+    """Log `what` with its duration at WARNING when it takes longer than `threshold_s`."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        if elapsed >= threshold_s:
+            (logger or get_logger()).warning(
+                "slow operation: %s took %.2f s (threshold %.2f s)",
+                what,
+                elapsed,
+                threshold_s,
+                extra={"operation": what, "duration_s": round(elapsed, 3)},
+            )
