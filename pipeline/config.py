@@ -267,23 +267,27 @@ def mask_url(url: str) -> str:
 # ---------------------------------------------------------------- parsing and layering
 
 
-def _type_name(tp: Any) -> str:
+_TYPE_NAMES: dict[Any, tuple[str, str]] = {
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+    bool: ("true or false", "booleans"),
+    Path: ("a path", "paths"),
+    dt.date: ("a date (YYYY-MM-DD)", "dates (YYYY-MM-DD)"),
+}
+
+
+def _type_name(tp: Any, plural: bool = False) -> str:
     origin = get_origin(tp)
     args = [a for a in get_args(tp) if a is not type(None)]
-    if origin in (list,):
-        return f"a list of {_type_name(args[0])}s"
-    if origin in (dict,):
-        return f"a table of {_type_name(args[1])}s"
-    if args and origin is not None and len(args) == 1:
-        return _type_name(args[0])
-    return {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        bool: "true or false",
-        Path: "a path",
-        dt.date: "a date (YYYY-MM-DD)",
-    }.get(tp, str(tp))
+    if origin is list:
+        return f"a list of {_type_name(args[0], plural=True)}"
+    if origin is dict:
+        return f"a table of {_type_name(args[1], plural=True)}"
+    if origin is not None and len(args) == 1:
+        return _type_name(args[0], plural)
+    singular, many = _TYPE_NAMES.get(tp, (str(tp), str(tp)))
+    return many if plural else singular
 
 
 def _coerce(value: Any, tp: Any, from_text: bool) -> Any:

@@ -1,0 +1,75 @@
+"""`ah` as a user runs it: a subprocess, exit codes, one-line errors, masked output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ah(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
+    }
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    out = ah("--version", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("alphahome ")
+    out = ah("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for group in ("config",):
+        assert group in out.stdout
+
+
+def test_config_show_masks_and_names_origins(tmp_path: Path) -> None:
+    (tmp_path / "alphahome.toml").write_text('[tushare]\ntoken = "abcd-secret-token"\n')
+    out = ah(
+        "--cache-dir",
+        "/tmp/cachehere",
+        "config",
+        "show",
+        cwd=tmp_path,
+        env={
+            "DATABASE_URL": "postgresql://bob:topsecretpw@localhost:5432/ah",
+            "AH_RUN_WORKERS": "3",
+        },
+    )
+    assert out.returncode == 0, out.stderr
+    assert "abcd-secret-token" not in out.stdout and "topsecretpw" not in out.stdout
+    lines = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
+    assert lines["tushare.token"].endswith("[file]")
+    assert "postgresql://bob:***@localhost:5432/ah" in lines["database.url"]
+    assert lines["run.workers"].split()[1] == "3" and lines["run.workers"].endswith("[env]")
+    assert "/tmp/cachehere" in lines["cache.dir"] and lines["cache.dir"].endswith("[flag]")
+
+
+def test_config_check_exit_codes(tmp_path: Path) -> None:
+    assert ah("config", "check", cwd=tmp_path).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[database]\nurl = "postgresql://u:leakme@:x/"\n')
+    out = ah("--config", str(bad), "config", "check", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: ")
+    assert "Traceback" not in out.stderr and "leakme" not in out.stderr
+    assert str(bad) in out.stderr and "database.url" in out.stderr
+
+
+def test_unknown_option_is_usage_error(tmp_path: Path) -> None:
+    out = ah("--no-such-flag", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr

@@ -1,0 +1,164 @@
+"""Configuration: precedence, origins, every validation path, secret masking."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, describe, load_settings, mask_url
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "alphahome.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_file_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(env={})
+    assert s.config_file is None
+    assert s.cache.dir == Path("data")
+    assert s.database.url is None
+    assert s.source.kind == "tushare"
+    assert s.run.success_rate_alert == 0.8
+    assert all(origin == "default" for origin in s.origins.values())
+
+
+def test_precedence_default_file_profile_env_flag(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        """
+[run]
+workers = 3
+max_retries = 7
+retry_delay_s = 2
+log_level = "DEBUG"
+[profiles.production.run]
+workers = 5
+max_retries = 9
+""",
+    )
+    env = {"AH_RUN_WORKERS": "6", "AH_RUN_MAX_RETRIES": "11"}
+    s = load_settings(cfg, "production", flags={"run.workers": 8}, env=env)
+    assert s.run.workers == 8 and s.origins["run.workers"] == "flag"
+    assert s.run.max_retries == 11 and s.origins["run.max_retries"] == "env"
+    assert s.run.retry_delay_s == 2.0 and s.origins["run.retry_delay_s"] == "file"
+    assert s.run.log_level == "DEBUG"
+    assert s.run.slow_operation_s == 10.0 and s.origins["run.slow_operation_s"] == "default"
+    s2 = load_settings(cfg, "production", env={})
+    assert s2.run.workers == 5 and s2.origins["run.workers"] == "profile production"
+    s3 = load_settings(cfg, None, env={"AH_PROFILE": "production"})
+    assert s3.profile == "production" and s3.run.max_retries == 9
+
+
+def test_config_file_from_env_and_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = write(tmp_path, '[cache]\ndir = "/srv/ah"\n')
+    assert load_settings(env={"AH_CONFIG": str(cfg)}).cache.dir == Path("/srv/ah")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}).config_file == Path("alphahome.toml")
+
+
+def test_well_known_env_names_win(tmp_path: Path) -> None:
+    cfg = write(tmp_path, '[tushare]\ntoken = "filetoken"\n')
+    env = {"TUSHARE_TOKEN": "envtoken", "DATABASE_URL": "postgresql://u:p@db:5432/ah"}
+    s = load_settings(cfg, env=env)
+    assert s.tushare.token == "envtoken" and s.origins["tushare.token"] == "env"
+    assert s.database.url == "postgresql://u:p@db:5432/ah"
+
+
+def test_tasks_limits_sinks_and_simulator_sections(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        """
+[tushare.limits]
+daily = 500
+[tasks.daily]
+enabled = false
+start_date = 2020-01-01
+lookback_units = 5
+[simulator]
+today = "20240105"
+[sinks.duckdb]
+materialize = true
+""",
+    )
+    s = load_settings(cfg, env={})
+    assert s.tushare.limits == {"daily": 500}
+    assert s.task("daily").enabled is False
+    assert s.task("daily").start_date == dt.date(2020, 1, 1)
+    assert s.task("income").enabled is True
+    assert s.simulator.today == dt.date(2024, 1, 5)
+    assert s.sinks.duckdb.materialize is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[run]\nworkers = -1\n", "run.workers must be a number > 0, got -1"),
+        ('[run]\nworkers = "four"\n', "run.workers must be an integer, got 'four'"),
+        ("[run]\nwrokers = 2\n", "unknown key 'run.wrokers'"),
+        ("[bogus]\nx = 1\n", "unknown section [bogus]"),
+        ("[run]\nsuccess_rate_alert = 1.5\n", "must be a number between 0 and 1, got 1.5"),
+        ('[run]\nlog_level = "LOUD"\n', "run.log_level must be one of"),
+        ('[state]\nbackend = "redis"\n', "state.backend must be one of 'files', 'postgres'"),
+        ('[source]\nkind = "bloomberg"\n', "source.kind must be one of"),
+        ('[database]\nurl = "mysql://u:pw@h/db"\n', "database.url must be a PostgreSQL URL"),
+        ('[database]\nurl = "postgresql://u:pw@h:notaport/db"\n', "database.url must be"),
+        ('[tushare]\nbase_url = "ftp://x"\n', "tushare.base_url must be an http(s) URL"),
+        ("[tushare.limits]\ndaily = 1.5\n", "tushare.limits must be a table of integers"),
+        ('[simulator]\nstart = "yesterday"\n', "simulator.start must be a date (YYYY-MM-DD)"),
+        ("[tasks.daily]\nconcurrency = 0\n", "tasks.daily.concurrency must be a number > 0"),
+        ("[tasks]\ndaily = 1\n", "tasks.daily must be a table of overrides"),
+        ("run = 3\n", "[run] must be a table"),
+        ("[run\n", "not valid TOML"),
+    ],
+)
+def test_validation_errors_are_one_line_naming_file_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    cfg = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(str(cfg))
+    assert expected in message
+
+
+def test_bad_env_and_flag_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"env AH_RUN_WORKERS: run.workers must be an integer"):
+        load_settings(env={"AH_RUN_WORKERS": "many"})
+    with pytest.raises(ConfigError, match=r"command line: run.workers must be a number > 0"):
+        load_settings(env={}, flags={"run.workers": "0"})
+
+
+def test_missing_file_and_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml", env={})
+    cfg = write(tmp_path, "[profiles.dev.run]\nworkers = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown profile 'prod' \(defined: dev\)"):
+        load_settings(cfg, "prod", env={})
+
+
+def test_secrets_never_shown(tmp_path: Path) -> None:
+    cfg = write(tmp_path, '[tushare]\ntoken = "t0k3n-SECRET"\n')
+    env = {"DATABASE_URL": "postgresql://alice:pa55word@db.example:5432/ah"}
+    s = load_settings(cfg, env=env)
+    shown = "\n".join(f"{k} {v} {o}" for k, v, o in describe(s))
+    assert "t0k3n-SECRET" not in shown and "pa55word" not in shown
+    assert "postgresql://alice:***@db.example:5432/ah" in shown
+    assert sorted(s.secrets()) == ["pa55word", "t0k3n-SECRET"]
+
+
+def test_bad_database_url_error_masks_password(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"DATABASE_URL": "postgresql://u:hunter22@:5432/"})
+    assert "hunter22" not in str(err.value)
+
+
+def test_mask_url() -> None:
+    assert mask_url("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
+    assert mask_url("postgresql://h/db") == "postgresql://h/db"
