@@ -1,0 +1,136 @@
+"""G (growth) at each calc date, from a history of stored P scores (DESIGN section 7).
+
+EM = P_t - P_{t-1y} (t-1y from `factors.calendar.year_ago_dates`); ES = EM / sigma,
+scaled by sqrt(n / 8) when 3 <= n < 8, where sigma is the population standard
+deviation of the n non-null differences D = P_s - P_{s-1y} over calc dates s with
+t - 730 days < s <= t; RM and PM are pit.indicators revenue_yoy and profit_yoy at t.
+rank_k = 100 * (average rank) / n per sub-factor and date; g_score is the mean of the
+available rank_k, rounded half to even to 6 places; g_rank as p_rank.
+
+P scores are stored rounded to 6 places, so every difference is computed on their
+exact integer counts of 1e-6 (`score_units`): EM is that integer difference divided
+by 1e6 (the float nearest to the exact decimal difference, so equal decimal
+differences are equal floats), and the moments behind sigma are exact integer window
+sums (Int128 for n * sum(d^2) - (sum d)^2), so sigma does not depend on summation
+order and is exactly 0 for constant differences.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from factors.calendar import year_ago_dates
+from factors.rounding import SCORE_SCALE, divide_exactly, round_half_even, score_units
+from factors.schema import G_SCHEMA, conform
+from factors.standardize import best_first_rank, percent_rank
+
+SUB_FACTORS = ("em", "es", "rm", "pm")
+ES_WINDOW = "730d"
+ES_FULL_N = 8
+ES_MIN_N = 3
+SIGMA_FLOOR = 1e-9
+
+G_INPUT_COLUMNS = ("ts_code", "calc_date", "em", "es", "rm", "pm", "end_date", "ann_date")
+
+
+def em_history(p_history: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
+    """(ts_code, calc_date, d, em) for every stored P at a calc date s with P_{s-1y} known.
+
+    Rows come in no particular order.
+
+    `p_history` holds (ts_code, calc_date, p_score); rows at dates not in `dates`
+    (another frequency) and null scores are ignored. d is EM in units of 1e-6 (Int64).
+    """
+    # eager on purpose: as one lazy query, Polars reorders the two joins into a
+    # many-to-many self-join on ts_code first (quadratic in the dates per stock)
+    scores = p_history.filter(
+        pl.col("calc_date").is_in(dates.implode()) & pl.col("p_score").is_not_null()
+    ).select("ts_code", "calc_date", units=score_units(pl.col("p_score")))
+    lag = year_ago_dates(dates).filter(pl.col("year_ago").is_not_null())
+    earlier = scores.select("ts_code", year_ago=pl.col("calc_date"), units_year_ago=pl.col("units"))
+    matched = scores.join(lag, on="calc_date", how="inner").join(
+        earlier, on=["ts_code", "year_ago"], how="inner"
+    )
+    return matched.select(
+        "ts_code", "calc_date", d=pl.col("units") - pl.col("units_year_ago")
+    ).with_columns(em=divide_exactly(pl.col("d"), SCORE_SCALE))
+
+
+def es_values(history: pl.DataFrame) -> pl.DataFrame:
+    """(ts_code, calc_date, em, es) for every row of an `em_history` frame.
+
+    n, sum d and sum d^2 are rolling integer sums over (s - 730 days, s] per stock.
+    Rows come in no particular order.
+    """
+    by_date = {"by": "calc_date", "window_size": ES_WINDOW, "closed": "right"}
+    d = pl.col("d")
+    # sorting by date is enough: each stock's rows are then in date order within `over`
+    moments = history.sort("calc_date").with_columns(
+        n=d.is_not_null().cast(pl.Int64).rolling_sum_by(**by_date).over("ts_code"),
+        s1=d.rolling_sum_by(**by_date).over("ts_code"),
+        s2=(d * d).rolling_sum_by(**by_date).over("ts_code"),
+    )
+    n = pl.col("n")
+    spread = n.cast(pl.Int128) * pl.col("s2").cast(pl.Int128) - pl.col("s1").cast(
+        pl.Int128
+    ) * pl.col("s1").cast(pl.Int128)
+    sigma = spread.cast(pl.Float64).sqrt() / (n.cast(pl.Float64) * SCORE_SCALE)
+    ratio = pl.col("em") / pl.col("sigma")
+    es = (
+        pl.when((pl.col("sigma") < SIGMA_FLOOR) | (n < ES_MIN_N))
+        .then(None)
+        .when(n >= ES_FULL_N)
+        .then(ratio)
+        .otherwise(ratio * (n.cast(pl.Float64) / ES_FULL_N).sqrt())
+    )
+    return moments.with_columns(sigma=sigma).select("ts_code", "calc_date", "em", es=es)
+
+
+def g_inputs(
+    universe_rows: pl.DataFrame, p_history: pl.DataFrame, dates: pl.Series
+) -> pl.DataFrame:
+    """The G inputs (`G_INPUT_COLUMNS`) at each (ts_code, calc_date) of `universe_rows`.
+
+    `universe_rows` are `factors.universe.universe` rows (revenue_yoy, profit_yoy,
+    end_date, ann_date as of calc_date); `p_history` the stored P scores (ts_code,
+    calc_date, p_score) at the calc dates `dates`, reaching back far enough for the
+    year-ago matches and the 730-day ES window of every date in `universe_rows`.
+    """
+    wanted = universe_rows.get_column("calc_date").unique().implode()
+    sub_factors = es_values(em_history(p_history, dates)).filter(pl.col("calc_date").is_in(wanted))
+    return (
+        universe_rows.select(
+            "ts_code",
+            "calc_date",
+            rm=pl.col("revenue_yoy").cast(pl.Float64),
+            pm=pl.col("profit_yoy").cast(pl.Float64),
+            end_date="end_date",
+            ann_date="ann_date",
+        )
+        .join(sub_factors, on=["ts_code", "calc_date"], how="left")
+        .select(G_INPUT_COLUMNS)
+    )
+
+
+def g_scores(inputs: pl.DataFrame) -> pl.DataFrame:
+    """factors.g rows (G_SCHEMA, sorted by ts_code, calc_date) from G inputs.
+
+    Used both for fresh computations and to re-rank stored rows: only the columns
+    `G_INPUT_COLUMNS` are read. The mean of the ranks sums them in the order em, es,
+    rm, pm.
+    """
+    values = inputs.select(G_INPUT_COLUMNS).with_columns(
+        [pl.col(k).cast(pl.Float64).fill_nan(None) for k in SUB_FACTORS]
+    )
+    ranked = values.with_columns(
+        [percent_rank(pl.col(k), "calc_date").alias(f"rank_{k}") for k in SUB_FACTORS]
+    )
+    ranks = [pl.col(f"rank_{k}") for k in SUB_FACTORS]
+    total = ranks[0].fill_null(0.0)
+    for rank in ranks[1:]:
+        total = total + rank.fill_null(0.0)
+    count = pl.sum_horizontal([rank.is_not_null().cast(pl.Int64) for rank in ranks])
+    scored = ranked.with_columns(
+        g_score=round_half_even(pl.when(count > 0).then(total / count.cast(pl.Float64)))
+    ).with_columns(g_rank=best_first_rank(pl.col("g_score"), "calc_date"))
+    return conform(scored, G_SCHEMA).sort("ts_code", "calc_date")
