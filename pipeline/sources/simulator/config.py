@@ -1,0 +1,60 @@
+"""The settings of one simulated market and of the service that answers for it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+EXCHANGES = ("SSE", "SZSE", "BSE")
+MAX_STOCKS = 8000  # the real code ranges of the smallest boards hold no more at this board mix
+FIRST_START = dt.date(1995, 1, 1)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """What the simulated market looks like and how its service behaves.
+
+    The market (listings, prices, statements) depends on `stocks`, `start`, `today`,
+    `seed` and `exchanges` only; `today` anchors it (all `stocks` are listed by then,
+    a trickle more list in the following year) and `Simulator.set_today` later moves
+    only what is visible. The other fields shape the protocol: points, limits, faults.
+    """
+
+    stocks: int = 300
+    start: dt.date = dt.date(2015, 1, 1)
+    today: dt.date = dt.date(2024, 6, 28)
+    seed: int = 7
+    points: int = 5000
+    limit_per_min: int | None = None
+    api_limits: Mapping[str, int] = field(default_factory=dict, hash=False)
+    daily_quota: int | None = None
+    fault_rate: float = 0.0
+    slow_response_s: float = 5.0
+    token: str = "alphahome-sim"
+    exchanges: tuple[str, ...] = EXCHANGES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stocks <= MAX_STOCKS:
+            msg = f"stocks must be between 1 and {MAX_STOCKS}, got {self.stocks}"
+            raise ValueError(msg)
+        if not FIRST_START <= self.start < self.today:
+            msg = f"start must be on or after {FIRST_START} and before today, got {self.start}"
+            raise ValueError(msg)
+        if not 0.0 <= self.fault_rate <= 1.0:
+            msg = f"fault_rate must be between 0 and 1, got {self.fault_rate}"
+            raise ValueError(msg)
+        if self.slow_response_s < 0:
+            msg = f"slow_response_s must be >= 0, got {self.slow_response_s}"
+            raise ValueError(msg)
+        for name, value in (
+            ("limit_per_min", self.limit_per_min),
+            ("daily_quota", self.daily_quota),
+        ):
+            if value is not None and value < 0:
+                msg = f"{name} must be >= 0 or None, got {value}"
+                raise ValueError(msg)
+        bad = [e for e in self.exchanges if e not in EXCHANGES]
+        if bad or not self.exchanges:
+            msg = f"exchanges must be a non-empty subset of {EXCHANGES}, got {self.exchanges}"
+            raise ValueError(msg)

@@ -1,0 +1,141 @@
+"""The simulated market: its parts, built lazily on first use and kept.
+
+The universe depends on the configuration only. Everything with a time horizon (the
+calendar, report schedules, fundamentals, the price tape, indexes) is built up to the
+end of the horizon year (the later of today's year and the configured today's year)
+and rebuilt when `today` moves into a later year; the parts are deterministic and
+prefix-stable, so a longer horizon never changes what an earlier one produced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pipeline.sources.simulator.calendar import TradingCalendar
+from pipeline.sources.simulator.config import SimulatorConfig
+from pipeline.sources.simulator.fundamentals import Fundamentals, build_fundamentals
+from pipeline.sources.simulator.prices import Tape, build_tape
+from pipeline.sources.simulator.schedule import Schedule, build_schedule
+from pipeline.sources.simulator.universe import Universe, build_universe
+
+T = TypeVar("T")
+_CALENDAR_MARGIN_YEARS = 3  # announcements, restatements and delistings reach this far ahead
+
+
+class Market:
+    """One simulated market as of a movable `today`."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.seed = config.seed
+        self._today = config.today
+        self._lock = threading.RLock()
+        self._parts: dict[tuple[str, int], Any] = {}
+
+    @property
+    def today(self) -> dt.date:
+        """The simulated today: nothing traded or announced after it exists."""
+        return self._today
+
+    @today.setter
+    def today(self, day: dt.date) -> None:
+        if day < self.config.start:
+            msg = f"today must not be before the start of history {self.config.start}, got {day}"
+            raise ValueError(msg)
+        with self._lock:
+            self._today = day
+            horizon = self.horizon_year
+            self._parts = {k: v for k, v in self._parts.items() if k[1] in (0, horizon)}
+
+    def advance(self, sessions: int) -> dt.date:
+        """Move today forward by `sessions` open days of the SSE calendar; the new today."""
+        if sessions < 0:
+            msg = f"can only advance by a non-negative number of trading days, got {sessions}"
+            raise ValueError(msg)
+        calendar = TradingCalendar(self.horizon_year + _CALENDAR_MARGIN_YEARS + sessions // 200)
+        later = calendar.open_days[calendar.open_days > self.today_ordinal]
+        if sessions:
+            self.today = dt.date.fromordinal(int(later[sessions - 1]))
+        return self.today
+
+    @property
+    def today_ordinal(self) -> int:
+        """Today as a day ordinal."""
+        return self._today.toordinal()
+
+    @property
+    def horizon_year(self) -> int:
+        """The last year the time-dependent parts cover."""
+        return max(self._today.year, self.config.today.year)
+
+    @property
+    def first_pid(self) -> int:
+        """The first report period with statements (Q1 two years before the start)."""
+        return (self.config.start.year - 2) * 4
+
+    def part(self, name: str, build: Callable[[], T], *, timeless: bool = False) -> T:
+        """A part built once per horizon (or once for good when `timeless`)."""
+        key = (name, 0 if timeless else self.horizon_year)
+        with self._lock:
+            if key not in self._parts:
+                self._parts[key] = build()
+            return self._parts[key]
+
+    @property
+    def calendar(self) -> TradingCalendar:
+        """Open days through the horizon plus a margin."""
+        return self.part(
+            "calendar", lambda: TradingCalendar(self.horizon_year + _CALENDAR_MARGIN_YEARS)
+        )
+
+    @property
+    def universe(self) -> Universe:
+        """Every stock ever listed (independent of today)."""
+
+        def build() -> Universe:
+            calendar = TradingCalendar(self.config.today.year + _CALENDAR_MARGIN_YEARS)
+            return build_universe(self.config, calendar)
+
+        return self.part("universe", build, timeless=True)
+
+    @property
+    def schedule(self) -> Schedule:
+        """Report plans and announcement days."""
+        last_pid = (
+            max(self.horizon_year, self.config.today.year + 1) * 4 + 3
+        )  # covers every listing
+        return self.part(
+            "schedule",
+            lambda: build_schedule(
+                self.seed, self.calendar, self.universe, self.first_pid, last_pid
+            ),
+        )
+
+    @property
+    def fundamentals(self) -> Fundamentals:
+        """Company fundamentals, shares and dividends."""
+        return self.part(
+            "fundamentals",
+            lambda: build_fundamentals(
+                self.seed,
+                self.config.start,
+                self.calendar,
+                self.universe,
+                self.schedule,
+                self.first_pid - 4,
+            ),
+        )
+
+    @property
+    def tape(self) -> Tape:
+        """Daily closes from the start of history to the end of the horizon year."""
+        last = dt.date(self.horizon_year, 12, 31)
+        return self.part(
+            "tape",
+            lambda: build_tape(
+                self.seed, self.calendar, self.universe, self.fundamentals, self.config.start, last
+            ),
+        )

@@ -1,0 +1,165 @@
+"""The simulator over real HTTP on loopback, spoken to by the official tushare SDK."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline.sources.simulator import Simulator, SimulatorServer
+from pipeline.sources.tushare.catalogue import api_spec
+from tests.simulator.helpers import SMALL, body
+
+pytest.importorskip("tushare")
+from tushare.pro.client import DataApi
+
+
+@pytest.fixture(scope="module")
+def server(sim: Simulator) -> Iterator[SimulatorServer]:
+    with sim.serve() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pro(sim: Simulator, server: SimulatorServer) -> DataApi:
+    api = DataApi(sim.config.token, timeout=30)
+    api._DataApi__http_url = f"{server.url}/dataapi"
+    return api
+
+
+def _requests(sim: Simulator) -> list[tuple[str, dict[str, Any]]]:
+    stocks = sim.ground_truth("stock_basic", list_status="L")
+    reporting = sim.ground_truth("income_vip", period="20231231")["ts_code"][0]
+    payer = sim.ground_truth("dividend")["ts_code"][0]
+    return [
+        ("stock_basic", {}),
+        ("trade_cal", {"start_date": "20240101"}),
+        ("daily", {"trade_date": "20240628"}),
+        ("weekly", {"trade_date": "20240628"}),
+        ("monthly", {"trade_date": "20240628"}),
+        ("adj_factor", {"trade_date": "20240628"}),
+        ("daily_basic", {"trade_date": "20240628"}),
+        ("suspend_d", {"start_date": "20240101"}),
+        ("stk_limit", {"trade_date": "20240628"}),
+        ("namechange", {}),
+        ("income", {"ts_code": reporting}),
+        ("balancesheet", {"ts_code": reporting}),
+        ("cashflow", {"ts_code": reporting}),
+        ("fina_indicator", {"ts_code": reporting}),
+        ("income_vip", {"period": "20231231"}),
+        ("balancesheet_vip", {"period": "20231231"}),
+        ("cashflow_vip", {"period": "20231231"}),
+        ("fina_indicator_vip", {"period": "20231231"}),
+        ("express_vip", {"start_date": "20200101"}),
+        ("forecast_vip", {"start_date": "20200101"}),
+        ("disclosure_date", {"end_date": "20240630"}),
+        ("dividend", {"ts_code": payer}),
+        ("fina_mainbz", {"ts_code": reporting}),
+        ("fina_mainbz_vip", {"period": "20231231"}),
+        ("index_basic", {}),
+        ("index_daily", {"ts_code": "000300.SH"}),
+        ("index_weight", {"index_code": "000300.SH", "start_date": "20240101"}),
+        ("index_classify", {"level": "L2"}),
+        ("index_member_all", {"l1_code": "801780.SI"}),
+        ("limit_list_d", {"start_date": "20240101"}),
+        ("moneyflow", {"trade_date": "20240628", "ts_code": ",".join(stocks["ts_code"][:5])}),
+    ]
+
+
+def test_sdk_frames_have_the_documented_columns(sim: Simulator, pro: DataApi) -> None:
+    covered = set()
+    for api, params in _requests(sim):
+        spec = api_spec(api)
+        default = pro.query(api, **params)
+        assert list(default.columns) == list(spec.default_field_names), api
+        assert len(default) > 0, api
+        full = pro.query(api, fields=",".join(spec.field_names), **params)
+        assert list(full.columns) == list(spec.field_names), api
+        assert len(full) == len(default), api
+        covered.add(spec.name)
+    from pipeline.sources.tushare.catalogue import catalogue
+
+    assert covered == set(catalogue())
+
+
+def test_sdk_raises_the_service_message(pro: DataApi) -> None:
+    with pytest.raises(Exception, match="接口trade_cal不包含字段bogus"):
+        pro.query("trade_cal", fields="bogus")
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
+        yield client
+
+
+def test_admin_endpoints_over_http(server: SimulatorServer, http: httpx.Client) -> None:
+    calls = http.get(f"{server.url}/_sim/calls").json()
+    assert set(calls) == {"calls", "outcomes"}
+    assert http.post(f"{server.url}/_sim/today", content=b"").json() == {
+        "today": SMALL.today.strftime("%Y%m%d")
+    }
+
+
+def test_gateway_faults_over_http_are_nginx_pages(http: httpx.Client) -> None:
+    config = dataclasses.replace(SMALL, stocks=20, fault_rate=1.0, slow_response_s=0.0)
+    statuses = []
+    with Simulator(config).serve() as running:
+        for day in range(1, 20):
+            response = http.post(
+                f"{running.url}/", content=body("trade_cal", {"start_date": f"202401{day:02d}"})
+            )
+            statuses.append(response.status_code)
+            if response.status_code >= 500:
+                assert response.headers["content-type"].startswith("text/html")
+                assert b"nginx" in response.content
+    assert {200, 502, 504} <= set(statuses)
+
+
+def test_stop_releases_the_port(sim: Simulator, http: httpx.Client) -> None:
+    running = sim.serve()
+    port = running.port
+    answer = http.post(f"{running.url}/", content=body("trade_cal", {"start_date": "20240102"}))
+    assert json.loads(answer.text)["code"] == 0
+    running.stop()
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.settimeout(1)
+        probe.connect(("127.0.0.1", port))
+
+
+def test_serve_forever_runs_in_the_foreground_until_ctrl_c(http: httpx.Client) -> None:
+    script = (
+        "import datetime as dt\n"
+        "from pipeline.sources.simulator import SimulatorConfig, serve_forever\n"
+        "serve_forever(SimulatorConfig(stocks=20, start=dt.date(2019, 1, 1)), '127.0.0.1', 0)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"http://[\d.:]+", proc.stdout.readline())
+        assert url is not None
+        assert "token: alphahome-sim" in proc.stdout.readline()
+        answer = http.post(
+            f"{url.group(0)}/dataapi", content=body("trade_cal", {"start_date": "20240102"})
+        )
+        assert answer.json()["code"] == 0
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and "stopped" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
