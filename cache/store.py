@@ -1,0 +1,173 @@
+"""Committing fetched rows into a dataset's partition files (DESIGN section 4).
+
+A dataset is a set of partition files (per month or per year of its date column, or a
+single file). Committing rows rewrites every partition they touch: read it, merge the
+new rows in, sort, write a temporary file, rename it over the old one. A reader
+therefore sees each partition either before or after the commit, never half of it and
+never a row twice, and a crash at any instant leaves a readable dataset; re-committing
+the same rows changes nothing, which is what makes resuming safe. There is no separate
+compaction: a partition is always one file.
+
+Merging, by storage kind:
+- `latest`: one row per natural key; a fetched row replaces the stored row with its
+  key unless both are equal in every API column, in which case the stored row (and
+  its `_fetched_at`) stays.
+- `versions` (statements): a fetched row is added unless an identical row (all API
+  columns) is stored; nothing is ever replaced.
+In `append` mode a fetched key that is already stored fails the commit before any file
+is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from cache.atomic import TMP_SUFFIX, atomic_path
+from cache.layout import CacheLayout
+
+Storage = Literal["latest", "versions"]
+Partitioning = Literal["month", "year", "single"]
+Mode = Literal["upsert", "append"]
+
+FETCHED_AT = "_fetched_at"
+FETCHED_AT_TYPE = pl.Datetime("us", "UTC")
+SINGLE_FILE = "data.parquet"
+UNDATED_FILE = "undated.parquet"
+_PART = "__partition__"
+
+
+class AppendConflict(Exception):
+    """Append mode met a key that is already stored; nothing was written."""
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How one dataset is stored: columns, natural key, storage kind, partitions, order."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    storage: Storage
+    partitioning: Partitioning
+    date_field: str | None
+    sort_by: tuple[str, ...]
+
+    def empty(self, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """A frame with no rows and the stored columns."""
+        return pl.DataFrame(schema={**schema, FETCHED_AT: FETCHED_AT_TYPE})
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit did: rows offered, rows that were new or changed, files rewritten."""
+
+    rows_in: int
+    rows_saved: int
+    files: tuple[Path, ...]
+
+
+def partition_expr(spec: StoreSpec) -> pl.Expr:
+    """The relative file of each row, from its date column."""
+    if spec.partitioning == "single" or spec.date_field is None:
+        return pl.lit(SINGLE_FILE)
+    fmt = "%Y/%Y-%m.parquet" if spec.partitioning == "month" else "%Y.parquet"
+    return pl.col(spec.date_field).dt.strftime(fmt).fill_null(UNDATED_FILE)
+
+
+def merge(
+    stored: pl.DataFrame, fetched: pl.DataFrame, spec: StoreSpec, mode: Mode = "upsert"
+) -> tuple[pl.DataFrame, int]:
+    """Stored rows merged with fetched ones (both with `_fetched_at`); also the number of
+    fetched rows that were new or changed. Pure: no I/O."""
+    api_cols = list(spec.columns)
+    key = list(spec.key)
+    if spec.storage == "versions":
+        fetched = fetched.unique(subset=api_cols, keep="first", maintain_order=True)
+    else:
+        fetched = fetched.unique(subset=key, keep="last", maintain_order=True)
+    if mode == "append":
+        clash = fetched.join(stored, on=key, how="semi", nulls_equal=True)
+        if clash.height:
+            first = {k: clash[k][0] for k in key}
+            msg = (
+                f"{spec.name}: append mode met {clash.height} key(s) already stored, "
+                f"e.g. {first}; nothing written"
+            )
+            raise AppendConflict(msg)
+    changed = fetched.join(stored, on=api_cols, how="anti", nulls_equal=True)
+    if spec.storage == "versions":
+        kept = stored
+    else:
+        kept = stored.join(changed, on=key, how="anti", nulls_equal=True)
+    merged = pl.concat([kept, changed.select(kept.columns)], how="vertical")
+    return merged.sort([*spec.sort_by, *key], nulls_last=False, maintain_order=True), changed.height
+
+
+def sweep_temporary_files(layout: CacheLayout, name: str) -> int:
+    """Delete temporary files a killed writer left in a dataset (the caller holds its lock)."""
+    folder = layout.dataset_dir("raw", name)
+    removed = 0
+    if folder.is_dir():
+        for tmp in folder.rglob(f".*{TMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+def commit(
+    layout: CacheLayout,
+    spec: StoreSpec,
+    rows: pl.DataFrame,
+    fetched_at: dt.datetime,
+    mode: Mode = "upsert",
+    checkpoint: Callable[[str], None] | None = None,
+) -> CommitResult:
+    """Merge `rows` (the API columns) into the dataset, one atomic rewrite per partition.
+
+    `checkpoint(point)` is called after each temporary file is written ("write") and
+    after each partition is replaced ("partition"): the crash tests hook in there.
+    """
+    folder = layout.dataset_dir("raw", spec.name)
+    fetched = rows.select(spec.columns).with_columns(
+        pl.lit(fetched_at, dtype=FETCHED_AT_TYPE).alias(FETCHED_AT)
+    )
+    fetched = fetched.with_columns(partition_expr(spec).alias(_PART))
+    groups = fetched.partition_by(_PART, as_dict=True, include_key=False)
+    planned: list[tuple[Path, pl.DataFrame, pl.DataFrame]] = []
+    for (relative,), part in sorted(groups.items()):
+        path = folder / str(relative)
+        stored = pl.read_parquet(path) if path.exists() else part.clear()
+        stored = stored.select(part.columns)
+        planned.append((path, stored, part))
+    merged_parts: list[tuple[Path, pl.DataFrame, int]] = []
+    for path, stored, part in planned:  # merge all first: an append conflict writes nothing
+        merged, saved = merge(stored, part, spec, mode)
+        merged_parts.append((path, merged, saved))
+    written: list[Path] = []
+    for path, merged, saved in merged_parts:
+        if saved == 0 and path.exists():
+            continue
+        with atomic_path(path) as tmp:
+            merged.write_parquet(tmp, compression="zstd", statistics=True, row_group_size=128_000)
+            if checkpoint:
+                checkpoint("write")
+        written.append(path)
+        if checkpoint:
+            checkpoint("partition")
+    return CommitResult(rows.height, sum(s for _, _, s in merged_parts), tuple(written))
+
+
+def write_empty(layout: CacheLayout, spec: StoreSpec, schema: dict[str, pl.DataType]) -> Path:
+    """Give a dataset with no rows one empty file, so it still reads as a typed table."""
+    path = layout.dataset_dir("raw", spec.name) / SINGLE_FILE
+    with atomic_path(path) as tmp:
+        spec.empty(schema).write_parquet(tmp, compression="zstd", statistics=True)
+    return path

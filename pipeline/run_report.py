@@ -1,0 +1,160 @@
+"""The report of one sync run: structured JSON under `<cache>/reports/` and a summary table.
+
+The JSON is the record other tools build on (HTML pages, metrics, alerts): run id,
+start and end, the arguments, per task the outcome and its reason, units, calls, rows
+fetched and saved, retries, duration and errors, and the totals that decide the exit
+status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cache.atomic import write_bytes_atomic
+from cache.layout import CacheLayout
+from pipeline.logs import scrub
+
+OUTCOMES = ("success", "partial", "no_data", "skipped", "failed")
+SUCCESSFUL = ("success", "no_data")
+
+
+@dataclass
+class TaskOutcome:
+    """How one task ended in a run."""
+
+    task: str
+    status: str = "skipped"
+    reason: str = ""
+    api: str = ""
+    strategy: str = ""
+    units_total: int = 0
+    units_done: int = 0
+    calls: int = 0
+    calls_estimated: int = 0
+    rows_fetched: int = 0
+    rows_saved: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    duration_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    """Everything a sync run did; `exit_code` applies the alert rules."""
+
+    run_id: str
+    started: str
+    source: str
+    cache_dir: str
+    arguments: dict[str, Any]
+    success_rate_alert: float
+    finished: str | None = None
+    as_of: str | None = None  # the newest trade date the source had data for
+    dry_run: bool = False
+    tasks: list[TaskOutcome] = field(default_factory=list)
+    calls_by_api: dict[str, int] = field(default_factory=dict)
+    estimated_seconds: float = 0.0
+    duration_s: float = 0.0
+    path: str | None = None
+
+    @property
+    def success_rate(self) -> float:
+        """Share of the selected tasks that ended `success` or `no_data` (1.0 when none)."""
+        if not self.tasks:
+            return 1.0
+        return sum(t.status in SUCCESSFUL for t in self.tasks) / len(self.tasks)
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 1 when a task failed hard or the success rate is under the alert level."""
+        if self.dry_run:
+            return 0
+        failed = any(t.status == "failed" for t in self.tasks)
+        return 1 if failed or self.success_rate < self.success_rate_alert else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document."""
+        doc = dataclasses.asdict(self)
+        doc["success_rate"] = round(self.success_rate, 4)
+        doc["exit_code"] = self.exit_code
+        doc["calls"] = sum(self.calls_by_api.values())
+        return doc
+
+    def save(self, layout: CacheLayout) -> Path:
+        """Write the JSON under `<cache>/reports/sync-<run_id>.json` (secrets scrubbed)."""
+        path = layout.reports_dir / f"sync-{self.run_id}.json"
+        self.path = str(path)
+        text = scrub(json.dumps(self.to_dict(), ensure_ascii=False, indent=1, default=str))
+        write_bytes_atomic(text.encode("utf-8"), path)
+        return path
+
+    def table(self) -> Table:
+        """The per-task summary as a rich table."""
+        title = "sync plan (dry run)" if self.dry_run else f"sync {self.run_id}"
+        table = Table(title=title)
+        for column in ("task", "status", "strategy", "units", "calls", "rows", "saved", "s"):
+            table.add_column(column, justify="left" if column in ("task", "status") else "right")
+        table.add_column("reason")
+        for t in self.tasks:
+            units = f"{t.units_done}/{t.units_total}"
+            calls = str(t.calls_estimated if self.dry_run else t.calls)
+            table.add_row(
+                t.task,
+                t.status,
+                t.strategy,
+                units,
+                calls,
+                str(t.rows_fetched),
+                str(t.rows_saved),
+                f"{t.duration_s:.1f}",
+                scrub(t.reason),
+            )
+        return table
+
+    def render(self) -> str:
+        """The summary as text: the table and one closing line."""
+        console = Console(width=140, record=True, file=_NullFile(), force_terminal=False)
+        console.print(self.table())
+        total = sum(self.calls_by_api.values())
+        if self.dry_run:
+            tail = (
+                f"{sum(t.calls_estimated for t in self.tasks)} calls planned; "
+                f"about {_duration(self.estimated_seconds)} at the configured rate limits"
+            )
+        else:
+            tail = (
+                f"{total} calls, success rate {self.success_rate:.0%}, "
+                f"{self.duration_s:.1f} s, exit {self.exit_code}"
+                + (f"; report {self.path}" if self.path else "")
+            )
+        return console.export_text() + tail
+
+
+class _NullFile:
+    def write(self, _text: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO formatted to the second."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,1028 @@
+"""The smart incremental sync: plan → fetch → commit each batch of units → views.
+
+`run_sync` is the entry point of `ah sync` and of the pipeline's `ah run`. One run owns
+one client (so one pacer per API for all tasks) and runs the selected tasks
+concurrently. For each task the planner (plan.py) lists the work items; fetchers call
+the API (splitting any answer cut short at the row cap), a committer merges finished
+items into the dataset's partition files (cache/store.py) and then records them in the
+task state, so a killed run resumes where it stopped. Afterwards the DuckDB catalogue
+of views is rebuilt and a report is written.
+
+Before anything is written, the run fetches the calendar (which also proves the token)
+and finds the source's as-of date, the newest trade date with daily bars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import polars as pl
+from anyio.abc import ObjectReceiveStream
+
+from cache.atomic import write_bytes_atomic
+from cache.layout import CacheLayout
+from cache.read import has_files, read_dataset, summarize
+from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+from pipeline.locks import FileLocks, PostgresLocks, TaskLocks
+from pipeline.logs import get_logger, register_secrets, slow_operation
+from pipeline.plan import (
+    CannotSplit,
+    Market,
+    PlanOptions,
+    TaskPlan,
+    WorkItem,
+    day_items,
+    follow_ups,
+    plan_task,
+    request_id,
+    unit_date,
+    unit_key,
+    within_bounds,
+)
+from pipeline.run_report import SyncReport, TaskOutcome, now_iso
+from pipeline.sources import Source, open_source
+from pipeline.sources.tushare.errors import (
+    AuthError,
+    PermissionDenied,
+    QuotaExhausted,
+    TushareError,
+)
+from pipeline.state import FileStateStore, PostgresStateStore, StateStore, TaskState, open_state
+from pipeline.tasks import TASKS, TaskSpec, select_tasks, task
+from sinks.duckdb import rebuild_catalog
+
+log = get_logger("sync")
+
+MARKET_TZ = ZoneInfo("Asia/Shanghai")
+DEFAULT_CONCURRENCY = 4
+DEFAULT_BATCH_ITEMS = 64
+BATCH_ROWS = 100_000
+FLUSH_SECONDS = 20.0
+PROGRESS_LOG_SECONDS = 15.0
+CRASH_ENV = "AH_TEST_CRASH_AT"
+DIVIDEND_DONE = "实施"
+LISTING_SCHEMA = {"ts_code": pl.String, "list_date": pl.Date, "delist_date": pl.Date}
+
+
+# ------------------------------------------------------------------ crash points (tests)
+
+_crash_counts: Counter[str] = Counter()
+
+
+def crash_point(point: str) -> None:
+    """Kill this process with SIGKILL the n-th time it passes `point`, when the
+    environment says `AH_TEST_CRASH_AT=<point>:<n>` (crash-safety tests only)."""
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted:
+        return
+    name, _, count = wanted.partition(":")
+    if name != point:
+        return
+    _crash_counts[point] += 1
+    if _crash_counts[point] >= int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------ the source's identity
+
+
+SOURCE_FILE = "source.json"
+
+
+def recorded_source(layout: CacheLayout) -> str | None:
+    """The source kind that filled this cache (`sim` or `tushare`), None for a new cache."""
+    path = layout.state_dir / SOURCE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text("utf-8")).get("kind")
+
+
+def check_source(layout: CacheLayout, kind: str) -> None:
+    """Refuse to mix sources: a cache filled from one source never takes another's data."""
+    recorded = recorded_source(layout)
+    if recorded is not None and recorded != kind:
+        names = {"sim": "the simulator", "tushare": "Tushare"}
+        msg = (
+            f"cache {layout.root} holds data from {names.get(recorded, recorded)}; "
+            f"refusing to mix in data from {names.get(kind, kind)} (use another --cache-dir)"
+        )
+        raise UsageError(msg)
+
+
+def remember_source(layout: CacheLayout, kind: str, label: str) -> None:
+    """Record which source fills the cache (on first use)."""
+    path = layout.state_dir / SOURCE_FILE
+    if not path.exists():
+        doc = {"kind": kind, "label": label, "since": now_iso()}
+        write_bytes_atomic(json.dumps(doc).encode("utf-8"), path)
+
+
+def sweep_catalog_temporaries(layout: CacheLayout) -> None:
+    """Remove the temporary catalogue files of killed runs (`.alphahome.duckdb.<pid>.tmp`
+    and its WAL) whose process is gone; a live run's are left alone."""
+    for path in layout.root.glob(f".{layout.duckdb_path.name}.*.tmp*"):
+        pid = path.name.split(".")[3] if path.name.count(".") >= 4 else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ------------------------------------------------------------------ the market context
+
+
+@dataclass
+class Prefetched:
+    """Answers fetched while building the context, reused by the tasks that ask the same."""
+
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+    def take(self, item_id: str) -> pl.DataFrame | None:
+        """The frame of a request fetched already (once)."""
+        return self.frames.pop(item_id, None)
+
+
+def market_today() -> dt.date:
+    """Today in China."""
+    return dt.datetime.now(MARKET_TZ).date()
+
+
+async def pages(
+    source: Source,
+    spec: TaskSpec,
+    api: str,
+    params: Mapping[str, str],
+    market: Market,
+    prefetched: Prefetched,
+    *,
+    tag: str,
+    max_retries: int | None = None,
+) -> AsyncIterator[tuple[pl.DataFrame, dt.date | None]]:
+    """The rows of one request as they arrive, splitting answers cut short at the row
+    cap; with each cursor page, the date after which everything asked is complete.
+
+    Follow-up requests are asked newest first, so when a cursor page arrives every date
+    after its oldest one is complete for the whole request.
+    """
+    pending = [dict(params)]
+    while pending:
+        asked = pending.pop()
+        cached = prefetched.take(request_id(api, asked))
+        if cached is not None:
+            yield cached, None
+            continue
+        page = await source.client.query(api, asked, spec.fields, max_retries=max_retries, tag=tag)
+        crash_point("fetch")
+        if not page.truncated:
+            yield page.frame, None
+            continue
+        follow = follow_ups(spec, asked, page.frame, market)
+        pending.extend(follow.requests)
+        yield follow.keep, follow.complete_after
+
+
+async def fetch_request(
+    source: Source,
+    spec: TaskSpec,
+    api: str,
+    params: Mapping[str, str],
+    market: Market,
+    prefetched: Prefetched,
+    *,
+    tag: str,
+) -> pl.DataFrame:
+    """Every row of one request."""
+    frames = [
+        frame async for frame, _ in pages(source, spec, api, params, market, prefetched, tag=tag)
+    ]
+    return pl.concat(frames, how="vertical")
+
+
+async def _whole(
+    source: Source, name: str, params: dict[str, str], prefetched: Prefetched, market: Market
+) -> pl.DataFrame:
+    """A reference request made for planning, remembered for the task that makes it too."""
+    spec = task(name)
+    frame = await fetch_request(source, spec, name, params, market, Prefetched(), tag="context")
+    prefetched.frames[request_id(name, params)] = frame
+    return frame
+
+
+async def find_as_of(source: Source, hi: dt.date) -> dt.date | None:
+    """The newest trade date with daily bars on or before `hi` (None: no bars at all).
+
+    One call: rows come newest first, so the first page holds the newest date.
+    """
+    page = await source.client.query(
+        "daily", {"end_date": unit_key(hi)}, ["trade_date"], tag="context"
+    )
+    return page.frame["trade_date"].max() if page.frame.height else None  # type: ignore[return-value]
+
+
+def open_dividend_plans(layout: CacheLayout) -> tuple[dt.date, ...]:
+    """Announcement days of stored dividend plans not yet carried out (实施): their later
+    stages appear without a date of their own, so they are asked again by that day."""
+    stored = read_dataset(
+        layout, "dividend", columns=["ts_code", "end_date", "ann_date", "div_proc"]
+    )
+    if stored is None or stored.height == 0:
+        return ()
+    plans = stored.group_by("ts_code", "end_date", "ann_date").agg(
+        (pl.col("div_proc") == DIVIDEND_DONE).any().alias("done")
+    )
+    days = plans.filter(~pl.col("done") & pl.col("ann_date").is_not_null())["ann_date"]
+    return tuple(sorted(days.unique().to_list()))
+
+
+async def load_market(
+    source: Source,
+    specs: Sequence[TaskSpec],
+    end: dt.date | None,
+    layout: CacheLayout,
+) -> tuple[Market, Prefetched]:
+    """Calendar, as-of date, listings and codes, fetched fresh for this run; the
+    calendar comes first, so a bad token stops the run before anything is written."""
+    prefetched = Prefetched()
+    empty = Market((), None, pl.DataFrame(schema=LISTING_SCHEMA))
+    calendar = await _whole(source, "trade_cal", {"exchange": "SSE"}, prefetched, empty)
+    open_days = tuple(sorted(calendar.filter(pl.col("is_open") == "1")["cal_date"].to_list()))
+    hi = min(end, market_today()) if end else market_today()
+    try:
+        as_of = await find_as_of(source, hi)
+    except PermissionDenied:
+        as_of = max((d for d in open_days if d <= hi), default=None)
+    frames = [
+        await _whole(source, "stock_basic", {"list_status": s}, prefetched, empty) for s in "LDP"
+    ]
+    listings = pl.concat(frames).select(list(LISTING_SCHEMA)).unique("ts_code")
+    kinds = {s.code_kind for s in specs}
+    index_codes: tuple[str, ...] = ()
+    if "index" in kinds:
+        basics = [
+            await _whole(source, "index_basic", dict(p), prefetched, empty)
+            for p in task("index_basic").snapshots
+        ]
+        quoted = pl.concat(basics).filter(pl.col("market") != "SW")
+        index_codes = tuple(sorted(quoted["ts_code"].unique().to_list()))
+    sw_l1: tuple[str, ...] = ()
+    if "sw_l1" in kinds:
+        tree = await _whole(source, "index_classify", {"src": "SW2021"}, prefetched, empty)
+        sw_l1 = tuple(sorted(tree.filter(pl.col("level") == "L1")["index_code"].to_list()))
+    plans = open_dividend_plans(layout) if any(s.name == "dividend" for s in specs) else ()
+    market = Market(open_days, as_of, listings, index_codes, sw_l1, open_plans=plans)
+    return market, prefetched
+
+
+async def fetch_events(
+    source: Source, market: Market, plans: Sequence[TaskPlan], prefetched: Prefetched
+) -> pl.DataFrame:
+    """Income versions that became visible on the plans' missing days: the (stock,
+    period) pairs whose new version other report datasets must fetch again.
+
+    Asked with the income task's own per-day requests (announcement ranges and exact
+    f_ann_date days); the answers are kept for the income task when it asks the same.
+    """
+    income = task("income")
+    api = income.api_for(source.points)
+    days = sorted({u for p in plans for u in p.missing})
+    first, last = unit_date(days[0]), unit_date(days[-1])
+    span = [unit_key(first + dt.timedelta(days=i)) for i in range((last - first).days + 1)]
+    lo = min(p.lo for p in plans if p.lo is not None)
+    frames = []
+    for item in day_items(income, api, market, span, days, lo, last):
+        frame = await fetch_request(
+            source, income, api, item.param_dict, market, Prefetched(), tag="context"
+        )
+        prefetched.frames[item.id] = frame
+        frames.append(frame)
+    found = pl.concat(frames).unique() if frames else pl.DataFrame(schema=income.schema())
+    return found.select(
+        "ts_code",
+        "end_date",
+        "ann_date",
+        pl.max_horizontal("ann_date", "f_ann_date").alias("visible"),
+        "update_flag",
+    )
+
+
+# ------------------------------------------------------------------ progress
+
+
+class ProgressBoard:
+    """Units done per task: a rich progress bar on a terminal, log lines otherwise."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        self.tty = sys.stderr.isatty() if enabled is None else enabled
+        self._bars: Any = None
+        self._ids: dict[str, Any] = {}
+        self._state: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> ProgressBoard:
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bars = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=False,
+            )
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def update(self, task: str, done: int, total: int) -> None:
+        """Record a task's progress."""
+        self._state[task] = (done, total)
+        if self._bars is not None:
+            if task not in self._ids:
+                self._ids[task] = self._bars.add_task(task, total=total)
+            self._bars.update(self._ids[task], completed=done, total=total)
+
+    def line(self) -> str:
+        """One log line of every task in progress."""
+        parts = [f"{t} {d}/{n}" for t, (d, n) in self._state.items() if d < n]
+        return "sync progress: " + (", ".join(parts) if parts else "finishing")
+
+    async def log_periodically(self) -> None:
+        """When not on a terminal, log progress every few seconds until cancelled."""
+        if self.tty:
+            return
+        while True:
+            await anyio.sleep(PROGRESS_LOG_SECONDS)
+            log.info(self.line())
+
+
+# ------------------------------------------------------------------ one task
+
+
+@dataclass
+class RunContext:
+    """What every task of a run shares."""
+
+    settings: Settings
+    layout: CacheLayout
+    source: Source
+    store: StateStore
+    market: Market
+    prefetched: Prefetched
+    mode: Mode
+    progress: ProgressBoard
+    run_id: str
+    catalog_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    views: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows of one item as they arrive: after a cursor page, every unit dated after
+    `complete_after` is complete; the `last` piece completes the item."""
+
+    item: WorkItem
+    frame: pl.DataFrame
+    fetched_at: dt.datetime
+    complete_after: dt.date | None
+    last: bool
+
+
+@dataclass
+class Batch:
+    """Pieces waiting to be committed together."""
+
+    pieces: list[Piece] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def first_fetch(self) -> dt.datetime:
+        """When the oldest rows of the batch were fetched."""
+        return min(p.fetched_at for p in self.pieces)
+
+
+class TaskRunner:
+    """Fetches and commits the work items of one task plan."""
+
+    def __init__(self, ctx: RunContext, plan: TaskPlan, state: TaskState, resume: bool) -> None:
+        self.ctx = ctx
+        self.plan = plan
+        self.spec = plan.task
+        self.state = state
+        override = ctx.settings.task(self.spec.name)
+        self.concurrency = override.concurrency or DEFAULT_CONCURRENCY
+        self.max_retries = override.max_retries if override.max_retries is not None else None
+        self.batch_items = override.batch_size or DEFAULT_BATCH_ITEMS
+        self.outcome = TaskOutcome(
+            task=self.spec.name,
+            api=plan.api,
+            strategy=plan.strategy,
+            units_total=len(plan.missing),
+            calls_estimated=plan.calls,
+        )
+        if not (resume and state.plan_id == plan.plan_id):
+            state.plan_done = set()
+        state.plan_id = plan.plan_id
+        self.todo = [i for i in plan.items if i.id not in state.plan_done]
+        self.remaining: Counter[str] = Counter()
+        for item in plan.items:
+            if item.id not in state.plan_done:
+                self.remaining.update(item.units)
+        self.partly_done: dict[str, set[str]] = {}
+        self.errors: list[str] = []
+        self.stop_reason: str | None = None
+        self.skip_reason: str | None = None
+        self.units_done = 0
+
+    # ---- fetching
+
+    async def fetch(self, item: WorkItem, results: Any) -> None:
+        """Fetch one item, handing its rows to the committer page by page."""
+        ctx = self.ctx
+        received = pages(
+            ctx.source, self.spec, item.api, item.param_dict, ctx.market, ctx.prefetched,
+            tag=self.spec.name, max_retries=self.max_retries,
+        )  # fmt: skip
+        held: Piece | None = None  # sent once the next page shows it is not the last
+        async for frame, complete_after in received:
+            if held is not None:
+                await results.send(held)
+            held = Piece(item, frame, dt.datetime.now(dt.UTC), complete_after, last=False)
+        assert held is not None
+        await results.send(dataclasses.replace(held, last=True))
+
+    async def fetcher(self, items: ObjectReceiveStream[WorkItem], results: Any) -> None:
+        """Take items off the queue and fetch them; errors end the item, not the task."""
+        async with items, results:
+            async for item in items:
+                if self.stop_reason:
+                    continue
+                try:
+                    await self.fetch(item, results)
+                except AuthError:
+                    raise
+                except PermissionDenied as exc:
+                    self.stop_reason = self.skip_reason = exc.message
+                except QuotaExhausted as exc:
+                    self.stop_reason = f"daily quota of {exc.api} used up"
+                    self.errors.append(str(exc))
+                except (TushareError, CannotSplit) as exc:
+                    self.errors.append(str(exc))
+
+    # ---- committing
+
+    def _commit(self, frame: pl.DataFrame, fetched_at: dt.datetime) -> int:
+        result = commit(
+            self.ctx.layout,
+            self.spec.store_spec(),
+            frame,
+            fetched_at,
+            self.ctx.mode,
+            checkpoint=crash_point,
+        )
+        return result.rows_saved
+
+    async def flush(self, batch: Batch) -> None:
+        """Commit a batch, then record its finished items and complete units."""
+        if not batch.pieces:
+            return
+        pieces = batch.pieces
+        frame = within_bounds(self.plan, pl.concat([p.frame for p in pieces], how="vertical"))
+        try:
+            with slow_operation(
+                f"commit {self.spec.name} ({frame.height} rows)",
+                self.ctx.settings.run.slow_operation_s,
+                log,
+            ):
+                saved = await anyio.to_thread.run_sync(self._commit, frame, batch.first_fetch)
+            self.outcome.rows_saved += saved
+        except AppendConflict:
+            pieces = await self._commit_one_by_one(pieces, batch.first_fetch)
+        completed = [u for p in pieces for u in self._completes(p)]
+        self._record(completed)
+        await self.ensure_view()
+        batch.pieces, batch.rows = [], 0
+
+    async def _commit_one_by_one(
+        self, pieces: Sequence[Piece], fetched_at: dt.datetime
+    ) -> list[Piece]:
+        """Append mode met stored keys: commit item by item; the refused items fail."""
+        refused = set()
+        for item in dict.fromkeys(p.item for p in pieces):
+            rows = [p.frame for p in pieces if p.item == item]
+            part = within_bounds(self.plan, pl.concat(rows, how="vertical"))
+            try:
+                self.outcome.rows_saved += await anyio.to_thread.run_sync(
+                    self._commit, part, fetched_at
+                )
+            except AppendConflict as exc:
+                self.errors.append(str(exc))
+                refused.add(item.id)
+        return [p for p in pieces if p.item.id not in refused]
+
+    def _completes(self, piece: Piece) -> list[str]:
+        """Units that this committed piece completes: on a cursor page of a ranged item
+        (which alone covers its dates), those dated after the cursor; on the last
+        piece, every unit of the item not completed before."""
+        item, seen = piece.item, self.partly_done.setdefault(piece.item.id, set())
+        if piece.last:
+            self.state.plan_done.add(item.id)
+            units = [u for u in item.units if u not in seen]
+        elif piece.complete_after is not None and self.plan.strategy == "ranges":
+            units = [u for u in item.units if u not in seen and unit_date(u) > piece.complete_after]
+        else:
+            return []
+        seen.update(units)
+        completed = []
+        for unit in units:
+            self.remaining[unit] -= 1
+            if self.remaining[unit] == 0:
+                completed.append(unit)
+        return completed
+
+    def _record(self, completed: Sequence[str]) -> None:
+        state = self.state
+        state.committed.update(completed)
+        self.units_done += len(completed)
+        if completed:
+            state.last_unit = max([*completed, state.last_unit or ""])
+        state.units_done = self.units_done
+        state.rows_fetched = self.outcome.rows_fetched
+        state.rows_saved = self.outcome.rows_saved
+        self.ctx.store.save(state)
+        crash_point("state")
+        self.ctx.progress.update(self.spec.name, self.units_done, len(self.plan.missing))
+
+    async def ensure_view(self) -> None:
+        """Give a dataset its view as soon as it has a file, so analysts see it early."""
+        name = self.spec.name
+        if name in self.ctx.views:
+            return
+        async with self.ctx.catalog_lock:
+            if name not in self.ctx.views and has_files(self.ctx.layout, name):
+                crash_point("views")
+                built = await anyio.to_thread.run_sync(rebuild_catalog, self.ctx.layout)
+                self.ctx.views.update(built.get("raw", []))
+
+    async def committer(self, results: ObjectReceiveStream[Piece]) -> None:
+        """Batch the arriving rows by pieces, rows and time; commit each batch."""
+        batch = Batch()
+        last = time.monotonic()
+        async with results:
+            async for piece in results:
+                batch.pieces.append(piece)
+                batch.rows += piece.frame.height
+                self.outcome.rows_fetched += piece.frame.height
+                full = len(batch.pieces) >= self.batch_items or batch.rows >= BATCH_ROWS
+                if full or time.monotonic() - last >= FLUSH_SECONDS:
+                    await self.flush(batch)
+                    last = time.monotonic()
+            await self.flush(batch)
+
+    # ---- the whole task
+
+    async def run(self) -> TaskOutcome:
+        """Fetch and commit every remaining item; returns the outcome."""
+        started = time.monotonic()
+        state, name = self.state, self.spec.name
+        state.status, state.reason, state.started, state.finished = "running", None, now_iso(), None
+        state.run_id = self.ctx.run_id
+        state.errors = []
+        removed = sweep_temporary_files(self.ctx.layout, name)
+        if removed:
+            log.info("%s: removed %d temporary file(s) of an interrupted run", name, removed)
+        self._record([u for u in self.plan.missing if self.remaining[u] == 0])
+        send_items, receive_items = anyio.create_memory_object_stream[WorkItem](len(self.todo))
+        send_results, receive_results = anyio.create_memory_object_stream[Piece](self.concurrency)
+        for item in self.todo:
+            send_items.send_nowait(item)
+        send_items.close()
+        async with anyio.create_task_group() as group:
+            for _ in range(self.concurrency):
+                group.start_soon(self.fetcher, receive_items.clone(), send_results.clone())
+            receive_items.close()
+            send_results.close()
+            group.start_soon(self.committer, receive_results)
+        stats = self.ctx.source.client.stats
+        self.outcome.calls = stats.for_tag("calls", name)
+        self.outcome.retries = stats.for_tag("retries", name)
+        self.outcome.rate_limited = stats.for_tag("rate_limited", name)
+        self.outcome.units_done = self.units_done
+        self.outcome.duration_s = round(time.monotonic() - started, 3)
+        self.outcome.errors = self.errors[:20]
+        self._conclude()
+        await self._finish_dataset()
+        return self.outcome
+
+    def _conclude(self) -> None:
+        out, state = self.outcome, self.state
+        complete = all(self.remaining[u] <= 0 for u in self.plan.missing)
+        if self.skip_reason and not out.units_done:
+            out.status, out.reason = "skipped", self.skip_reason
+        elif complete and not self.errors:
+            empty = not has_files(self.ctx.layout, self.spec.name) and out.rows_fetched == 0
+            out.status = "no_data" if empty else "success"
+            out.reason = "no rows in the source" if empty else ""
+        elif out.units_done or self.state.plan_done:
+            out.status = "partial"
+            out.reason = self.stop_reason or self.skip_reason or self.errors[0]
+        else:
+            out.status = "failed"
+            out.reason = self.stop_reason or (self.errors[0] if self.errors else "no unit done")
+        state.status, state.reason = out.status, out.reason
+        state.finished = now_iso()
+        state.units_total = len(self.plan.missing)
+        state.calls = out.calls
+        state.retries = out.retries
+        state.errors = out.errors
+        if out.status in ("success", "no_data"):
+            state.last_success = state.finished
+            state.plan_id, state.plan_done = None, set()
+        self.ctx.store.save(state)
+
+    async def _finish_dataset(self) -> None:
+        """A dataset that ended up with no file gets an empty one, so it still reads."""
+        if self.outcome.status in ("success", "no_data") and not has_files(
+            self.ctx.layout, self.spec.name
+        ):
+            write_empty(self.ctx.layout, self.spec.store_spec(), self.spec.schema())
+            await self.ensure_view()
+
+
+# ------------------------------------------------------------------ the run
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """The arguments of one sync run (what `ah sync` parsed)."""
+
+    tasks: tuple[str, ...] = ()
+    source: str | None = None
+    full: bool = False
+    start: dt.date | None = None
+    end: dt.date | None = None
+    dry_run: bool = False
+    mode: Mode = "upsert"
+    resume: bool = True
+    exclude: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    workers: int | None = None
+    filters: Mapping[str, str] = field(default_factory=dict)
+    progress: bool | None = None
+
+
+def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
+    if request.mode not in ("upsert", "append"):
+        msg = f"unknown mode {request.mode!r}; expected upsert or append"
+        raise UsageError(msg)
+    specs = select_tasks(
+        request.tasks, request.groups, [*settings.run.exclude_tasks, *request.exclude]
+    )
+    specs = [s for s in specs if s.name in request.tasks or settings.task(s.name).enabled]
+    known = {f for s in specs for f in s.filters}
+    for key in request.filters:
+        if key not in known:
+            msg = f"filter --{key.replace('_', '-')} applies to none of the selected tasks"
+            raise UsageError(msg)
+    if request.start and request.end and request.start > request.end:
+        msg = f"--start {request.start} is after --end {request.end}"
+        raise UsageError(msg)
+    return specs
+
+
+def _locks(settings: Settings, layout: CacheLayout, store: StateStore) -> TaskLocks:
+    if isinstance(store, PostgresStateStore):
+        assert settings.database.url is not None
+        return PostgresLocks(settings.database.url)
+    return FileLocks(layout)
+
+
+def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncReport:
+    """Sync the selected tasks into `<cache>/raw/` and return the run's report.
+
+    Raises `AuthError` (bad token), `LockHeld` (a task is being synced elsewhere) and
+    `UsageError` (bad arguments, no token, mixed sources) before anything is written.
+    The report's `exit_code` is non-zero when a task failed or the success rate fell
+    under `run.success_rate_alert`. With `dry_run` the report holds the plan only.
+    """
+    request = request or SyncRequest()
+    register_secrets(settings.secrets())
+    specs = _selected(settings, request)
+    try:
+        return anyio.run(_run, settings, request, specs)
+    except BaseExceptionGroup as group:  # task groups wrap what a task raised
+        raise first_leaf(group) from None
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups: the one worth reporting."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) -> SyncReport:
+    layout = CacheLayout(settings.cache.dir)
+    source = open_source(settings, request.source)
+    started = time.monotonic()
+    report = SyncReport(
+        run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+        started=now_iso(),
+        source=source.label,
+        cache_dir=str(layout.root),
+        arguments=_arguments(request),
+        success_rate_alert=settings.run.success_rate_alert,
+        dry_run=request.dry_run,
+    )
+    names = [s.name for s in specs]
+    check_source(layout, source.kind)
+    store = _read_only_state(settings, layout) if request.dry_run else open_state(settings)
+    locks = _locks(settings, layout, store)
+    try:
+        locks.check(names)  # a running task refuses at once, before any call
+        async with source.client:
+            market, prefetched = await load_market(source, specs, request.end, layout)
+            report.as_of = market.as_of.isoformat() if market.as_of else None
+            log.info(
+                "source %s: as of %s, %d listings",
+                source.label, market.as_of, market.listings.height,
+            )  # fmt: skip
+            planner = Planner(settings, request, source, store)
+            plans = planner.plan_all(specs, market)
+            if request.dry_run:
+                _dry_run_report(report, plans, source)
+                report.calls_by_api = source.client.stats.by_api("calls")
+                return report
+            remember_source(layout, source.kind, source.label)
+            locks.acquire(names)
+            sweep_catalog_temporaries(layout)
+            market, plans = await _with_events(planner, source, market, plans, prefetched)
+            ctx = RunContext(
+                settings, layout, source, store, market, prefetched, request.mode,
+                ProgressBoard(request.progress), report.run_id,
+            )  # fmt: skip
+            report.tasks = await _run_tasks(ctx, request, planner, plans)
+            report.calls_by_api = source.client.stats.by_api("calls")
+    finally:
+        locks.release()
+        store.close()
+    crash_point("views")
+    rebuild_catalog(layout)
+    report.finished = now_iso()
+    report.duration_s = round(time.monotonic() - started, 3)
+    report.save(layout)
+    return report
+
+
+def _read_only_state(settings: Settings, layout: CacheLayout) -> StateStore:
+    if settings.state.backend == "postgres":
+        return open_state(settings)
+    return FileStateStore(layout)
+
+
+@dataclass
+class Planner:
+    """Plans the tasks of a run from their stored state."""
+
+    settings: Settings
+    request: SyncRequest
+    source: Source
+    store: StateStore
+
+    def options(self, spec: TaskSpec, **changes: Any) -> PlanOptions:
+        """The plan options of one task: arguments, per-task overrides, the source."""
+        override = self.settings.task(spec.name)
+        request, source = self.request, self.source
+        start = max(filter(None, (request.start, source.history_start)), default=None)
+        options = PlanOptions(
+            points=source.points,
+            start=start,
+            end=request.end,
+            full=request.full,
+            append=request.mode == "append",
+            start_override=override.start_date,
+            refresh_override=override.lookback_units,
+            filters=request.filters,
+        )
+        return dataclasses.replace(options, **changes)
+
+    def plan(self, spec: TaskSpec, market: Market, **changes: Any) -> TaskPlan:
+        """One task's plan."""
+        committed = self.store.load(spec.name).committed
+        return plan_task(spec, committed, market, self.options(spec, **changes))
+
+    def plan_all(self, specs: Sequence[TaskSpec], market: Market) -> list[TaskPlan]:
+        """Every task's plan; when income goes by announcement day, the events it asks
+        for anyway cost the other report datasets nothing."""
+        plans = {s.name: self.plan(s, market) for s in specs if s.name == "income"}
+        free = "income" in plans and plans["income"].strategy == "per_day"
+        for spec in specs:
+            if spec.name not in plans:
+                plans[spec.name] = self.plan(spec, market, events_free=free)
+        return [plans[s.name] for s in specs]
+
+
+async def _with_events(
+    planner: Planner,
+    source: Source,
+    market: Market,
+    plans: list[TaskPlan],
+    prefetched: Prefetched,
+) -> tuple[Market, list[TaskPlan]]:
+    """The plans that go by announcement day, completed with the income events; when the
+    service refuses the vip variant after all, those tasks go per stock instead."""
+    waiting = [p for p in plans if p.awaiting_events]
+    if not waiting:
+        return market, plans
+    try:
+        events = await fetch_events(source, market, waiting, prefetched)
+    except PermissionDenied as exc:
+        log.info("events: %s; report datasets go per stock", exc.message)
+        return market, [
+            planner.plan(p.task, market, allow_vip=False) if p.awaiting_events else p for p in plans
+        ]
+    market = dataclasses.replace(market, events=events)
+    return market, [planner.plan(p.task, market) if p.awaiting_events else p for p in plans]
+
+
+async def _run_tasks(
+    ctx: RunContext, request: SyncRequest, planner: Planner, plans: Sequence[TaskPlan]
+) -> list[TaskOutcome]:
+    workers = request.workers or ctx.settings.run.workers
+    if ctx.layout.duckdb_path.exists():
+        ctx.views.update(ctx.layout.datasets("raw"))
+    outcomes: dict[str, TaskOutcome] = {}
+    limiter = anyio.CapacityLimiter(max(1, workers))
+
+    async def one(plan: TaskPlan) -> None:
+        async with limiter:
+            outcomes[plan.task.name] = await _run_task(ctx, request, planner, plan)
+
+    with ctx.progress:
+        async with anyio.create_task_group() as group:
+            group.start_soon(ctx.progress.log_periodically)
+            async with anyio.create_task_group() as tasks:
+                for plan in plans:
+                    tasks.start_soon(one, plan)
+            group.cancel_scope.cancel()
+    return [outcomes[p.task.name] for p in plans]
+
+
+async def _run_task(
+    ctx: RunContext, request: SyncRequest, planner: Planner, plan: TaskPlan
+) -> TaskOutcome:
+    spec = plan.task
+    state = ctx.store.load(spec.name)
+    if plan.skip_reason:
+        state.status, state.reason, state.finished = "skipped", plan.skip_reason, now_iso()
+        ctx.store.save(state)
+        log.info("%s: skipped (%s)", spec.name, plan.skip_reason)
+        return TaskOutcome(spec.name, "skipped", plan.skip_reason, api=plan.api)
+    log.info(
+        "%s: %d units missing of %d wanted, %d calls planned (%s via %s)",
+        spec.name, len(plan.missing), len(plan.wanted), plan.calls, plan.strategy, plan.api,
+    )  # fmt: skip
+    try:
+        outcome = await TaskRunner(ctx, plan, state, request.resume).run()
+        if outcome.status == "skipped" and plan.api != spec.name:
+            log.info("%s: %s refused (%s); asking per stock", spec.name, plan.api, outcome.reason)
+            fallback = planner.plan(spec, ctx.market, allow_vip=False)
+            outcome = await TaskRunner(ctx, fallback, state, resume=False).run()
+    except Exception as exc:  # a task's bug or I/O failure must not take the others down
+        cause = first_leaf(exc)
+        if isinstance(cause, AuthError):
+            raise cause from None
+        log.error("%s: failed", spec.name, exc_info=True)
+        reason = f"{type(cause).__name__}: {cause}"
+        state.status, state.reason, state.finished = "failed", reason, now_iso()
+        ctx.store.save(state)
+        return TaskOutcome(spec.name, "failed", reason, api=plan.api, strategy=plan.strategy)
+    log.log(
+        logging.INFO if outcome.status in ("success", "no_data") else logging.WARNING,
+        "%s: %s, %d/%d units, %d calls, %d rows fetched, %d saved%s",
+        spec.name, outcome.status, outcome.units_done, outcome.units_total, outcome.calls,
+        outcome.rows_fetched, outcome.rows_saved, f" ({outcome.reason})" if outcome.reason else "",
+    )  # fmt: skip
+    return outcome
+
+
+def _dry_run_report(report: SyncReport, plans: Sequence[TaskPlan], source: Source) -> None:
+    limits = source.client.limits
+    per_api: Counter[str] = Counter()
+    for plan in plans:
+        calls = plan.calls + plan.extra_calls
+        report.tasks.append(
+            TaskOutcome(
+                task=plan.task.name,
+                status="skipped" if plan.skip_reason else "planned",
+                reason=plan.skip_reason or "",
+                api=plan.api,
+                strategy=plan.strategy,
+                units_total=len(plan.missing),
+                calls_estimated=calls,
+                duration_s=limits.seconds_for(plan.api, calls),
+            )
+        )
+        per_api[plan.api] += calls
+    # APIs are paced independently: the run takes as long as its busiest API
+    report.estimated_seconds = max(
+        (limits.seconds_for(api, n) for api, n in per_api.items()), default=0.0
+    )
+
+
+def _arguments(request: SyncRequest) -> dict[str, Any]:
+    return {
+        "tasks": list(request.tasks),
+        "source": request.source,
+        "full": request.full,
+        "start": request.start.isoformat() if request.start else None,
+        "end": request.end.isoformat() if request.end else None,
+        "mode": request.mode,
+        "resume": request.resume,
+        "exclude": list(request.exclude),
+        "groups": list(request.groups),
+        "filters": dict(request.filters),
+    }
+
+
+# ------------------------------------------------------------------ ah tasks
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    """One line of `ah tasks`."""
+
+    task: str
+    group: str
+    unit: str
+    rows: int
+    first: dt.date | None
+    last: dt.date | None
+    status: str
+    last_success: str | None
+
+
+def render_tasks(rows: Sequence[DatasetRow]) -> str:
+    """`ah tasks` as text: one line per task."""
+    header = ("task", "group", "unit", "rows", "first", "last", "status", "last success")
+    lines = [
+        (r.task, r.group, r.unit, str(r.rows), str(r.first or "-"), str(r.last or "-"),
+         r.status, r.last_success or "-")
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *lines]
+    )
+
+
+def list_tasks(settings: Settings) -> list[DatasetRow]:
+    """Every task with its dataset's rows, first/last date and last success (`ah tasks`)."""
+    layout = CacheLayout(settings.cache.dir)
+    store = _read_only_state(settings, layout)
+    try:
+        rows = []
+        for spec in TASKS:
+            summary = summarize(layout, spec.name, spec.date_field)
+            state = store.load(spec.name)
+            rows.append(
+                DatasetRow(
+                    spec.name,
+                    spec.group,
+                    spec.unit,
+                    summary.rows,
+                    summary.first,
+                    summary.last,
+                    state.status,
+                    state.last_success,
+                )
+            )
+        return rows
+    finally:
+        store.close()

@@ -1,0 +1,445 @@
+"""The sync tasks as data: one frozen `TaskSpec` per dataset (DESIGN section 5).
+
+A task is one dataset of `raw/`: the API it calls (a `*_vip` variant lands in the base
+dataset), its group, unit of work, natural key, storage kind, partitioning, default
+start, refresh window, and how its API may be asked (documented parameters only: by
+date, by date range, by code). Field lists are never written here: every documented
+field, default-N ones such as `update_flag` included, comes from the catalogue.
+
+Units of work:
+- `trade_date`: open days of the SSE calendar (or the last open day of each week or
+  month) up to the as-of date; market data never changes once published, so the
+  refresh window only guards against late vendor fixes;
+- `period`: report ends (disclosure plans, published ahead and updated until the report
+  is out, hence a refresh window of several periods);
+- `day`: calendar days on which rows become visible (statements, forecasts, dividends):
+  a statement version appears on max(ann_date, f_ann_date), and a restatement may keep
+  its old ann_date, so "new since the last run" is asked by announcement day, and the
+  (stock, period) pairs whose new version the announcement queries cannot reach are
+  taken from the income statement's versions ("events");
+- `snapshot`: the whole dataset, every run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from cache.store import Partitioning, Storage, StoreSpec
+from pipeline.errors import UsageError
+from pipeline.sources.tushare.catalogue import ApiSpec, api_spec
+
+Group = Literal["market", "finance", "index", "reference"]
+GROUPS: tuple[Group, ...] = ("market", "finance", "index", "reference")
+UnitKind = Literal["trade_date", "period", "day", "snapshot"]
+Calendar = Literal["daily", "weekly", "monthly"]
+# What a request can be narrowed to when it must name a code.
+CodeKind = Literal["stock", "index", "sw_l1"]
+# What an incremental run re-asks besides its own day queries: nothing; the (stock,
+# period) pairs of income versions that became visible on a missing day but were
+# announced on another one; the pairs of every original report that became visible
+# (fina_mainbz has no dates of its own); or the announcement days of dividend plans not
+# yet carried out (their later stages keep the plan's ann_date).
+Events = Literal["none", "late", "originals", "open_plans"]
+INCOME_EVENTS = ("late", "originals")
+Backfill = Literal["per_period", "per_code"]
+
+VIP_POINTS = 5000
+MARKET_START = dt.date(2010, 1, 1)
+FINANCE_LEAD_YEARS = 2  # TTM and YoY at the first date need two years of reports before it
+ALL_QUARTERS = (1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One sync task (see the module docstring for the units).
+
+    Request shapes: `date_param` names one unit (`trade_date=`, `end_date=`);
+    `ranged`: `start_date`/`end_date` without a code filter the unit date;
+    `ann_range`: `start_date`/`end_date` filter the announcement day;
+    `day_params`: parameters that select the rows of one day exactly (`f_ann_date=`);
+    `code_param`/`code_kind`: how a request names a code; `needs_code`: the plain API
+    wants one in every request; `vip`: a `*_vip` variant serves whole periods;
+    `backfill`: how a day-unit task fetches a long span; `types`: one request per
+    value of the `type` parameter; `snapshots`: the parameter sets of a snapshot;
+    `visible`: output dates whose latest is the day a row appears;
+    `density`: expected rows per code and unit (planning only).
+    """
+
+    name: str
+    group: Group
+    unit: UnitKind
+    key: tuple[str, ...]
+    date_field: str | None
+    storage: Storage
+    partitioning: Partitioning
+    start: dt.date | None
+    refresh: int
+    sort_by: tuple[str, ...]
+    calendar: Calendar = "daily"
+    date_param: str | None = None
+    ranged: bool = False
+    ann_range: bool = False
+    day_params: tuple[str, ...] = ()
+    code_param: str | None = "ts_code"
+    code_kind: CodeKind | None = "stock"
+    needs_code: bool = False
+    vip: bool = False
+    backfill: Backfill = "per_period"
+    events: Events = "none"
+    types: tuple[str, ...] = ()
+    quarters: tuple[int, ...] = ALL_QUARTERS
+    lead_years: int = 0
+    snapshots: tuple[tuple[tuple[str, str], ...], ...] = ((),)
+    visible: tuple[str, ...] = ()
+    period_ahead_days: int = 0
+    density: float = 1.0
+    filters: tuple[str, ...] = ()
+
+    @property
+    def api(self) -> str:
+        """The base API (the dataset's name)."""
+        return self.name
+
+    @property
+    def spec(self) -> ApiSpec:
+        """The catalogue entry of the API."""
+        return api_spec(self.name)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every documented output field, requested by name (default-N ones included)."""
+        return self.spec.field_names
+
+    @property
+    def min_points(self) -> int:
+        """Points the API needs (catalogue), 0 when undocumented."""
+        return self.spec.min_points or 0
+
+    @property
+    def row_cap(self) -> int | None:
+        """Documented rows per call (None when undocumented)."""
+        return self.spec.rows_per_call
+
+    def api_for(self, points: int) -> str:
+        """The API to call with `points`: the `*_vip` whole-period variant when allowed."""
+        if self.vip and points >= VIP_POINTS and self.spec.vip_variant:
+            return self.spec.vip_variant
+        return self.name
+
+    def schema(self) -> dict[str, pl.DataType]:
+        """Documented Polars types of every field."""
+        return self.spec.polars_schema()
+
+    def store_spec(self) -> StoreSpec:
+        """How the dataset is stored."""
+        return StoreSpec(
+            name=self.name,
+            columns=self.fields,
+            key=self.key,
+            storage=self.storage,
+            partitioning=self.partitioning,
+            date_field=self.date_field,
+            sort_by=self.sort_by,
+        )
+
+
+def _market(
+    name: str,
+    *,
+    calendar: Calendar = "daily",
+    partitioning: Partitioning = "month",
+    start: dt.date = MARKET_START,
+    ranged: bool = True,
+    density: float = 1.0,
+) -> TaskSpec:
+    return TaskSpec(
+        name=name,
+        group="market",
+        unit="trade_date",
+        key=("ts_code", "trade_date"),
+        date_field="trade_date",
+        storage="latest",
+        partitioning=partitioning,
+        start=start,
+        refresh=3 if calendar == "daily" else 1,
+        sort_by=("ts_code", "trade_date"),
+        calendar=calendar,
+        date_param="trade_date",
+        ranged=ranged,
+        density=density,
+    )
+
+
+def _report(
+    name: str,
+    *,
+    storage: Storage = "versions",
+    ann_range: bool = True,
+    day_params: tuple[str, ...] = (),
+    backfill: Backfill = "per_period",
+    events: Events = "none",
+    visible: tuple[str, ...] = ("ann_date",),
+    key: tuple[str, ...] | None = None,
+    types: tuple[str, ...] = (),
+    quarters: tuple[int, ...] = ALL_QUARTERS,
+    density: float = 1.05,
+) -> TaskSpec:
+    spec = api_spec(name)
+    return TaskSpec(
+        name=name,
+        group="finance",
+        unit="day",
+        key=key or tuple(k for k in spec.primary_key if k in spec.field_names),
+        date_field="end_date",
+        storage=storage,
+        partitioning="year",
+        start=MARKET_START,
+        refresh=1,
+        sort_by=("ts_code", "end_date", "ann_date") if "ann_date" in spec.field_names else
+        ("ts_code", "end_date"),
+        date_param="period",
+        ann_range=ann_range,
+        day_params=day_params,
+        needs_code=True,
+        vip=spec.vip_variant is not None,
+        backfill=backfill,
+        events=events,
+        types=types,
+        quarters=quarters,
+        lead_years=FINANCE_LEAD_YEARS,
+        visible=visible,
+        density=density,
+    )  # fmt: skip
+
+
+STATEMENT_DATES = ("ann_date", "f_ann_date")
+
+TASKS: tuple[TaskSpec, ...] = (
+    # reference: fetched whole every run
+    TaskSpec(
+        name="stock_basic",
+        group="reference",
+        unit="snapshot",
+        key=("ts_code",),
+        date_field="list_date",
+        storage="latest",
+        partitioning="single",
+        start=None,
+        refresh=0,
+        sort_by=("ts_code",),
+        snapshots=((("list_status", "L"),), (("list_status", "D"),), (("list_status", "P"),)),
+        filters=("exchange", "list_status"),
+    ),
+    TaskSpec(
+        name="trade_cal",
+        group="reference",
+        unit="snapshot",
+        key=("exchange", "cal_date"),
+        date_field="cal_date",
+        storage="latest",
+        partitioning="single",
+        start=None,
+        refresh=0,
+        sort_by=("exchange", "cal_date"),
+        code_param=None,
+        code_kind=None,
+        snapshots=tuple((("exchange", e),) for e in ("SSE", "SZSE", "BSE")),
+        filters=("exchange",),
+    ),
+    TaskSpec(
+        name="namechange",
+        group="reference",
+        unit="snapshot",
+        key=("ts_code", "start_date"),
+        date_field="ann_date",
+        storage="latest",
+        partitioning="single",
+        start=None,
+        refresh=0,
+        sort_by=("ts_code", "start_date"),
+        ann_range=True,
+    ),
+    # market: per trade date
+    _market("daily"),
+    _market("weekly", calendar="weekly", partitioning="year", ranged=False),
+    _market("monthly", calendar="monthly", partitioning="year", ranged=False),
+    _market("adj_factor", ranged=False),
+    _market("daily_basic", ranged=False),
+    _market("suspend_d", partitioning="year", density=0.02),
+    _market("stk_limit"),
+    _market("moneyflow"),
+    _market("limit_list_d", partitioning="year", start=dt.date(2020, 1, 1), density=0.05),
+    # finance: report versions by the day they became visible
+    _report("income", day_params=("f_ann_date",), visible=STATEMENT_DATES, density=1.35),
+    _report("balancesheet", events="late", visible=STATEMENT_DATES),
+    _report("cashflow", day_params=("f_ann_date",), visible=STATEMENT_DATES, density=1.35),
+    _report(
+        "fina_indicator",
+        ann_range=False,
+        day_params=("ann_date",),
+        backfill="per_code",
+        events="late",
+    ),
+    _report("express", density=0.1),
+    _report("forecast", density=0.25),
+    _report(
+        "fina_mainbz",
+        storage="latest",
+        ann_range=False,
+        backfill="per_code",
+        events="originals",
+        visible=(),
+        key=("ts_code", "end_date", "bz_item"),
+        types=("P", "D", "I"),
+        quarters=(2, 4),
+        density=3.0,
+    ),
+    TaskSpec(
+        name="dividend",
+        group="finance",
+        unit="day",
+        key=("ts_code", "end_date", "ann_date", "div_proc"),
+        date_field="end_date",
+        storage="latest",
+        partitioning="year",
+        start=MARKET_START,
+        refresh=1,
+        sort_by=("ts_code", "end_date", "ann_date"),
+        day_params=("ann_date", "imp_ann_date"),
+        backfill="per_code",
+        events="open_plans",
+        lead_years=FINANCE_LEAD_YEARS,
+        density=0.5,
+    ),
+    TaskSpec(
+        name="disclosure_date",
+        group="finance",
+        unit="period",
+        key=("ts_code", "end_date"),
+        date_field="end_date",
+        storage="latest",
+        partitioning="year",
+        start=MARKET_START,
+        refresh=5,
+        sort_by=("ts_code", "end_date"),
+        date_param="end_date",
+        lead_years=FINANCE_LEAD_YEARS,
+        period_ahead_days=31,
+    ),
+    # index
+    TaskSpec(
+        name="index_basic",
+        group="index",
+        unit="snapshot",
+        key=("ts_code",),
+        date_field=None,
+        storage="latest",
+        partitioning="single",
+        start=None,
+        refresh=0,
+        sort_by=("ts_code",),
+        code_param=None,
+        code_kind=None,
+        snapshots=tuple(
+            (("market", m),) for m in ("SSE", "SZSE", "BSE", "CSI", "CICC", "SW", "MSCI", "OTH")
+        ),
+    ),
+    TaskSpec(
+        name="index_classify",
+        group="index",
+        unit="snapshot",
+        key=("index_code",),
+        date_field=None,
+        storage="latest",
+        partitioning="single",
+        start=None,
+        refresh=0,
+        sort_by=("index_code",),
+        code_param=None,
+        code_kind=None,
+        snapshots=((("src", "SW2021"),),),
+    ),
+    TaskSpec(
+        name="index_member_all",
+        group="index",
+        unit="snapshot",
+        key=("ts_code", "l3_code", "in_date"),
+        date_field=None,
+        storage="latest",
+        partitioning="single",
+        start=None,
+        refresh=0,
+        sort_by=("ts_code", "in_date"),
+        code_param="l1_code",
+        code_kind="sw_l1",
+        snapshots=((("is_new", "Y"),), (("is_new", "N"),)),
+    ),
+    TaskSpec(
+        name="index_daily",
+        group="index",
+        unit="trade_date",
+        key=("ts_code", "trade_date"),
+        date_field="trade_date",
+        storage="latest",
+        partitioning="year",
+        start=MARKET_START,
+        refresh=3,
+        sort_by=("ts_code", "trade_date"),
+        code_kind="index",
+        needs_code=True,
+    ),
+    TaskSpec(
+        name="index_weight",
+        group="index",
+        unit="trade_date",
+        key=("index_code", "con_code", "trade_date"),
+        date_field="trade_date",
+        storage="latest",
+        partitioning="year",
+        start=MARKET_START,
+        refresh=1,
+        sort_by=("index_code", "con_code", "trade_date"),
+        calendar="monthly",
+        code_param="index_code",
+        code_kind="index",
+        needs_code=True,
+        density=60.0,
+    ),
+)
+
+TASKS_BY_NAME: dict[str, TaskSpec] = {t.name: t for t in TASKS}
+# Reference data first: the others plan from it.
+GROUP_ORDER = {g: i for i, g in enumerate(("reference", "index", "market", "finance"))}
+
+
+def task(name: str) -> TaskSpec:
+    """The spec of one task; `UsageError` listing the known names otherwise."""
+    spec = TASKS_BY_NAME.get(name)
+    if spec is None:
+        known = ", ".join(TASKS_BY_NAME)
+        msg = f"unknown task {name!r} (known: {known})"
+        raise UsageError(msg)
+    return spec
+
+
+def select_tasks(
+    names: Iterable[str] = (),
+    groups: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> list[TaskSpec]:
+    """Tasks named or in the groups (all when neither is given), minus the excluded
+    ones, reference data first."""
+    names, groups, exclude = list(names), list(groups), list(exclude)
+    for g in groups:
+        if g not in GROUPS:
+            msg = f"unknown group {g!r} (known: {', '.join(GROUPS)})"
+            raise UsageError(msg)
+    wanted = {task(n).name for n in names} | {t.name for t in TASKS if t.group in groups}
+    excluded = {task(n).name for n in exclude}
+    chosen = [t for t in TASKS if (not wanted or t.name in wanted) and t.name not in excluded]
+    return sorted(chosen, key=lambda t: GROUP_ORDER[t.group])

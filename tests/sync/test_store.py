@@ -1,0 +1,168 @@
+"""Committing rows into partition files, checked against a plain-Python reference."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cache.layout import CacheLayout
+from cache.read import read_dataset, scan_dataset, summarize
+from cache.store import (
+    FETCHED_AT,
+    AppendConflict,
+    StoreSpec,
+    commit,
+    sweep_temporary_files,
+    write_empty,
+)
+
+COLUMNS = ("ts_code", "trade_date", "close", "flag")
+SCHEMA = {"ts_code": pl.String, "trade_date": pl.Date, "close": pl.Float64, "flag": pl.String}
+LATEST = StoreSpec(
+    "toy",
+    COLUMNS,
+    ("ts_code", "trade_date"),
+    "latest",
+    "month",
+    "trade_date",
+    ("ts_code", "trade_date"),
+)
+VERSIONS = StoreSpec(
+    "toyv", COLUMNS, ("ts_code", "trade_date", "flag"), "versions", "year", "trade_date",
+    ("ts_code", "trade_date"),
+)  # fmt: skip
+
+Row = dict[str, Any]
+
+
+def reference_latest(stored: list[Row], fetched: list[Row], at: dt.datetime) -> list[Row]:
+    """DESIGN 4: latest value per key; `_fetched_at` of the fetch that first brought it."""
+    by_key = {(r["ts_code"], r["trade_date"]): r for r in stored}
+    last: dict[tuple[Any, ...], Row] = {}
+    for r in fetched:
+        last[(r["ts_code"], r["trade_date"])] = r
+    for key, r in last.items():
+        old = by_key.get(key)
+        same = old is not None and all(old[c] == r[c] for c in COLUMNS)
+        if not same:
+            by_key[key] = {**r, FETCHED_AT: at}
+    return list(by_key.values())
+
+
+def reference_versions(stored: list[Row], fetched: list[Row], at: dt.datetime) -> list[Row]:
+    """DESIGN 4: a row differing in any column is added; exact duplicates dropped."""
+    out = list(stored)
+    for r in fetched:
+        if not any(all(o[c] == r[c] for c in COLUMNS) for o in out):
+            out.append({**r, FETCHED_AT: at})
+    return out
+
+
+def canon(rows: list[Row]) -> list[str]:
+    return sorted(repr((*(r[c] for c in COLUMNS), r[FETCHED_AT].timestamp())) for r in rows)
+
+
+rows_strategy = st.lists(
+    st.fixed_dictionaries(
+        {
+            "ts_code": st.sampled_from(["000001.SZ", "600000.SH", "300750.SZ"]),
+            "trade_date": st.dates(dt.date(2022, 12, 25), dt.date(2023, 2, 5)),
+            "close": st.one_of(st.none(), st.sampled_from([1.0, 2.5, 3.25])),
+            "flag": st.one_of(st.none(), st.sampled_from(["0", "1"])),
+        }
+    ),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(rows_strategy, min_size=1, max_size=4))
+@pytest.mark.parametrize("spec", [LATEST, VERSIONS], ids=["latest", "versions"])
+def test_commits_match_the_reference(
+    tmp_path: Path, spec: StoreSpec, batches: list[list[Row]]
+) -> None:
+    root = tmp_path / spec.storage / str(abs(hash(str(batches))))
+    layout = CacheLayout(root)
+    reference: list[Row] = []
+    for i, batch in enumerate(batches):
+        at = dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC)
+        frame = pl.DataFrame(batch, schema=SCHEMA)
+        commit(layout, spec, frame, at)
+        merge = reference_latest if spec.storage == "latest" else reference_versions
+        reference = merge(reference, batch, at)
+    stored = read_dataset(layout, spec.name)
+    got = [] if stored is None else stored.to_dicts()
+    assert canon(got) == canon(reference)
+    for path in layout.dataset_dir("raw", spec.name).rglob("*.parquet"):
+        part = pl.read_parquet(path)
+        expected = {
+            d.strftime("%Y/%Y-%m.parquet" if spec.partitioning == "month" else "%Y.parquet")
+            for d in part["trade_date"]
+        }
+        assert {str(path.relative_to(layout.dataset_dir("raw", spec.name)))} == expected
+        assert part.select("ts_code", "trade_date").rows() == sorted(
+            part.select("ts_code", "trade_date").rows()
+        )
+
+
+def test_an_unchanged_row_keeps_its_first_fetch_time(tmp_path: Path) -> None:
+    layout = CacheLayout(tmp_path)
+    first = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    later = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    day = dt.date(2024, 1, 2)
+    rows = pl.DataFrame(
+        {"ts_code": ["A", "B"], "trade_date": [day, day], "close": [1.0, 2.0], "flag": ["0", "0"]},
+        schema=SCHEMA,
+    )
+    commit(layout, LATEST, rows, first)
+    result = commit(layout, LATEST, rows.with_columns(close=pl.Series([1.0, 9.0])), later)
+    assert result.rows_saved == 1
+    stored = read_dataset(layout, "toy")
+    assert stored is not None
+    by_code = {r["ts_code"]: r for r in stored.to_dicts()}
+    assert by_code["A"][FETCHED_AT] == first and by_code["B"][FETCHED_AT] == later
+    assert by_code["B"]["close"] == 9.0
+    # nothing new: no file is rewritten
+    assert commit(layout, LATEST, rows.with_columns(close=pl.Series([1.0, 9.0])), later).files == ()
+
+
+def test_append_mode_refuses_stored_keys_and_writes_nothing(tmp_path: Path) -> None:
+    layout = CacheLayout(tmp_path)
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    jan = pl.DataFrame(
+        {"ts_code": ["A"], "trade_date": [dt.date(2024, 1, 2)], "close": [1.0], "flag": ["0"]},
+        schema=SCHEMA,
+    )
+    commit(layout, LATEST, jan, at, mode="append")
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
+    feb_and_jan = pl.concat(
+        [
+            jan.with_columns(trade_date=pl.lit(dt.date(2024, 2, 1))),
+            jan.with_columns(close=pl.lit(5.0)),
+        ]
+    )
+    with pytest.raises(AppendConflict, match="already stored"):
+        commit(layout, LATEST, feb_and_jan, at, mode="append")
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")} == before
+
+
+def test_empty_dataset_reads_as_a_typed_table_and_temporary_files_are_swept(tmp_path: Path) -> None:
+    layout = CacheLayout(tmp_path)
+    assert scan_dataset(layout, "toy") is None
+    assert summarize(layout, "toy", "trade_date").rows == 0
+    write_empty(layout, LATEST, SCHEMA)
+    frame = read_dataset(layout, "toy")
+    assert frame is not None and frame.height == 0
+    assert frame.schema[FETCHED_AT] == pl.Datetime("us", "UTC")
+    stray = layout.dataset_dir("raw", "toy") / "2024" / ".2024-01.parquet.999.tmp"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"half a file")
+    assert sweep_temporary_files(layout, "toy") == 1 and not stray.exists()

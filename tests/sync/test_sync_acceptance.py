@@ -1,0 +1,128 @@
+"""Acceptance 1 and 2: a full sync holds exactly the source's data, and later syncs ask
+only for the new units plus the refresh window and end with the same cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from pipeline.sources.simulator import Simulator
+from pipeline.sync import SyncRequest, run_sync
+from pipeline.tasks import TASKS
+from tests.sync.conftest import START, Served, cache_rows, copy_cache, settings_for
+from tests.sync.reference import (
+    calendar_days,
+    duplicate_keys,
+    income_pairs,
+    open_plan_days,
+    truth_rows,
+)
+
+INDEXES_QUOTED = 8  # the simulator's computed indexes (index_basic outside market SW)
+INDEX_MARKETS = 8
+REQUEST = SyncRequest(start=START, progress=False)
+
+
+def sync(folder: Path, served: Served, request: SyncRequest = REQUEST) -> dict[str, int]:
+    """One in-process run over HTTP; the calls the server saw, per API."""
+    served.sim.reset_calls()
+    report = run_sync(settings_for(folder, served.url), request)
+    assert report.exit_code == 0, [(t.task, t.status, t.reason) for t in report.tasks]
+    assert sum(report.calls_by_api.values()) == sum(served.sim.calls.values())
+    return dict(served.sim.calls)
+
+
+def assert_matches_source(sim: Simulator, root: Path) -> None:
+    for spec in TASKS:
+        expected = truth_rows(sim, spec, START)
+        got = cache_rows(root, spec.name)
+        assert got == expected, (spec.name, len(got - expected), len(expected - got))
+        assert duplicate_keys(root, spec) == 0, spec.name
+
+
+def test_full_sync_holds_exactly_the_source(synced: Path, serve: Callable[..., Served]) -> None:
+    served = serve()  # the same deterministic market the shared sync was made from
+    root = synced / "data"
+    assert_matches_source(served.sim, root)
+    # every version of a restated report is kept
+    income = pl.read_parquet(str(root / "raw/income/**/*.parquet"))
+    assert set(income["update_flag"]) == {"0", "1"}
+    # the analysts' catalogue reads every dataset
+    with duckdb.connect(str(root / "alphahome.duckdb"), read_only=True) as con:
+        for spec in TASKS:
+            count = con.execute(f"select count(*) from raw.{spec.name}").fetchone()
+            assert count is not None and count[0] == len(cache_rows(root, spec.name))
+
+
+def expected_day_calls(
+    sim: Simulator, root: Path, before: dt.date, after: dt.date
+) -> dict[str, int]:
+    """What a sync the day after must ask, from DESIGN 5 and the source's data."""
+    days = calendar_days(
+        before, after
+    )  # the missing visibility days (the refresh day is among them)
+    late = len(income_pairs(sim, days, START, late=True))
+    originals = len(income_pairs(sim, days, START, late=False))
+    plans = len(open_plan_days(root, after, days))
+    return {
+        "trade_cal": 3, "stock_basic": 3, "namechange": 1, "index_basic": INDEX_MARKETS,
+        "index_classify": 1, "index_member_all": 2,
+        "daily": 2,  # the as-of probe and one ranged call for the three refresh dates
+        "weekly": 1, "monthly": 1, "adj_factor": 3, "daily_basic": 3,  # by trade date
+        "suspend_d": 1, "stk_limit": 1, "moneyflow": 1, "limit_list_d": 1,
+        "index_daily": INDEXES_QUOTED, "index_weight": INDEXES_QUOTED,
+        "income_vip": 1 + len(days), "cashflow_vip": 1 + len(days),
+        "balancesheet_vip": 1 + late, "fina_indicator_vip": len(days) + late,
+        "express_vip": 1, "forecast_vip": 1, "fina_mainbz_vip": 3 * originals,
+        "dividend": 2 * len(days) + plans, "disclosure_date": 5,
+    }  # fmt: skip
+
+
+def test_a_day_later_only_the_new_units_and_the_refresh_window_are_fetched(
+    tmp_path: Path, synced: Path, serve: Callable[..., Served]
+) -> None:
+    served = serve()
+    sim, root = served.sim, copy_cache(synced, tmp_path)
+    before = sim.today
+    sim.advance(1)
+    expected = expected_day_calls(sim, root, before, sim.today)
+    calls = sync(tmp_path, served)
+    assert {k: v for k, v in calls.items() if v} == {k: v for k, v in expected.items() if v}
+    assert_matches_source(sim, root)
+
+
+@pytest.mark.slow
+def test_5_and_30_days_later_the_cache_equals_a_fresh_full_sync(
+    tmp_path: Path, synced: Path, serve: Callable[..., Served]
+) -> None:
+    served = serve()
+    sim, root = served.sim, copy_cache(synced, tmp_path / "a")
+    for step in (5, 30):
+        sim.advance(step)
+        calls = sync(tmp_path / "a", served)
+        assert calls["adj_factor"] == calls["daily_basic"] == step  # one call per trade date
+        assert calls["daily"] == 2 and calls["stk_limit"] == calls["moneyflow"] == 1
+        assert_matches_source(sim, root)
+    fresh = sync(tmp_path / "b", served)
+    assert sum(calls.values()) < sum(fresh.values())
+    for spec in TASKS:
+        assert cache_rows(root, spec.name) == cache_rows(tmp_path / "b" / "data", spec.name)
+
+
+@pytest.mark.slow
+def test_full_sync_of_300_stocks_over_5_years(tmp_path: Path, serve: Callable[..., Served]) -> None:
+    served = serve(stocks=300, start=dt.date(2019, 7, 1))
+    served.sim.reset_calls()
+    request = SyncRequest(start=dt.date(2019, 7, 1), progress=False)
+    report = run_sync(settings_for(tmp_path, served.url), request)
+    assert report.exit_code == 0
+    root = tmp_path / "data"
+    for spec in TASKS:
+        expected = truth_rows(served.sim, spec, dt.date(2019, 7, 1))
+        assert cache_rows(root, spec.name) == expected, spec.name
+        assert duplicate_keys(root, spec) == 0, spec.name
