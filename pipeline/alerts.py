@@ -1,0 +1,138 @@
+"""Alerts at the end of a run: low success rate, failed or long tasks, stale data.
+
+Each alert is one `ALERT <kind> <subject>: <message>` line on stderr and in the log,
+makes the run's exit status non-zero, and is POSTed as JSON to `run.alert_webhook`
+when configured. A webhook that times out or fails is logged and never fails the run.
+Secrets are never sent: the body holds only alert text, scrubbed like the logs, and
+the webhook URL (which may embed a token, as Slack's do) is logged by host only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, TextIO
+from urllib.parse import urlsplit
+
+import httpx
+
+from cache.layout import CacheLayout
+from pipeline.config import Settings
+from pipeline.health import UNIT_NAMES, dataset_freshness
+from pipeline.logs import get_logger, scrub
+from pipeline.stats import parse_time, success_rate, task_records
+
+log = get_logger("alerts")
+
+AlertKind = Literal["success_rate", "failed_task", "long_task", "stale_data"]
+DEFAULT_WEBHOOK_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing an operator must look at."""
+
+    kind: AlertKind
+    subject: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+
+    def line(self) -> str:
+        """The `ALERT …` line printed and logged."""
+        return scrub(f"ALERT {self.kind} {self.subject}: {self.message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (report section `alerts`, webhook body)."""
+        return {k: (scrub(v) if isinstance(v, str) else v) for k, v in asdict(self).items()}
+
+
+def _report_day(report: Mapping[str, Any]) -> dt.date:
+    """The source's as-of date of the run (staleness is relative to what the source had)."""
+    if report.get("as_of"):
+        return dt.date.fromisoformat(str(report["as_of"]))
+    finished = parse_time(report.get("finished")) or parse_time(report.get("started"))
+    return finished.astimezone().date() if finished else dt.date.today()
+
+
+def evaluate_alerts(
+    settings: Settings, report: Mapping[str, Any], stale_after: int = 1
+) -> list[Alert]:
+    """The alerts a finished run raises, from its report and the cache it left.
+
+    Success rate (success and no_data over all tasks, as the sync counts it) under
+    `run.success_rate_alert`; each failed task; each task longer than
+    `run.max_task_seconds_alert`; each per-trade-date dataset more than `stale_after`
+    due units behind the calendar on the day the run finished.
+    """
+    records = task_records(report)
+    alerts: list[Alert] = []
+    rate = success_rate(records)
+    floor = settings.run.success_rate_alert
+    if rate is not None and rate < floor:
+        ok = sum(r.succeeded for r in records)
+        message = f"{rate:.0%} of tasks succeeded ({ok}/{len(records)}), alert under {floor:.0%}"
+        alerts.append(Alert("success_rate", "run", message, rate, floor))
+    for r in records:
+        if r.status == "failed":
+            alerts.append(Alert("failed_task", r.task, f"failed: {r.reason or 'no reason given'}"))
+    limit = settings.run.max_task_seconds_alert
+    for r in records:
+        if r.duration_s > limit:
+            message = f"took {r.duration_s:.0f} s, alert over {limit:g} s"
+            alerts.append(Alert("long_task", r.task, message, r.duration_s, limit))
+    layout = CacheLayout(settings.cache.dir)
+    for f in dataset_freshness(layout, _report_day(report), stale_after):
+        if f.stale:
+            unit = UNIT_NAMES[f.cadence or "daily"]
+            message = f"newest {f.date_column} {f.newest}, {f.behind} {unit} behind"
+            alerts.append(Alert("stale_data", f.dataset, message, f.behind, stale_after))
+    return alerts
+
+
+def send_webhook(
+    url: str,
+    alerts: list[Alert],
+    timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S,
+    run_id: str | None = None,
+) -> bool:
+    """POST the alerts as JSON; True on a 2xx answer. Never raises: failures are logged."""
+    target = urlsplit(url).netloc or "?"
+    body = {
+        "source": "alphahome",
+        "host": socket.gethostname(),
+        "run_id": run_id,
+        "sent_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "alerts": [a.to_dict() for a in alerts],
+        "text": "\n".join(a.line() for a in alerts),
+    }
+    try:
+        response = httpx.post(url, json=body, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        log.warning("alert webhook to %s failed: %s", target, type(exc).__name__)
+        return False
+    if not response.is_success:
+        log.warning("alert webhook to %s answered HTTP %s", target, response.status_code)
+        return False
+    log.info("alert webhook to %s accepted %d alerts", target, len(alerts))
+    return True
+
+
+def announce_alerts(
+    settings: Settings,
+    alerts: list[Alert],
+    run_id: str | None = None,
+    stream: TextIO | None = None,
+    timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S,
+) -> int:
+    """Print and log each ALERT line, send the webhook if configured; the exit status (0/1)."""
+    out = stream or sys.stderr
+    for alert in alerts:
+        out.write(alert.line() + "\n")
+        log.error(alert.line())
+    if alerts and settings.run.alert_webhook:
+        send_webhook(settings.run.alert_webhook, alerts, timeout_s, run_id)
+    return 1 if alerts else 0

@@ -1,0 +1,448 @@
+"""`ah health`: is this box ready, and was last night's data good? One table, exit 0/1.
+
+Checks: the configuration loads, the config file holding a secret is owner-only, the
+cache is writable, free disk is above `run.min_free_disk_gb`, the database is
+reachable and migrated (`--check-db`), the Tushare token is accepted (`--check-api`),
+which task locks are held and by whom, and per dataset how far the newest data is
+behind the trading calendar. A `fail` makes the exit status 1; `warn` does not.
+
+Also here, for the other engineers: `secure_state_dir(layout)` (owner-only state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+
+from cache.layout import CacheLayout
+from pipeline.config import ConfigError, Settings, mask_url
+from pipeline.logs import scrub
+from pipeline.sources import market_today
+from pipeline.sources.tushare.client import TushareClient
+from pipeline.sources.tushare.errors import TushareError
+from pipeline.sources.tushare.limits import RateLimits
+from pipeline.stats import TRADE_DATE_CADENCE, cache_stats, trade_calendar, unit_dates, units_behind
+from pipeline.sync import recorded_source
+from pipeline.tasks import Calendar
+
+Status = Literal["ok", "warn", "fail", "skip"]
+
+GB = 1_000_000_000
+DB_CONNECT_TIMEOUT_S = 5
+LOCKS_SUBDIR = "locks"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+UNIT_NAMES: dict[Calendar, str] = {"daily": "open days", "weekly": "weeks", "monthly": "months"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the health table."""
+
+    name: str
+    status: Status
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Every check of one `ah health` call."""
+
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed (warnings allowed)."""
+        return all(c.status != "fail" for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when healthy, 1 when a check failed."""
+        return 0 if self.ok else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for `ah health --json`."""
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+# ---------------------------------------------------------------- permissions
+
+
+def secure_state_dir(layout: CacheLayout) -> Path:
+    """Create `<cache>/state` owner-only (0700) and make everything under it 0700/0600.
+
+    Call before writing state, manifests or locks: they name hosts, pids and paths
+    that other users of the box have no business reading.
+    """
+    state = layout.state_dir
+    state.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    for path in [state, *state.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, PRIVATE_DIR_MODE if path.is_dir() else PRIVATE_FILE_MODE)
+    return state
+
+
+def _secret_keys_from_file(settings: Settings) -> list[str]:
+    """Secret settings whose value came from the config file (or a profile in it)."""
+    secret_keys = ["tushare.token"]
+    if settings.database.url and urlsplit(settings.database.url).password:
+        secret_keys.append("database.url")
+    in_file = ("file", "profile")
+    return [k for k in secret_keys if settings.origins.get(k, "default").startswith(in_file)]
+
+
+def check_config_permissions(settings: Settings) -> Check:
+    """Warn when the config file holds a secret and group/others may read it."""
+    path = settings.config_file
+    if path is None:
+        return Check("config permissions", "skip", "no config file")
+    keys = _secret_keys_from_file(settings)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    data = {"path": str(path), "mode": f"{mode:04o}", "secrets": keys}
+    if keys and mode & 0o044:
+        detail = (
+            f"{path} holds {', '.join(keys)} and is readable by group/others "
+            f"(mode {mode:04o}): chmod 600 {path}"
+        )
+        return Check("config permissions", "warn", detail, data)
+    return Check("config permissions", "ok", f"{path} mode {mode:04o}", data)
+
+
+def check_state_permissions(layout: CacheLayout) -> Check:
+    """Warn when the state folder is open to group/others."""
+    state = layout.state_dir
+    if not state.is_dir():
+        return Check("state permissions", "skip", f"{state} not created yet")
+    mode = stat.S_IMODE(state.stat().st_mode)
+    if mode & 0o077:
+        detail = f"{state} is open to group/others (mode {mode:04o}): chmod -R go-rwx {state}"
+        return Check("state permissions", "warn", detail, {"mode": f"{mode:04o}"})
+    return Check("state permissions", "ok", f"{state} mode {mode:04o}", {"mode": f"{mode:04o}"})
+
+
+# ---------------------------------------------------------------- the disk
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists."""
+    for candidate in [path, *path.parents]:
+        if candidate.exists():
+            return candidate
+    return Path(path.anchor)
+
+
+def check_cache_writable(root: Path) -> Check:
+    """Write, sync and delete a probe file in the cache root (or the folder that will hold it)."""
+    where = nearest_existing(root)
+    if not where.is_dir():
+        detail = f"cannot create {root}: {where} is not a directory"
+        return Check("cache writable", "fail", detail, {"path": str(root)})
+    try:
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".ah-health-") as probe:
+            probe.write(b"alphahome health probe\n")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        detail = f"cannot write in {where}: {exc.strerror or exc}"
+        return Check("cache writable", "fail", detail, {"path": str(root)})
+    note = "" if where == root else f" (does not exist yet; {where} is writable)"
+    return Check("cache writable", "ok", f"{root}{note}", {"path": str(root)})
+
+
+def check_disk(root: Path, min_free_gb: float) -> Check:
+    """Fail when the cache's filesystem has less than `min_free_gb` GB free."""
+    where = nearest_existing(root)
+    where = where if where.is_dir() else where.parent
+    usage = shutil.disk_usage(where)
+    free_gb = usage.free / GB
+    data = {"free_gb": round(free_gb, 3), "min_free_gb": min_free_gb, "path": str(where)}
+    detail = f"{free_gb:.1f} GB free of {usage.total / GB:.1f} GB (floor {min_free_gb:g} GB)"
+    return Check("disk space", "fail" if free_gb < min_free_gb else "ok", detail, data)
+
+
+# ---------------------------------------------------------------- database and API
+
+
+def with_connect_timeout(url: str, seconds: int = DB_CONNECT_TIMEOUT_S) -> str:
+    """The URL with libpq's connect_timeout set (unless it already has one)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("connect_timeout", str(seconds))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _one_line(exc: BaseException, secrets: list[str]) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return scrub(text)
+
+
+def check_database(url: str | None) -> Check:
+    """Connect through ADBC and look for ops.schema_migrations."""
+    if url is None:
+        return Check("database", "skip", "no database.url: results go to the embedded DuckDB")
+    import adbc_driver_postgresql.dbapi as pgdb
+
+    shown = mask_url(url)
+    password = [p for p in [urlsplit(url).password] if p]
+    try:
+        with pgdb.connect(with_connect_timeout(url)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('ops.schema_migrations') IS NOT NULL")
+            (migrated,) = cur.fetchone()
+            applied = 0
+            if migrated:
+                cur.execute("SELECT count(*) FROM ops.schema_migrations")
+                (applied,) = cur.fetchone()
+    except pgdb.Error as exc:
+        detail = f"cannot reach {shown}: {_one_line(exc, password)}"
+        return Check("database", "fail", detail, {"url": shown})
+    if not migrated:
+        detail = f"{shown} reachable but not migrated (no ops.schema_migrations): run ah db migrate"
+        return Check("database", "fail", detail, {"url": shown})
+    detail = f"{shown} reachable, {applied} migrations applied"
+    return Check("database", "ok", detail, {"url": shown, "migrations": int(applied)})
+
+
+async def _trade_cal_days(settings: Settings, token: str, today: dt.date) -> int:
+    limits = RateLimits(settings.tushare.points, settings.tushare.limits)
+    params = {
+        "exchange": "SSE",
+        "start_date": (today - dt.timedelta(days=7)).strftime("%Y%m%d"),
+        "end_date": today.strftime("%Y%m%d"),
+    }
+    async with TushareClient(
+        settings.tushare.base_url,
+        token,
+        limits=limits,
+        timeout_s=settings.tushare.timeout_s,
+        max_retries=0,
+    ) as client:
+        page = await client.query("trade_cal", params, ["cal_date", "is_open"], max_retries=0)
+    return page.frame.height
+
+
+def check_api(settings: Settings, today: dt.date) -> Check:
+    """One cheap call through the project's client (trade_cal, last week): token accepted?"""
+    token, base_url = settings.tushare.token, settings.tushare.base_url
+    if not token:
+        return Check("api token", "fail", "no token configured (tushare.token or TUSHARE_TOKEN)")
+    try:
+        days = anyio.run(_trade_cal_days, settings, token, today)
+    except TushareError as exc:
+        return Check("api token", "fail", f"{base_url}: {_one_line(exc, [token])}")
+    return Check("api token", "ok", f"token accepted by {base_url} (trade_cal: {days} days)")
+
+
+# ---------------------------------------------------------------- task locks
+
+
+@dataclass(frozen=True)
+class LockState:
+    """A task lock file and, when held, what its holder wrote in it."""
+
+    task: str
+    path: Path
+    held: bool
+    holder: str
+    since: dt.datetime | None
+
+
+def lock_files(layout: CacheLayout) -> list[Path]:
+    """`<cache>/state/locks/*.lock`, sorted."""
+    folder = layout.state_dir / LOCKS_SUBDIR
+    return sorted(folder.glob("*.lock")) if folder.is_dir() else []
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(path: Path) -> tuple[str, dt.datetime | None]:
+    """What the holder wrote (pipeline.locks: JSON pid, host, since) as text, and since
+    when (its `since`, else the file's mtime)."""
+    since = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC)
+    info: Any = None
+    with contextlib.suppress(ValueError):
+        info = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    if not isinstance(info, dict):
+        return "an unknown holder", since
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        stated = dt.datetime.fromisoformat(info["since"])
+        since = stated if stated.tzinfo else stated.replace(tzinfo=dt.UTC)
+    return f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}", since
+
+
+def lock_states(layout: CacheLayout) -> list[LockState]:
+    """Every task lock file and whether a process holds it (an flock probe, released at once)."""
+    states = []
+    for path in lock_files(layout):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            free = _try_flock(fd)
+        finally:
+            os.close(fd)
+        holder, since = ("", None) if free else _holder(path)
+        states.append(LockState(path.stem, path, not free, holder, since))
+    return states
+
+
+def check_locks(layout: CacheLayout, max_seconds: float, now: dt.datetime) -> Check:
+    """Which task locks are held and by whom; warn when one is older than the task alert."""
+    held = [s for s in lock_states(layout) if s.held]
+    if not held:
+        return Check("locks", "ok", "no task lock held", {"held": []})
+    data = {"held": [{"task": s.task, "holder": s.holder} for s in held]}
+    detail = "; ".join(f"{s.task} held by {s.holder}" for s in held)
+    old = [s.task for s in held if s.since and (now - s.since).total_seconds() > max_seconds]
+    if old:
+        detail += f" (held longer than {max_seconds:g} s: {', '.join(old)})"
+        return Check("locks", "warn", detail, data)
+    return Check("locks", "ok", detail, data)
+
+
+# ---------------------------------------------------------------- freshness
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How far one dataset's newest date is behind the trading calendar."""
+
+    dataset: str
+    date_column: str | None
+    newest: dt.date | None
+    cadence: Calendar | None
+    behind: int | None
+    stale: bool
+
+
+def dataset_freshness(
+    layout: CacheLayout, today: dt.date, allowed_behind: int = 1
+) -> list[Freshness]:
+    """Per dataset, the newest date (from footers) and the due units after it.
+
+    Only the per-trade-date raw datasets (stats.TRADE_DATE_CADENCE) can be stale: more
+    than `allowed_behind` due units (open days, week ends, month ends) after their
+    newest date. Others report how many open days their newest date is behind.
+    """
+    calendar = trade_calendar(layout)
+    found = []
+    for s in cache_stats(layout):
+        cadence = TRADE_DATE_CADENCE.get(s.name) if s.layer == "raw" else None
+        behind = None
+        if s.date_column is not None:
+            behind = units_behind(calendar, cadence or "daily", s.last_date, today)
+        stale = cadence is not None and behind is not None and behind > allowed_behind
+        found.append(Freshness(s.key, s.date_column, s.last_date, cadence, behind, stale))
+    return found
+
+
+def check_freshness(layout: CacheLayout, today: dt.date, allowed_behind: int) -> list[Check]:
+    """The calendar line and one line per dataset."""
+    past = unit_dates(trade_calendar(layout), "daily", today)
+    if past.is_empty():
+        return [Check("calendar", "warn", "raw/trade_cal not cached: staleness not checked")]
+    last = past[-1]
+    checks = [
+        Check("calendar", "ok", f"last open day <= {today}: {last}", {"last_open": str(last)})
+    ]
+    for f in dataset_freshness(layout, today, allowed_behind):
+        unit = UNIT_NAMES[f.cadence or "daily"]
+        if f.newest is None:
+            detail = "no dated rows" if f.date_column else "no date column"
+        else:
+            detail = f"newest {f.date_column} {f.newest}"
+            if f.behind is not None:
+                detail += f", {f.behind} {unit} behind"
+        if f.stale:
+            detail += f" (allowed {allowed_behind})"
+        status: Status = "fail" if f.stale else "ok"
+        data = {"newest": str(f.newest) if f.newest else None, "behind": f.behind, "stale": f.stale}
+        checks.append(Check(f"data {f.dataset}", status, detail, data))
+    return checks
+
+
+# ---------------------------------------------------------------- the whole check
+
+
+def check_health(
+    load: Callable[[], Settings],
+    *,
+    check_db: bool = False,
+    check_api_token: bool = False,
+    stale_after: int = 1,
+    today: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> HealthReport:
+    """Run every check; `load` gives the settings (a ConfigError becomes a failed check).
+
+    `stale_after`: a per-trade-date dataset more than this many due units behind fails.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        settings = load()
+    except ConfigError as exc:
+        return HealthReport([Check("config", "fail", str(exc))])
+    layout = CacheLayout(settings.cache.dir)
+    today = today or market_today(settings, recorded_source(layout))
+    source = settings.config_file or "defaults and environment"
+    checks = [
+        Check("config", "ok", f"valid ({source}; profile {settings.profile or 'none'})"),
+        check_config_permissions(settings),
+        check_cache_writable(layout.root),
+        check_disk(layout.root, settings.run.min_free_disk_gb),
+        check_state_permissions(layout),
+    ]
+    checks.append(
+        check_database(settings.database.url)
+        if check_db
+        else Check("database", "skip", "not checked (--check-db)")
+    )
+    checks.append(
+        check_api(settings, today)
+        if check_api_token
+        else Check("api token", "skip", "not checked (--check-api)")
+    )
+    checks.append(check_locks(layout, settings.run.max_task_seconds_alert, now))
+    checks += check_freshness(layout, today, stale_after)
+    return HealthReport(checks)
+
+
+def render_health(report: HealthReport) -> str:
+    """The terminal table and a closing verdict line."""
+    width = max(len(c.name) for c in report.checks)
+    lines = [f"{'check':<{width}}  status  detail"]
+    for c in report.checks:
+        shown = c.status.upper() if c.status in ("fail", "warn") else c.status
+        lines.append(f"{c.name:<{width}}  {shown:<6}  {c.detail}")
+    failed = sum(c.status == "fail" for c in report.checks)
+    warned = sum(c.status == "warn" for c in report.checks)
+    verdict = "ok" if report.ok else f"FAIL ({failed} failed)"
+    lines.append(f"health: {verdict}" + (f", {warned} warnings" if warned else ""))
+    return "\n".join(lines)
+
+
+def health_output(report: HealthReport, as_json: bool) -> str:
+    """What `ah health` prints: the table, or the JSON document."""
+    if as_json:
+        return json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False)
+    return render_health(report)

@@ -1,0 +1,354 @@
+"""`ah verify [DATASET…]`: data-quality checks of the cache, exit 1 on any finding.
+
+- corrupt: every Parquet file is read to the last page (footer, page headers,
+  decompression, page checksums when written); unreadable files are named and left
+  out of the other checks;
+- gaps: per-trade-date datasets with no rows on an expected date (open day, week's or
+  month's last open day) between their first and last date;
+- duplicates: natural keys seen twice (market datasets, PIT tables, factors); exact
+  duplicate rows (ignoring `_fetched_at`) in the statement version logs;
+- pit: a value used before it was visible (vis_date or ann_date after knowledge_date in
+  PIT tables, ann_date after calc_date in factors);
+- ranges: scores and sub-scores outside [0, 100], G ranks outside (0, 100], p_rank /
+  g_rank not the competition rank of the score on its calc date (1..n, ties share the
+  smallest rank, rank 1 present);
+- drift: count(*) of each PostgreSQL table against the cache's row count.
+
+Each finding names the first offending keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from cache.layout import LAYERS, CacheLayout, Layer
+from pipeline.errors import UsageError
+from pipeline.stats import (
+    TRADE_DATE_CADENCE,
+    dataset_files,
+    dataset_stats,
+    scan_files,
+    trade_calendar,
+    unit_dates,
+)
+from pipeline.tasks import TASKS_BY_NAME
+
+EXAMPLES = 5
+# Natural keys of the derived tables (DESIGN sections 6 and 7; pipeline/pit.py).
+DERIVED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("pit", "statement_versions"): ("ts_code", "end_date", "vis_date", "source", "update_flag"),
+    ("pit", "income_quarterly"): ("ts_code", "end_date", "knowledge_date"),
+    ("pit", "balance"): ("ts_code", "end_date", "vis_date"),
+    ("pit", "indicators"): ("ts_code", "knowledge_date"),
+    ("factors", "p"): ("ts_code", "calc_date"),
+    ("factors", "g"): ("ts_code", "calc_date"),
+}
+SCORE_COLUMNS = ("p_score", "s_gpa", "s_roe", "s_roa", "g_score")
+G_RANK_COLUMNS = ("rank_em", "rank_es", "rank_rm", "rank_pm")
+RANKS = {"p": ("p_score", "p_rank"), "g": ("g_score", "g_rank")}
+IGNORED_IN_DUPLICATES = ("_fetched_at",)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: which check, which dataset, what, and the first offending rows."""
+
+    check: str
+    dataset: str
+    message: str
+    examples: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        shown = "; ".join(self.examples)
+        return f"FAIL {self.check:<10} {self.dataset}: {self.message}" + (
+            f" — {shown}" if shown else ""
+        )
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What `ah verify` checked and found."""
+
+    datasets: list[str]
+    findings: list[Finding]
+    notes: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when anything was found, else 0."""
+        return 1 if self.findings else 0
+
+    def render(self) -> str:
+        """Findings, notes about checks skipped, and a verdict line."""
+        lines = [f.line() for f in self.findings] + [f"note {n}" for n in self.notes]
+        verdict = "ok" if not self.findings else f"{len(self.findings)} findings"
+        lines.append(f"verify: {len(self.datasets)} datasets checked, {verdict}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _describe_rows(frame: pl.DataFrame, limit: int = EXAMPLES) -> list[str]:
+    """'col=value, col=value' for the first rows of a (small) frame of offending keys."""
+    head = frame.head(limit).with_columns(pl.all().cast(pl.String).fill_null("null"))
+    columns = head.columns
+    return [", ".join(f"{c}={v}" for c, v in zip(columns, row, strict=True)) for row in head.rows()]
+
+
+def select_datasets(layout: CacheLayout, names: Sequence[str]) -> list[tuple[Layer, str]]:
+    """(layer, name) for `layer.name` or bare names (every layer holding one); all if none."""
+    present = [(layer, name) for layer in LAYERS for name in layout.datasets(layer)]
+    if not names:
+        return present
+    chosen: list[tuple[Layer, str]] = []
+    for wanted in names:
+        layer, _, name = wanted.rpartition(".")
+        matches = [p for p in present if p[1] == name and (not layer or p[0] == layer)]
+        if not matches:
+            known = ", ".join(f"{lay}.{n}" for lay, n in present) or "none"
+            msg = f"no dataset {wanted!r} in the cache {layout.root} (present: {known})"
+            raise UsageError(msg)
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def unreadable_files(files: Sequence[Path]) -> dict[Path, str]:
+    """Files whose footer or pages cannot be read, with the reader's error (one line)."""
+    bad: dict[Path, str] = {}
+    for path in files:
+        try:
+            reader = pq.ParquetFile(path, page_checksum_verification=True)
+            for _batch in reader.iter_batches():
+                pass
+        except (OSError, ValueError) as exc:
+            bad[path] = " ".join(str(exc).split())[:160]
+    return bad
+
+
+def is_version_log(layer: Layer, name: str) -> bool:
+    """A raw dataset stored as a version log (statements): only exact duplicates are wrong."""
+    spec = TASKS_BY_NAME.get(name) if layer == "raw" else None
+    return spec is not None and spec.storage == "versions"
+
+
+def natural_key(layer: Layer, name: str, columns: Sequence[str]) -> tuple[str, ...] | None:
+    """The key a dataset must not repeat: all columns but `_fetched_at` for version logs,
+    the task's key for raw datasets (pipeline/tasks.py), DERIVED_KEYS for PIT and factors."""
+    if is_version_log(layer, name):
+        return tuple(c for c in columns if c not in IGNORED_IN_DUPLICATES)
+    if layer == "raw":
+        spec = TASKS_BY_NAME.get(name)
+        key = spec.key if spec else ()
+    else:
+        key = DERIVED_KEYS.get((layer, name), ())
+    return key if key and set(key) <= set(columns) else None
+
+
+def duplicate_keys(scan: pl.LazyFrame, key: Sequence[str]) -> pl.DataFrame:
+    """Keys that occur more than once, with their count `n`, sorted by key."""
+    return (
+        scan.group_by(list(key))
+        .agg(n=pl.len())
+        .filter(pl.col("n") > 1)
+        .sort(list(key), nulls_last=True)
+        .collect()
+    )
+
+
+def missing_dates(present: pl.Series, expected: pl.Series) -> pl.Series:
+    """Expected dates between the first and last present date that have no rows."""
+    if present.is_empty():
+        return expected.clear()
+    inside = expected.filter((expected >= present.min()) & (expected <= present.max()))
+    return inside.filter(~inside.is_in(present.implode()))
+
+
+def pit_violations(scan: pl.LazyFrame, columns: Sequence[str], used_on: str) -> pl.DataFrame:
+    """Rows where a visibility column (vis_date, ann_date) is after the date it was used."""
+    visible = [c for c in ("vis_date", "ann_date") if c in columns]
+    late = pl.any_horizontal([pl.col(c) > pl.col(used_on) for c in visible])
+    keys = [c for c in ("ts_code", used_on, *visible) if c in columns]
+    return scan.filter(late).select(keys).sort(keys).collect()
+
+
+def rank_mismatches(scan: pl.LazyFrame, score: str, rank: str) -> pl.DataFrame:
+    """Rows whose rank is not the competition rank of the score (descending) on its calc date."""
+    expected = pl.col(score).rank("min", descending=True).over("calc_date").cast(pl.Int64)
+    return (
+        scan.select("ts_code", "calc_date", score, rank)
+        .with_columns(expected_rank=expected)
+        .filter(pl.col(rank).cast(pl.Int64).ne_missing(pl.col("expected_rank")))
+        .sort("calc_date", "ts_code")
+        .collect()
+    )
+
+
+def out_of_range(
+    scan: pl.LazyFrame, column: str, low: float, high: float, open_low: bool
+) -> pl.DataFrame:
+    """Rows with `column` outside [low, high] (or (low, high] when `open_low`)."""
+    value = pl.col(column)
+    below = value <= low if open_low else value < low
+    return (
+        scan.filter(below | (value > high) | value.is_nan())
+        .select("ts_code", "calc_date", column)
+        .sort("calc_date", "ts_code")
+        .collect()
+    )
+
+
+def sink_counts(url: str, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
+    """count(*) of each (schema, table) in PostgreSQL; None when the table does not exist."""
+    import adbc_driver_postgresql.dbapi as pgdb
+
+    counts: dict[tuple[str, str], int | None] = {}
+    with pgdb.connect(url) as conn, conn.cursor() as cur:
+        for schema, table in tables:
+            cur.execute("SELECT to_regclass($1) IS NOT NULL", (f'"{schema}"."{table}"',))
+            (exists,) = cur.fetchone()
+            if not exists:
+                counts[(schema, table)] = None
+                continue
+            quoted = '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
+            cur.execute(f"SELECT count(*) FROM {quoted}")
+            counts[(schema, table)] = int(cur.fetchone()[0])
+    return counts
+
+
+# ---------------------------------------------------------------- one dataset
+
+
+def verify_dataset(
+    layout: CacheLayout, layer: Layer, name: str, calendar: pl.DataFrame
+) -> tuple[list[Finding], list[str]]:
+    """Every cache-only check of one dataset: (findings, notes)."""
+    label = f"{layer}.{name}"
+    files = dataset_files(layout, layer, name)
+    findings: list[Finding] = []
+    notes: list[str] = []
+    bad = unreadable_files(files)
+    if bad:
+        examples = [
+            f"{p.relative_to(layout.root)} ({err})" for p, err in list(bad.items())[:EXAMPLES]
+        ]
+        findings.append(Finding("corrupt", label, f"{len(bad)} unreadable Parquet files", examples))
+    good = [p for p in files if p not in bad]
+    if not good:
+        return findings, notes
+    scan = scan_files(good)
+    columns = scan.collect_schema().names()
+
+    key = natural_key(layer, name, columns)
+    if key is None:
+        notes.append(f"{label}: no natural key known, duplicate check skipped")
+    else:
+        dups = duplicate_keys(scan, key)
+        if not dups.is_empty():
+            versions = is_version_log(layer, name)
+            shown = dups.select([*key[:4], "n"]) if versions else dups
+            what = "exact duplicate rows" if versions else "duplicate keys"
+            findings.append(
+                Finding(
+                    "duplicates",
+                    label,
+                    f"{dups.height} {what} ({', '.join(key[:6])})",
+                    _describe_rows(shown),
+                )
+            )
+
+    cadence = TRADE_DATE_CADENCE.get(name) if layer == "raw" else None
+    if cadence is not None and "trade_date" in columns:
+        if calendar.is_empty():
+            notes.append(f"{label}: raw/trade_cal not cached, gap check skipped")
+        else:
+            present = scan.select(pl.col("trade_date").unique().sort()).collect()["trade_date"]
+            present = present.drop_nulls()
+            expected = unit_dates(calendar, cadence, present.max()) if present.len() else present
+            gaps = missing_dates(present, expected)
+            if not gaps.is_empty():
+                message = f"{gaps.len()} expected {cadence} dates without rows"
+                findings.append(
+                    Finding("gaps", label, message, [d.isoformat() for d in gaps.head(EXAMPLES)])
+                )
+
+    used_on = {"pit": "knowledge_date", "factors": "calc_date"}.get(layer)
+    if used_on in columns and {"vis_date", "ann_date"} & set(columns):
+        late = pit_violations(scan, columns, str(used_on))
+        if not late.is_empty():
+            message = f"{late.height} rows used before they were visible (after {used_on})"
+            findings.append(Finding("pit", label, message, _describe_rows(late)))
+
+    if layer == "factors":
+        findings += factor_findings(scan, name, columns)
+    return findings, notes
+
+
+def factor_findings(scan: pl.LazyFrame, name: str, columns: Sequence[str]) -> list[Finding]:
+    """Score ranges and rank consistency of factors.p / factors.g."""
+    label = f"factors.{name}"
+    findings = []
+    for column in [c for c in SCORE_COLUMNS if c in columns]:
+        bad = out_of_range(scan, column, 0.0, 100.0, open_low=False)
+        if not bad.is_empty():
+            message = f"{bad.height} values of {column} outside [0, 100]"
+            findings.append(Finding("ranges", label, message, _describe_rows(bad)))
+    for column in [c for c in G_RANK_COLUMNS if c in columns]:
+        bad = out_of_range(scan, column, 0.0, 100.0, open_low=True)
+        if not bad.is_empty():
+            message = f"{bad.height} values of {column} outside (0, 100]"
+            findings.append(Finding("ranges", label, message, _describe_rows(bad)))
+    score, rank = RANKS.get(name, ("", ""))
+    if score in columns and rank in columns:
+        wrong = rank_mismatches(scan, score, rank)
+        if not wrong.is_empty():
+            message = (
+                f"{wrong.height} rows where {rank} is not the rank of {score} on its calc date "
+                "(1..n, ties share the smallest rank)"
+            )
+            findings.append(Finding("ranges", label, message, _describe_rows(wrong)))
+    return findings
+
+
+# ---------------------------------------------------------------- the command
+
+
+def verify_cache(
+    layout: CacheLayout,
+    datasets: Sequence[str] = (),
+    database_url: str | None = None,
+    sink_raw_datasets: Sequence[str] = (),
+) -> VerifyReport:
+    """Check the chosen datasets (all by default); with a database URL, also row-count drift
+    of PIT, factors and the raw datasets loaded (`sinks.raw_datasets`)."""
+    chosen = select_datasets(layout, datasets)
+    calendar = trade_calendar(layout)
+    findings: list[Finding] = []
+    notes: list[str] = []
+    for layer, name in chosen:
+        found, noted = verify_dataset(layout, layer, name, calendar)
+        findings += found
+        notes += noted
+    if database_url:
+        loaded = [(lay, n) for lay, n in chosen if lay != "raw" or n in sink_raw_datasets]
+        counts = sink_counts(database_url, loaded)
+        for (layer, name), in_sink in counts.items():
+            in_cache = dataset_stats(layout, layer, name).rows  # type: ignore[arg-type]
+            if in_sink is None:
+                message = f"missing in PostgreSQL ({in_cache} rows in the cache): run ah load"
+                findings.append(Finding("drift", f"{layer}.{name}", message))
+            elif in_sink != in_cache:
+                message = f"{in_sink} rows in PostgreSQL, {in_cache} in the cache"
+                findings.append(Finding("drift", f"{layer}.{name}", message))
+    else:
+        notes.append("no database.url: sink drift not checked (DuckDB views read the cache)")
+    return VerifyReport([f"{lay}.{n}" for lay, n in chosen], findings, notes)

@@ -1,0 +1,78 @@
+"""The ops commands as an operator runs them: `ah …` in a subprocess, exit codes, output.
+
+Marked slow: each `ah` start imports Polars and PyArrow (about a second on an idle box).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.locks import FileLocks
+from tests.ops.conftest import SyntheticCache
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ah(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_health_stats_and_verify(synthetic: SyntheticCache, tmp_path: Path) -> None:
+    cache = str(synthetic.layout.root)
+    out = ah("--cache-dir", cache, "health", "--json", "--stale-days", "1000", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["ok"] is True
+    # the synthetic market stops on 2024-06-28: today it is stale
+    out = ah("--cache-dir", cache, "health", cwd=tmp_path)
+    assert out.returncode == 1 and "data raw.daily" in out.stdout and "FAIL" in out.stdout
+    out = ah("--cache-dir", cache, "stats", "--json", cwd=tmp_path)
+    assert out.returncode == 0 and json.loads(out.stdout)["datasets"][0]["key"] == "raw.daily"
+    broken = next(synthetic.layout.dataset_dir("factors", "g").rglob("*.parquet"))
+    broken.write_bytes(broken.read_bytes()[:100])
+    out = ah("--cache-dir", cache, "verify", "factors.g", "daily", cwd=tmp_path)
+    assert out.returncode == 1 and "FAIL corrupt" in out.stdout and broken.name in out.stdout
+    out = ah("--cache-dir", cache, "verify", "nope", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("error: no dataset 'nope'")
+
+
+@pytest.mark.slow
+def test_backup_restore_and_schedule(synthetic: SyntheticCache, tmp_path: Path) -> None:
+    cache = str(synthetic.layout.root)
+    dest = str(tmp_path / "backups")
+    out = ah("--cache-dir", cache, "backup", "--dest", dest, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("backup "), out.stderr
+    locks = FileLocks(synthetic.layout)
+    locks.acquire(["daily"])
+    try:
+        out = ah("--cache-dir", cache, "restore", "--dest", dest, cwd=tmp_path)
+        assert out.returncode == 4 and "task daily is being synced by pid" in out.stderr
+    finally:
+        locks.release()
+    out = ah("--cache-dir", cache, "restore", "--dest", dest, cwd=tmp_path)
+    assert out.returncode == 0 and "restored" in out.stdout, out.stderr
+    out = ah("--cache-dir", cache, "backup", "list", "--dest", dest, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.count("\n") == 3  # title, header, one snapshot
+    out = ah("--cache-dir", cache, "schedule", "--systemd", "--g-freq", "monthly", cwd=tmp_path)
+    assert out.returncode == 0 and "OnCalendar=" in out.stdout and "--freq monthly" in out.stdout
+    out = ah("--cache-dir", cache, "schedule", "--due", "weekly", cwd=tmp_path)
+    assert out.returncode in (0, 1) and "last trading day of its week" in out.stdout

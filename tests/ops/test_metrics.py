@@ -1,0 +1,134 @@
+"""The Prometheus textfile: valid exposition format, escaping, carried-over series."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from pipeline.metrics import METRICS, metrics_path, write_metrics
+from pipeline.run_report import TaskOutcome
+from pipeline.state import FileStateStore, TaskState
+from tests.ops.conftest import SyntheticCache, make_report
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL_VALUE = r'"(?:[^"\\\n]|\\["\\n])*"'
+SAMPLE = re.compile(rf"^({NAME})(\{{(?:[a-zA-Z_][a-zA-Z0-9_]*={LABEL_VALUE},?)*\}})? (\S+)$")
+
+
+def parse_strictly(text: str) -> dict[str, list[tuple[str, float]]]:
+    """Exposition-format checker written from the spec: HELP and TYPE before each family's
+    samples, families contiguous, one TYPE per family, values parse as floats."""
+    assert text.endswith("\n")
+    families: dict[str, list[tuple[str, float]]] = {}
+    helped: set[str] = set()
+    typed: set[str] = set()
+    current = None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert name not in helped
+            helped.add(name)
+            current = name
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name == current and name not in typed and kind == "gauge"
+            typed.add(name)
+            families[name] = []
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"not a sample line: {line!r}"
+        name, labels, value = match.group(1), match.group(2) or "", match.group(3)
+        assert name == current and name in typed, f"{name} sample outside its family"
+        families[name].append((labels, float(value)))
+    return families
+
+
+def values(families: dict[str, list[tuple[str, float]]], name: str) -> dict[str, float]:
+    return dict(families.get(name, []))
+
+
+def test_textfile_is_valid_and_complete(synthetic: SyntheticCache) -> None:
+    report = make_report()
+    path = write_metrics(synthetic.layout, report)
+    assert path == synthetic.layout.metrics_dir / "alphahome.prom"
+    assert [p.name for p in path.parent.iterdir()] == ["alphahome.prom"]  # no temporary left
+    families = parse_strictly(path.read_text())
+    assert set(families) <= {m.name for m in METRICS}
+    durations = values(families, "alphahome_task_duration_seconds")
+    assert durations == {
+        '{task="trade_cal"}': 1.5,
+        '{task="daily"}': 42.0,
+        '{task="income"}': 5.0,
+        '{task="moneyflow"}': 0.5,
+    }
+    assert values(families, "alphahome_task_retries")['{task="daily"}'] == 1
+    assert values(families, "alphahome_task_errors")['{task="moneyflow"}'] == 1
+    status = values(families, "alphahome_task_status")
+    assert status['{task="moneyflow",status="failed"}'] == 1
+    assert status['{task="moneyflow",status="success"}'] == 0
+    assert sum(v for k, v in status.items() if 'task="daily"' in k) == 1
+    finished = dt.datetime.fromisoformat(report["finished"]).timestamp()
+    success = values(families, "alphahome_task_last_success_timestamp_seconds")
+    assert success == {
+        '{task="trade_cal"}': finished,
+        '{task="daily"}': finished,
+        '{task="income"}': finished,
+    }
+    assert values(families, "alphahome_run_success_rate")[""] == pytest.approx(0.75)
+    assert values(families, "alphahome_run_tasks")['{status="failed"}'] == 1
+    rows = values(families, "alphahome_dataset_rows")
+    assert rows['{layer="raw",dataset="daily"}'] == 4 * len(synthetic.daily_dates)
+    newest = values(families, "alphahome_dataset_newest_date_timestamp_seconds")
+    expected = dt.datetime.combine(synthetic.daily_dates[-1], dt.time(), tzinfo=dt.UTC).timestamp()
+    assert newest['{layer="raw",dataset="daily"}'] == expected
+
+
+def test_label_values_are_escaped(synthetic: SyntheticCache) -> None:
+    odd = 'we"ird\\task\nname'
+    report = make_report(tasks=[TaskOutcome(odd, "success", duration_s=2.0)])
+    text = write_metrics(synthetic.layout, report).read_text()
+    parse_strictly(text)
+    assert '{task="we\\"ird\\\\task\\nname"} 2' in text
+    # read back through the next write: the escaped task survives unchanged
+    write_metrics(synthetic.layout, make_report("r2", tasks=[TaskOutcome("daily", "success")]))
+    again = metrics_path(synthetic.layout).read_text()
+    assert '{task="we\\"ird\\\\task\\nname"} 2' in again
+
+
+def test_series_of_tasks_not_in_this_run_are_kept(synthetic: SyntheticCache) -> None:
+    layout = synthetic.layout
+    first = make_report("r1", dt.datetime(2024, 6, 27, 10, tzinfo=dt.UTC))
+    write_metrics(layout, first)
+    t1 = dt.datetime.fromisoformat(first["finished"]).timestamp()
+    second = make_report(
+        "r2",
+        dt.datetime(2024, 6, 28, 10, tzinfo=dt.UTC),
+        [TaskOutcome("daily", "failed", reason="HTTP 502", duration_s=3.0)],
+    )
+    families = parse_strictly(write_metrics(layout, second).read_text())
+    success = values(families, "alphahome_task_last_success_timestamp_seconds")
+    assert success['{task="daily"}'] == t1  # failed now: its last success is the old one
+    assert success['{task="trade_cal"}'] == t1  # not in this run: kept
+    assert values(families, "alphahome_task_duration_seconds")['{task="income"}'] == 5.0
+    assert values(families, "alphahome_task_status")['{task="daily",status="failed"}'] == 1
+    assert values(families, "alphahome_run_tasks")['{status="failed"}'] == 1  # this run only
+
+
+def test_last_success_from_task_state(synthetic: SyntheticCache) -> None:
+    store = FileStateStore(synthetic.layout)
+    store.save(TaskState("stk_limit", status="success", last_success="2024-06-20T18:00:00+00:00"))
+    families = parse_strictly(write_metrics(synthetic.layout, make_report()).read_text())
+    success = values(families, "alphahome_task_last_success_timestamp_seconds")
+    expected = dt.datetime(2024, 6, 20, 18, tzinfo=dt.UTC).timestamp()
+    assert success['{task="stk_limit"}'] == expected
+
+
+def test_alert_count(synthetic: SyntheticCache) -> None:
+    report = {**make_report(), "alerts": [{"kind": "failed_task"}, {"kind": "stale_data"}]}
+    families = parse_strictly(write_metrics(synthetic.layout, report).read_text())
+    assert values(families, "alphahome_run_alerts")[""] == 2
+    families = parse_strictly(write_metrics(synthetic.layout, report, alerts=0).read_text())
+    assert values(families, "alphahome_run_alerts")[""] == 0

@@ -1,0 +1,165 @@
+"""The HTML run report: sections, self-containment, escaping, and a real browser render."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.report_html import add_report_sections, write_run_report_html
+from pipeline.run_report import TaskOutcome
+from tests.ops.conftest import (
+    TODAY,
+    build_cache,
+    factor_rows,
+    make_report,
+    open_days_between,
+    save_report,
+)
+
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
+
+
+def test_page_is_written_twice_and_self_contained(tmp_path: Path) -> None:
+    cache = build_cache(tmp_path / "cache")
+    report = make_report()
+    report["tasks"][0]["reason"] = "<script>alert('x')</script> & more"
+    report["alerts"] = [
+        {"kind": "failed_task", "subject": "moneyflow", "message": "failed: no permission"}
+    ]
+    path = write_run_report_html(cache.layout, report)
+    assert path == cache.layout.reports_dir / "20240628T103000Z.html"
+    latest = cache.layout.reports_dir / "latest.html"
+    assert latest.read_bytes() == path.read_bytes()
+    page = path.read_text(encoding="utf-8")
+    assert "<script" not in page.replace("&lt;script&gt;", "")
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+    assert not re.search(r"<link|@import|url\(|src=", page)
+    urls = set(re.findall(r"https?://[^\"' )]+", page))
+    assert urls <= {"http://www.w3.org/2000/svg"}  # the SVG namespace, never fetched
+    assert page.count("<svg") == 6  # outcomes, durations, history, coverage, P, G
+    for task in ("trade_cal", "daily", "income", "moneyflow"):
+        assert f">{task}<" in page
+    assert "ALERT failed_task moneyflow" in page
+
+
+def test_run_id_cannot_escape_the_reports_folder(tmp_path: Path) -> None:
+    cache = build_cache(tmp_path / "cache")
+    path = write_run_report_html(cache.layout, make_report("../../evil run"))
+    assert path.parent == cache.layout.reports_dir and path.name == ".._.._evil_run.html"
+
+
+def test_sections_are_added_without_touching_existing_keys(tmp_path: Path) -> None:
+    newest = dt.date(2024, 6, 24)
+    cache = build_cache(tmp_path / "cache", daily_until=newest)
+    for i in range(3):
+        save_report(
+            cache.layout, make_report(f"old{i}", dt.datetime(2024, 6, 20 + i, 10, tzinfo=dt.UTC))
+        )
+    report = make_report()
+    full = add_report_sections(cache.layout, report)
+    assert {k: full[k] for k in report} == report
+    ops = full["ops"]
+    assert ops["report_day"] == TODAY.isoformat()
+    assert [h["run_id"] for h in ops["history"]] == ["old0", "old1", "old2", report["run_id"]]
+    coverage = {c["dataset"]: c for c in ops["coverage"]}
+    daily = coverage["raw.daily"]
+    expected = open_days_between(cache.daily_dates[0], TODAY)
+    assert daily["dates"] == [d.isoformat() for d in expected]
+    missing = [d.isoformat() for d in expected if d > newest]
+    assert daily["missing"] == missing and len(missing) == 4
+    assert daily["coverage"] == pytest.approx(1 - len(missing) / len(expected))
+    assert set(daily["rows"][: -len(missing)]) == {4}
+    assert coverage["raw.weekly"]["missing"] == []
+    scores = ops["scores"]["p"]
+    assert [s["calc_date"] for s in scores] == [d.isoformat() for d in cache.calc_dates]
+    rows = factor_rows("p", cache.calc_dates)
+    for s in scores:
+        day = dt.date.fromisoformat(s["calc_date"])
+        values = [r["p_score"] for r in rows if r["calc_date"] == day and r["p_score"] is not None]
+        assert s["n"] == len(values) and s["nulls"] == 1
+        assert s["median"] == pytest.approx(float(np.median(values)))
+        assert s["q1"] == pytest.approx(float(np.quantile(values, 0.25)))
+        assert (s["min"], s["max"]) == (min(values), max(values))
+
+
+def test_empty_cache_still_renders(tmp_path: Path) -> None:
+    from cache.layout import CacheLayout
+
+    layout = CacheLayout(tmp_path / "empty")
+    path = write_run_report_html(layout, make_report(tasks=[TaskOutcome("daily", "skipped")]))
+    page = path.read_text()
+    assert (
+        "No per-trade-date datasets in the cache." in page and "No P scores in the cache." in page
+    )
+
+
+def png_facts(data: bytes) -> tuple[int, int, int]:
+    """(width, height, distinct byte values of the decompressed image data)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return width, height, len(set(zlib.decompress(idat)))
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    profile = tempfile.mkdtemp(prefix="ah-chromium-")
+    try:
+        return subprocess.run(
+            [
+                str(CHROMIUM),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_headless_chromium_renders_the_charts(tmp_path: Path) -> None:
+    cache = build_cache(tmp_path / "cache", daily_until=dt.date(2024, 6, 26))
+    for i in range(4):
+        save_report(
+            cache.layout, make_report(f"old{i}", dt.datetime(2024, 6, 20 + i, 10, tzinfo=dt.UTC))
+        )
+    write_run_report_html(cache.layout, make_report())
+    url = (cache.layout.reports_dir / "latest.html").as_uri()
+    dom = _chromium("--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<svg") == 6 and dom.stdout.count("<rect") > 100
+    shot = tmp_path / "report.png"
+    done = _chromium(f"--screenshot={shot}", "--window-size=1280,2000", url)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    data = shot.read_bytes()
+    width, height, distinct = png_facts(data)
+    assert (width, height) == (1280, 2000)
+    assert len(data) > 30_000 and distinct > 100  # a blank page compresses to a few bytes
