@@ -1,0 +1,285 @@
+"""Table definitions for the PostgreSQL sink: keys per dataset, types, DDL text (DESIGN 8).
+
+Pure: no connection, no I/O. `table_spec(layer, name)` says how a cache dataset is
+keyed and loaded; `pg_type` maps an Arrow type to one of the six column types the sink
+uses (DATE, DOUBLE PRECISION, BIGINT, BOOLEAN, TEXT, TIMESTAMPTZ; never NUMERIC, which
+ADBC has corrupted in the past); the `*_sql` functions build the statements.
+
+Keys, by kind of dataset:
+- raw market and reference datasets: the API's natural key (`api_spec(name).primary_key`),
+  with `trade_date` / `cal_date` / `end_date` moved first, because those datasets are
+  cached (and loaded) date partition by date partition and COPY into a key that
+  matches the input order is much faster. Loaded by upsert: the cache never deletes a
+  raw row, so neither does the sink.
+- statement datasets (income, balancesheet, cashflow, fina_indicator, express,
+  forecast) are version logs: every distinct row is kept, so the true key is "all
+  columns" (more than the 32 an index may hold). The table gets a computed `row_hash`
+  (md5 of the row's non-null values other than `_fetched_at`, in a canonical text form,
+  computed by PostgreSQL at load time: `row_hash_sql`) and the primary key (end_date,
+  ts_code, row_hash). The hash alone decides identity; ann_date, f_ann_date,
+  update_flag and report_type are left out of the key because they may be null (a
+  primary key column may not) and the hash already covers them. Nulls are skipped in
+  the hash so a column added later (null in old rows) leaves the old rows' hashes, and
+  so their keys, unchanged. Rows equal but for `_fetched_at` are one version.
+- PIT and factor tables: the keys of `DERIVED_TABLE_KEYS` below. Each partition file
+  of these owns whole values of a `scope` column (PIT files are buckets of stocks,
+  factor files are years of calc dates), so a load replaces the partition's scope:
+  rows of those stocks / dates that are no longer in the file are deleted.
+A key column that may be null gets a UNIQUE index with NULLS NOT DISTINCT (PostgreSQL
+15+) instead of a primary key, so a null is a value of its own and no sentinel is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from pipeline.sources.tushare.catalogue import api_spec
+
+SCHEMAS: tuple[str, ...] = ("raw", "pit", "factors", "ops")
+
+STATEMENT_DATASETS: frozenset[str] = frozenset(
+    {"income", "balancesheet", "cashflow", "fina_indicator", "express", "forecast"}
+)
+
+ROW_HASH = "row_hash"
+FETCHED_AT = "_fetched_at"
+
+# Raw key columns Tushare is known to leave null in some rows (PROTOCOL: statements'
+# update_flag and report_type, announcement dates of name changes and dividends).
+NULLABLE_RAW_KEY_COLUMNS: frozenset[str] = frozenset(
+    {"ann_date", "f_ann_date", "update_flag", "report_type", "div_proc"}
+)
+
+# Date columns that go first in a raw key (the datasets are partitioned by them).
+DATE_LEAD_COLUMNS: tuple[str, ...] = ("trade_date", "cal_date", "end_date")
+
+
+@dataclass(frozen=True)
+class KeyDef:
+    """The natural key of a PIT or factor table and the column its partitions own."""
+
+    columns: tuple[str, ...]
+    scope: str
+    nullable: frozenset[str] = field(default_factory=frozenset)
+
+
+# The ONE place that knows the keys of the derived tables (DESIGN 6, 7, 8).
+DERIVED_TABLE_KEYS: dict[str, KeyDef] = {
+    "pit.statement_versions": KeyDef(
+        ("ts_code", "end_date", "source", "vis_date", "update_flag"),
+        scope="ts_code",
+        nullable=frozenset({"update_flag"}),
+    ),
+    "pit.income_quarterly": KeyDef(("ts_code", "end_date", "knowledge_date"), scope="ts_code"),
+    "pit.balance": KeyDef(("ts_code", "end_date", "vis_date"), scope="ts_code"),
+    "pit.indicators": KeyDef(("ts_code", "knowledge_date"), scope="ts_code"),
+    "pit.industry": KeyDef(
+        ("ts_code", "l3_code", "in_date"), scope="ts_code", nullable=frozenset({"in_date"})
+    ),
+    "pit.industry_monthly": KeyDef(("month_end", "ts_code"), scope="ts_code"),
+    "factors.p": KeyDef(("calc_date", "ts_code"), scope="calc_date"),
+    "factors.g": KeyDef(("calc_date", "ts_code"), scope="calc_date"),
+}
+
+
+class TableDefinitionError(ValueError):
+    """A dataset the sink cannot key or a column type it cannot store."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one cache dataset is stored in PostgreSQL.
+
+    `key` is the unique key in index order; `nullable_key` the key columns that may be
+    null (then a NULLS NOT DISTINCT unique index replaces the primary key); `scope` the
+    column whose values each partition owns wholly (None: upsert only, never delete);
+    `row_hash` whether the key ends with the computed hash of a version-log row.
+    """
+
+    schema: str
+    name: str
+    key: tuple[str, ...]
+    nullable_key: frozenset[str] = frozenset()
+    scope: str | None = None
+    row_hash: bool = False
+
+    @property
+    def qualified(self) -> str:
+        """`schema.name`, as in the cache (`factors.p`)."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def sql_name(self) -> str:
+        """The quoted, schema-qualified name for SQL text."""
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    @property
+    def lead(self) -> str:
+        """The first key column: loads restrict the table to the partition's values of it."""
+        return self.key[0]
+
+    @property
+    def data_key(self) -> tuple[str, ...]:
+        """Key columns that come from the cache (all but the computed row_hash)."""
+        return tuple(c for c in self.key if c != ROW_HASH)
+
+    @property
+    def slice_column(self) -> str:
+        """The column whose partition values select the table rows a load compares with."""
+        return self.scope or self.lead
+
+
+def table_spec(layer: str, name: str) -> TableSpec:
+    """The storage definition of dataset `name` of cache layer `layer`."""
+    if layer == "raw":
+        return _raw_spec(name)
+    key_def = DERIVED_TABLE_KEYS.get(f"{layer}.{name}")
+    if key_def is None:
+        known = ", ".join(sorted(DERIVED_TABLE_KEYS))
+        msg = f"no key defined for {layer}.{name} (known PIT and factor tables: {known})"
+        raise TableDefinitionError(msg)
+    return TableSpec(layer, name, key_def.columns, key_def.nullable, key_def.scope)
+
+
+def _raw_spec(name: str) -> TableSpec:
+    try:
+        spec = api_spec(name)
+    except KeyError:
+        msg = f"raw dataset {name!r} is not a known Tushare API, so it has no natural key"
+        raise TableDefinitionError(msg) from None
+    if name in STATEMENT_DATASETS:
+        return TableSpec("raw", name, ("end_date", "ts_code", ROW_HASH), row_hash=True)
+    if not spec.primary_key:
+        msg = f"api {name!r} documents no primary key; the sink cannot upsert it"
+        raise TableDefinitionError(msg)
+    key = list(spec.primary_key)
+    lead = next((c for c in DATE_LEAD_COLUMNS if c in key), None)
+    if lead is not None:
+        key.remove(lead)
+        key.insert(0, lead)
+    nullable = frozenset(c for c in key[1:] if c in NULLABLE_RAW_KEY_COLUMNS)
+    return TableSpec("raw", name, tuple(key), nullable)
+
+
+# ------------------------------------------------------------------------------ types
+
+PG_DATE = "date"
+PG_DOUBLE = "double precision"
+PG_BIGINT = "bigint"
+PG_BOOLEAN = "boolean"
+PG_TEXT = "text"
+PG_TIMESTAMPTZ = "timestamp with time zone"
+
+# The Arrow type sent for each PostgreSQL type (binary COPY needs them to match exactly).
+ARROW_FOR_PG: dict[str, pa.DataType] = {
+    PG_DATE: pa.date32(),
+    PG_DOUBLE: pa.float64(),
+    PG_BIGINT: pa.int64(),
+    PG_BOOLEAN: pa.bool_(),
+    PG_TEXT: pa.large_string(),
+    PG_TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+}
+
+
+def pg_type(arrow_type: pa.DataType, column: str = "?") -> str | None:
+    """The PostgreSQL type storing `arrow_type`; None for the null type (no values yet).
+
+    Naive timestamps are taken as UTC. Decimals, unsigned 64-bit integers, nested and
+    binary types are refused with an error naming the column.
+    """
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_null(t):
+        return None
+    if pa.types.is_date(t):
+        return PG_DATE
+    if pa.types.is_floating(t):
+        return PG_DOUBLE
+    if pa.types.is_integer(t) and t != pa.uint64():
+        return PG_BIGINT
+    if pa.types.is_boolean(t):
+        return PG_BOOLEAN
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return PG_TEXT
+    if pa.types.is_timestamp(t):
+        return PG_TIMESTAMPTZ
+    msg = (
+        f"column {column!r} has Arrow type {arrow_type}, which the PostgreSQL sink does not "
+        "store (it uses DATE, DOUBLE PRECISION, BIGINT, BOOLEAN, TEXT, TIMESTAMPTZ)"
+    )
+    raise TableDefinitionError(msg)
+
+
+# ------------------------------------------------------------------------------ SQL text
+
+
+def quote_ident(identifier: str) -> str:
+    """`identifier` as a quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """`text` as a SQL string literal (standard_conforming_strings on)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _column_sql(spec: TableSpec, name: str, pgtype: str) -> str:
+    collate = ' COLLATE "C"' if pgtype == PG_TEXT and name in spec.key else ""
+    not_null = " NOT NULL" if name in spec.key and name not in spec.nullable_key else ""
+    return f"{quote_ident(name)} {pgtype}{collate}{not_null}"
+
+
+def create_table_sql(spec: TableSpec, columns: Sequence[tuple[str, str]]) -> list[str]:
+    """CREATE TABLE (+ key index) statements for `spec` with `columns` (name, pg type).
+
+    Text key columns use the "C" collation: byte order is the order rows are sent in
+    (Arrow sorts bytes), and it compares faster than a linguistic collation.
+    """
+    names = [c for c, _ in columns]
+    missing = [c for c in spec.key if c not in names]
+    if missing:
+        msg = f"{spec.qualified}: key column(s) {', '.join(missing)} missing from the data"
+        raise TableDefinitionError(msg)
+    body = [_column_sql(spec, c, t) for c, t in columns]
+    key_list = ", ".join(quote_ident(c) for c in spec.key)
+    if not spec.nullable_key:
+        body.append(f"CONSTRAINT {quote_ident(spec.name + '_pkey')} PRIMARY KEY ({key_list})")
+    statements = [f"CREATE TABLE {spec.sql_name} ({', '.join(body)})"]
+    if spec.nullable_key:
+        statements.append(
+            f"CREATE UNIQUE INDEX {quote_ident(spec.name + '_key')} ON {spec.sql_name} "
+            f"({key_list}) NULLS NOT DISTINCT"
+        )
+    if spec.scope is not None and spec.scope != spec.lead:
+        statements.append(
+            f"CREATE INDEX {quote_ident(spec.name + '_' + spec.scope)} ON {spec.sql_name} "
+            f"({quote_ident(spec.scope)})"
+        )
+    return statements
+
+
+def add_columns_sql(spec: TableSpec, columns: Iterable[tuple[str, str]]) -> list[str]:
+    """ALTER TABLE … ADD COLUMN statements for columns new in the cache (schema drift)."""
+    return [f"ALTER TABLE {spec.sql_name} ADD COLUMN {quote_ident(c)} {t}" for c, t in columns]
+
+
+def row_hash_sql(relation: str, columns: Iterable[str]) -> str:
+    """SQL computing the version hash of each row of `relation` (an alias) from `columns`.
+
+    md5 of `name='value'` for every non-null column but `_fetched_at`, in name order,
+    comma-separated; values are quoted (`quote_literal`), so no value can imitate a
+    separator. Text forms are fixed by the settings the load pins for its transaction
+    (DateStyle ISO, TimeZone UTC, extra_float_digits = 1: shortest exact floats). Nulls
+    are skipped, so the hash depends neither on column order nor on columns that are
+    null (a column added to the cache later leaves old rows' hashes unchanged).
+    """
+    parts = [
+        f"{quote_literal(c + '=')} || quote_literal({relation}.{quote_ident(c)})"
+        for c in sorted(columns)
+        if c not in (FETCHED_AT, ROW_HASH)
+    ]
+    return f"md5(concat_ws(',', {', '.join(parts)}))"

@@ -1,0 +1,711 @@
+"""The PostgreSQL sink: load one cache partition into its table, in one transaction.
+
+A partition (one Parquet file) arrives as an Arrow table, already cast to the sink's
+types, checked (no null or duplicate key) and sorted by key (`prepare_rows`), with a
+fingerprint per slice: the rows of one value of the table's slice column, i.e. its
+first key column (a trade date, a calc date) or, for PIT tables, its scope column (a
+stock) (`slice_fingerprints`). Inside one transaction, serialised per table by
+`pg_advisory_xact_lock(hashtext('alphahome.' || table))`:
+1. the table is created, or widened with ALTER TABLE ADD COLUMN for new cache columns
+   (a type conflict is an error);
+2. slices whose fingerprint equals the one recorded at the partition's last load are
+   left alone (a daily reload of a month file writes the new day only);
+3. when the table holds no row of the remaining slices, their rows are COPYed straight
+   into the table by `adbc_ingest` (initial loads and new dates run at COPY speed);
+4. otherwise they are COPYed into a temporary staging table and ONE hash full join
+   with the table's rows of those slices computes the difference: new rows, changed
+   rows (any column IS DISTINCT FROM, so NaN and null stay distinct and equal values
+   are not rewritten) and, for tables with a scope, rows gone from the partition. Old
+   versions of changed and gone rows are deleted by ctid and the new versions
+   inserted in key order. Unchanged rows are not touched (ON CONFLICT DO UPDATE …
+   WHERE would still lock, and so dirty, every conflicting row);
+5. `ops.load_state` records the partition (size, mtime, sha256, rows, slice values and
+   fingerprints).
+A failure anywhere rolls everything back, so the table is as before; loading the same
+data again finds no difference and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as pgdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.errors import AlphahomeError
+from pipeline.logs import get_logger, register_secrets, scrub
+from sinks.ddl import (
+    ARROW_FOR_PG,
+    FETCHED_AT,
+    PG_BIGINT,
+    PG_BOOLEAN,
+    PG_DATE,
+    PG_DOUBLE,
+    PG_TEXT,
+    PG_TIMESTAMPTZ,
+    ROW_HASH,
+    TableDefinitionError,
+    TableSpec,
+    add_columns_sql,
+    create_table_sql,
+    pg_type,
+    quote_ident,
+    row_hash_sql,
+)
+
+Connection = pgdb.Connection
+Cursor = pgdb.Cursor
+
+PAUSE_ENV = "AH_TEST_LOAD_PAUSE_S"
+APPLICATION_NAME = "alphahome"
+CONNECT_TIMEOUT_S = 10
+BATCH_ROWS = 65_536
+WORK_MEM = "128MB"
+TEMP_BUFFERS = "256MB"
+ANALYZE_SHARE = 0.1  # of the table's rows written by a load: refresh its statistics
+FINGERPRINT_SEED = 11
+
+log = get_logger("sinks.postgres")
+
+
+class DatabaseUnavailableError(AlphahomeError):
+    """The server cannot be reached or refuses the login."""
+
+
+class LoadError(AlphahomeError):
+    """The data cannot be loaded as it is (type conflict, null or duplicate key, …)."""
+
+
+# ------------------------------------------------------------------------------ connecting
+
+
+def describe_url(url: str) -> str:
+    """`user@host:port/dbname` of a PostgreSQL URL, never the password."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = parts.port or 5432
+    return f"{user}{parts.hostname}:{port}{parts.path or '/'}"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server and credentials, another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` with `password` set (e.g. one typed at a prompt), percent-encoded."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def _libpq_url(url: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
+    query.setdefault("application_name", APPLICATION_NAME)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def error_reason(exc: BaseException) -> str:
+    """The useful part of a driver error: the server's message, or libpq's reason why
+    the connection failed, on one line and without secrets."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "ERROR:" in text:
+        first = text.rsplit("ERROR:", 1)[1].strip().splitlines()[0]
+    reason = first.rsplit(" failed: ", 1)[-1].replace("FATAL:  ", "")
+    return scrub(reason.removeprefix("IO: ").removeprefix("[libpq] ").strip())
+
+
+def connect(url: str, autocommit: bool = False) -> Connection:
+    """An ADBC connection with the sink's settings; transactions unless `autocommit`.
+
+    A server that is down, unknown or refuses the login raises
+    `DatabaseUnavailableError` naming user@host:port/dbname, never the password.
+    """
+    register_secrets([urlsplit(url).password])
+    try:
+        conn = pgdb.connect(_libpq_url(url), autocommit=autocommit)
+    except adbc_driver_manager.Error as exc:
+        msg = f"cannot connect to PostgreSQL at {describe_url(url)}: {error_reason(exc)}"
+        raise DatabaseUnavailableError(msg) from None
+    with conn.cursor() as cur:
+        # Must be set before the session first touches a temporary table.
+        cur.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
+    if not autocommit:
+        conn.commit()
+    return conn
+
+
+# ------------------------------------------------------------------------------ table shape
+
+
+def table_columns(cur: Cursor, spec: TableSpec) -> dict[str, str] | None:
+    """Column name -> PostgreSQL type of the table, in order; None when it does not exist.
+
+    Read from the catalogue tables with the statement's snapshot (not `to_regclass`,
+    whose cached lookup can miss a table another loader committed while this one
+    waited for the lock).
+    """
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (spec.schema, spec.name),
+    )
+    found = {name: typ for name, typ in cur.fetchall()}
+    return found or None
+
+
+def ensure_table(
+    cur: Cursor,
+    spec: TableSpec,
+    schema: pa.Schema,
+    partition: str,
+    existing: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """Create the table or add the columns it lacks; the table's columns and types.
+
+    `existing` is the table's current columns (None: it does not exist). Columns whose
+    Arrow type is null (no value in this partition) are created only when a later
+    partition gives them a type. Creating a table forgets stale `ops.load_state` rows
+    of a table that was dropped by hand.
+    """
+    wanted = [(f.name, pg_type(f.type, f.name)) for f in schema]
+    if spec.row_hash:
+        wanted.append((ROW_HASH, PG_TEXT))
+    typed = [(name, typ) for name, typ in wanted if typ is not None]
+    if existing is None:
+        try:
+            statements = create_table_sql(spec, typed)
+        except TableDefinitionError as exc:
+            msg = f"{exc} (partition {partition})"
+            raise LoadError(msg) from None
+        for sql in statements:
+            cur.execute(sql)
+        cur.execute("DELETE FROM ops.load_state WHERE table_name = $1", (spec.qualified,))
+        log.info("created table %s", spec.qualified)
+        return dict(typed)
+    conflicts = [
+        f"{name} is {existing[name]} in PostgreSQL but {typ} in the cache"
+        for name, typ in typed
+        if name in existing and existing[name] != typ
+    ]
+    if conflicts:
+        msg = (
+            f"{spec.qualified}, partition {partition}: column type conflict: "
+            f"{'; '.join(conflicts)} (change the cache or migrate the table)"
+        )
+        raise LoadError(msg)
+    added = [(name, typ) for name, typ in typed if name not in existing]
+    for sql in add_columns_sql(spec, added):
+        cur.execute(sql)
+    if added:
+        log.info("%s: added column(s) %s", spec.qualified, ", ".join(n for n, _ in added))
+    return {**existing, **dict(added)}
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+def prepare_rows(rows: pa.Table, spec: TableSpec, partition: str) -> pa.Table:
+    """A partition's rows in the sink's Arrow types, checked and sorted by key.
+
+    Needs no connection, so the loader prepares the next partition while the database
+    works on the current one. Columns without any value (Arrow null type) stay as they
+    are: their type comes from the table (`fit_rows`). A null in a key column that is
+    not nullable, or two rows with the same key, is a `LoadError` naming an example.
+    """
+    arrays = []
+    for column in rows.schema:
+        try:
+            typ = pg_type(column.type, column.name)
+        except TableDefinitionError as exc:
+            msg = f"{spec.qualified}, partition {partition}: {exc}"
+            raise LoadError(msg) from None
+        values = rows[column.name]
+        arrays.append(values if typ is None else values.cast(ARROW_FOR_PG[typ]))
+    table = pa.table(arrays, names=rows.column_names)
+    for key in spec.data_key:
+        if key not in table.column_names:
+            msg = f"{spec.qualified}, partition {partition}: key column {key!r} is missing"
+            raise LoadError(msg)
+        if key not in spec.nullable_key and table[key].null_count:
+            msg = f"{spec.qualified}, partition {partition}: null in key column {key!r}"
+            raise LoadError(msg)
+    ordered = table.sort_by([(k, "ascending", "at_end") for k in spec.data_key])
+    if not spec.row_hash:
+        _check_unique(ordered, spec, partition)
+    return ordered
+
+
+def fit_rows(rows: pa.Table, columns: Mapping[str, str]) -> pa.Table:
+    """Columns without values take the table's type, or are left out if it has none yet."""
+    kept = [name for name in rows.column_names if name in columns]
+    return pa.table([rows[name].cast(ARROW_FOR_PG[columns[name]]) for name in kept], names=kept)
+
+
+def slice_fingerprints(rows: pa.Table, column: str) -> pa.Table:
+    """(value, fingerprint) for each distinct value of `column` (as text): the slices.
+
+    A fingerprint sums, per slice, the two 32-bit halves of a seeded 64-bit Polars row
+    hash, with the row count and a digest of the column names and types: the same rows
+    in any order give the same fingerprint; a changed value, null, NaN, column name or
+    type changes it (but for a ~2^-64 chance). A reload writes only the slices whose
+    fingerprint changed. Polars may change its hashes between versions: then every
+    slice looks changed once, which costs time, never correctness.
+    """
+    layout = ",".join(f"{f.name}:{f.type}" for f in rows.schema)
+    digest = hashlib.sha256(layout.encode()).hexdigest()[:16]
+    hashed = pl.DataFrame(rows).hash_rows(seed=FINGERPRINT_SEED)
+    sums = (
+        pl.DataFrame(
+            {
+                "value": pl.from_arrow(rows[column].cast(pa.string())),
+                "hi": (hashed // 2**32).cast(pl.Int64),
+                "lo": (hashed % 2**32).cast(pl.Int64),
+            }
+        )
+        .group_by("value")
+        .agg(pl.len().alias("rows"), pl.col("hi").sum(), pl.col("lo").sum())
+        .sort("value")
+    )
+    fingerprint = pl.concat_str([pl.lit(digest), "rows", "hi", "lo"], separator=":")
+    text = pa.schema([("value", pa.string()), ("fingerprint", pa.string())])
+    return sums.select("value", fingerprint=fingerprint).to_arrow().cast(text)
+
+
+def _same_as_previous(column: pa.ChunkedArray) -> pa.Array:
+    values = column.combine_chunks()
+    n = len(values)
+    here, before = values.slice(1, n - 1), values.slice(0, n - 1)
+    both_null = pc.and_(pc.is_null(here), pc.is_null(before))
+    return pc.or_(both_null, pc.fill_null(pc.equal(here, before), False))
+
+
+def _check_unique(ordered: pa.Table, spec: TableSpec, partition: str) -> None:
+    if ordered.num_rows < 2:
+        return
+    same = _same_as_previous(ordered[spec.data_key[0]])
+    for key in spec.data_key[1:]:
+        same = pc.and_(same, _same_as_previous(ordered[key]))
+    if pc.any(same).as_py():
+        row = pc.index(same, True).as_py()
+        example = {k: ordered[k][row].as_py() for k in spec.data_key}
+        count = pc.sum(same).as_py()
+        msg = (
+            f"{spec.qualified}, partition {partition}: {count} duplicate key(s) "
+            f"({', '.join(spec.data_key)}), e.g. {example}"
+        )
+        raise LoadError(msg)
+
+
+def _reader(rows: pa.Table) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches(BATCH_ROWS))
+
+
+def _list_param(values: pa.Array) -> pa.RecordBatch:
+    """One query parameter: the array as a PostgreSQL array."""
+    return pa.record_batch([pa.array([values], pa.list_(values.type))], names=["values"])
+
+
+# ------------------------------------------------------------------------------ the load
+
+
+@dataclass(frozen=True)
+class PartitionSource:
+    """One partition file read from the cache: its identity, its rows as `prepare_rows`
+    returns them, and their `slice_fingerprints`."""
+
+    partition: str
+    file_size: int
+    file_mtime_ns: int
+    content_sha256: str
+    rows: pa.Table
+    fingerprints: pa.Table
+
+
+@dataclass(frozen=True)
+class PartitionLoad:
+    """What loading one partition did."""
+
+    table: str
+    partition: str
+    rows: int
+    inserted: int
+    updated: int
+    deleted: int
+    method: Literal["copy", "merge", "unchanged", "skipped"]
+    lock_waited: bool
+    seconds: float
+
+
+def _begin(cur: Cursor, spec: TableSpec) -> bool:
+    """Settings for this transaction and the table's advisory lock; True if it waited."""
+    lock_name = f"alphahome.{spec.qualified}"
+    cur.execute(  # one round trip: settings, then the lock if it is free
+        f"SELECT set_config('work_mem', '{WORK_MEM}', true), "
+        "set_config('extra_float_digits', '1', true), set_config('TimeZone', 'UTC', true), "
+        "set_config('DateStyle', 'ISO, YMD', true), pg_try_advisory_xact_lock(hashtext($1))",
+        (lock_name,),
+    )
+    if cur.fetchone()[-1]:
+        return False
+    log.info("%s: waiting for another loader of this table", spec.qualified)
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (lock_name,))
+    cur.fetchall()
+    return True
+
+
+def recorded_partitions(conn: Connection, spec: TableSpec) -> dict[str, tuple[int, int, str]]:
+    """Partition -> (file size, mtime ns, sha256) of its last committed load.
+
+    Empty when the table itself is missing (dropped by hand): everything is reloaded.
+    """
+    with conn.cursor() as cur:
+        if table_columns(cur, spec) is None:
+            found: dict[str, tuple[int, int, str]] = {}
+        else:
+            cur.execute(
+                "SELECT partition, file_size, file_mtime_ns, content_sha256 "
+                "FROM ops.load_state WHERE table_name = $1",
+                (spec.qualified,),
+            )
+            found = {p: (size, mtime, sha) for p, size, mtime, sha in cur.fetchall()}
+    conn.commit()
+    return found
+
+
+def touch_partition(
+    conn: Connection, spec: TableSpec, partition: str, size: int, mtime: int
+) -> None:
+    """Record a new mtime for a partition whose content (sha256) did not change."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE ops.load_state SET file_size = $3, file_mtime_ns = $4 "
+            "WHERE table_name = $1 AND partition = $2",
+            (spec.qualified, partition, size, mtime),
+        )
+    conn.commit()
+
+
+def load_partition(
+    conn: Connection, spec: TableSpec, source: PartitionSource, force: bool = False
+) -> PartitionLoad:
+    """Load one partition in one transaction (see the module docstring).
+
+    Only the slices (rows of one value of the slice column) whose fingerprint differs
+    from the one recorded at the partition's last load are written, unless `force`.
+    Skipped (nothing written) when `ops.load_state`, read under the table's lock,
+    already records this file's content and `force` is false: another loader got there
+    first.
+    """
+    start = time.perf_counter()
+    cur = conn.cursor()
+    try:
+        waited = _begin(cur, spec)
+        existing = table_columns(cur, spec)
+        recorded_sha, recorded = _recorded(cur, spec, source.partition)
+        if not force and existing is not None and recorded_sha == source.content_sha256:
+            conn.rollback()
+            return PartitionLoad(
+                spec.qualified, source.partition, source.rows.num_rows, 0, 0, 0, "skipped",
+                waited, time.perf_counter() - start,
+            )  # fmt: skip
+        columns = ensure_table(cur, spec, source.rows.schema, source.partition, existing)
+        changed = _changed_slices(source, None if force or existing is None else recorded)
+        rows = fit_rows(_rows_of(source, spec.slice_column, changed), columns)
+        values = pc.unique(pa.concat_arrays([changed, _unclaimed(cur, spec, source)]))
+        if len(values):
+            slice_values = values.cast(source.rows.schema.field(spec.slice_column).type)
+            inserted, updated, deleted, method = _write(cur, spec, rows, columns, slice_values)
+        else:
+            inserted, updated, deleted, method = 0, 0, 0, "unchanged"
+        _record(cur, spec, source)
+        _pause_for_tests(spec, source.partition)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        cur.close()
+    return PartitionLoad(
+        spec.qualified, source.partition, source.rows.num_rows, inserted, updated, deleted,
+        method, waited, time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def _recorded(cur: Cursor, spec: TableSpec, partition: str) -> tuple[str | None, pa.Table]:
+    """The sha256 and the slice fingerprints recorded at the partition's last load."""
+    cur.execute(
+        "SELECT content_sha256, slice_values, slice_fingerprints FROM ops.load_state "
+        "WHERE table_name = $1 AND partition = $2",
+        (spec.qualified, partition),
+    )
+    found = cur.fetchall()
+    sha, values, fingerprints = found[0] if found else (None, [], [])
+    table = pa.table(
+        {"value": pa.array(values, pa.string()), "fingerprint": pa.array(fingerprints, pa.string())}
+    )
+    return sha, table
+
+
+def _pair(fingerprints: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(
+        fingerprints["value"], fingerprints["fingerprint"], "\x1f"
+    ).combine_chunks()
+
+
+def _changed_slices(source: PartitionSource, recorded: pa.Table | None) -> pa.Array:
+    """Slice values (text) whose rows differ from the last load (all when `recorded` is
+    None: a forced load or a new table)."""
+    new = source.fingerprints
+    if recorded is None:
+        return new["value"].combine_chunks()
+    same = pc.is_in(_pair(new), value_set=_pair(recorded))
+    return new["value"].combine_chunks().filter(pc.invert(same))
+
+
+def _rows_of(source: PartitionSource, column: str, values: pa.Array) -> pa.Table:
+    """The rows whose `column`, as text, is one of `values` (the slices to write)."""
+    if len(values) == source.fingerprints.num_rows:
+        return source.rows
+    return source.rows.filter(pc.is_in(source.rows[column].cast(pa.string()), value_set=values))
+
+
+def _unclaimed(cur: Cursor, spec: TableSpec, source: PartitionSource) -> pa.Array:
+    """Scope values (text) the partition held at its last load, no longer holds, and no
+    other loaded partition claims: rows of a stock or date that left the cache must
+    leave the table too. Empty for tables without a scope (raw rows are never deleted).
+    """
+    if spec.scope is None:
+        return pa.array([], pa.string())
+    cur.execute(
+        "SELECT coalesce(array_agg(v), '{}') FROM ops.load_state s, unnest(s.slice_values) v "
+        "WHERE s.table_name = $1 AND s.partition = $2 AND v <> ALL($3) AND NOT EXISTS ("
+        "SELECT 1 FROM ops.load_state o WHERE o.table_name = $1 AND o.partition <> $2 "
+        "AND v = ANY(o.slice_values))",
+        pa.record_batch(
+            [
+                pa.array([spec.qualified]),
+                pa.array([source.partition]),
+                pa.array([source.fingerprints["value"].combine_chunks()], pa.list_(pa.string())),
+            ],
+            names=["t", "p", "v"],
+        ),
+    )
+    return pa.array(cur.fetchone()[0], pa.string())
+
+
+def _null_join_value(pgtype: str) -> str:
+    return {
+        PG_DATE: "DATE '1970-01-01'",
+        PG_DOUBLE: "0::double precision",
+        PG_BIGINT: "0::bigint",
+        PG_BOOLEAN: "false",
+        PG_TEXT: "''",
+        PG_TIMESTAMPTZ: "TIMESTAMPTZ 'epoch'",
+    }[pgtype]
+
+
+def _key_match(spec: TableSpec, columns: Mapping[str, str]) -> str:
+    """Hash-joinable equality of s and o on the key, a null equal to a null."""
+    terms = []
+    for key in spec.key:
+        q = quote_ident(key)
+        if key in spec.nullable_key:
+            fill = _null_join_value(columns[key])
+            terms.append(f"(s.{q} IS NULL) = (o.{q} IS NULL)")
+            terms.append(f"coalesce(s.{q}, {fill}) = coalesce(o.{q}, {fill})")
+        else:
+            terms.append(f"s.{q} = o.{q}")
+    return " AND ".join(terms)
+
+
+def _write(
+    cur: Cursor,
+    spec: TableSpec,
+    rows: pa.Table,
+    columns: Mapping[str, str],
+    slice_values: pa.Array,
+) -> tuple[int, int, int, Literal["copy", "merge"]]:
+    """Write the partition: straight COPY when its slice is empty, else stage and merge."""
+    target = spec.sql_name
+    slice_param = _list_param(slice_values)
+    cur.execute(  # one index probe per value (a plain "= ANY" may scan the whole table)
+        f"SELECT EXISTS (SELECT 1 FROM unnest($1::{columns[spec.slice_column]}[]) v "
+        f"WHERE EXISTS (SELECT 1 FROM {target} t WHERE t.{quote_ident(spec.slice_column)} = v))",
+        slice_param,
+    )
+    occupied = cur.fetchone()[0]
+    if not occupied and not spec.row_hash:
+        cur.adbc_ingest(spec.name, _reader(rows), mode="append", db_schema_name=spec.schema)
+        return rows.num_rows, 0, 0, "copy"
+
+    incoming = ", ".join(quote_ident(c) for c in rows.column_names)
+    cur.execute(f"CREATE TEMP TABLE _ah_stage AS SELECT {incoming} FROM {target} WITH NO DATA")
+    cur.adbc_ingest("_ah_stage", _reader(rows), mode="append", temporary=True)
+    source = "_ah_stage"
+    if spec.row_hash:
+        source = _versions(cur, spec, rows.column_names)
+
+    all_columns = list(columns)
+    present = set(rows.column_names) | ({ROW_HASH} if spec.row_hash else set())
+    s_columns = ", ".join(
+        quote_ident(c) if c in present else f"NULL::{columns[c]} AS {quote_ident(c)}"
+        for c in all_columns
+    )
+    values = [c for c in all_columns if c not in spec.key]
+    changed = (
+        f" OR ({', '.join('s.' + quote_ident(c) for c in values)}) IS DISTINCT FROM "
+        f"({', '.join('o.' + quote_ident(c) for c in values)})"
+        if values
+        else ""
+    )
+    join = "FULL JOIN" if spec.scope else "LEFT JOIN"
+    cur.execute(
+        f"CREATE TEMP TABLE _ah_diff AS SELECT o.ctid AS _ah_old, s.* "
+        f"FROM (SELECT true AS _ah_in, {s_columns} FROM {source}) s {join} "
+        f"(SELECT ctid, * FROM {target} WHERE {quote_ident(spec.slice_column)} = ANY($1)) o "
+        f"ON {_key_match(spec, columns)} "
+        f"WHERE s._ah_in IS NULL OR o.ctid IS NULL{changed}",
+        slice_param,
+    )
+    cur.execute(
+        f"DELETE FROM {target} WHERE ctid = ANY(ARRAY("
+        "SELECT _ah_old FROM _ah_diff WHERE _ah_old IS NOT NULL))"
+    )
+    column_list = ", ".join(quote_ident(c) for c in all_columns)
+    key_list = ", ".join(quote_ident(c) for c in spec.key)
+    cur.execute(
+        f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _ah_diff "
+        f"WHERE _ah_in ORDER BY {key_list}"
+    )
+    cur.execute(
+        "SELECT count(*) FILTER (WHERE _ah_in AND _ah_old IS NULL), "
+        "count(*) FILTER (WHERE _ah_in AND _ah_old IS NOT NULL), "
+        "count(*) FILTER (WHERE _ah_in IS NULL) FROM _ah_diff"
+    )
+    inserted, updated, deleted = cur.fetchone()
+    cur.execute(f"DROP TABLE {', '.join(dict.fromkeys(['_ah_diff', '_ah_stage', source]))}")
+    return inserted, updated, deleted, "merge"
+
+
+def _versions(cur: Cursor, spec: TableSpec, incoming: list[str]) -> str:
+    """Statement rows with their version hash; rows equal but for `_fetched_at` are one.
+
+    Of such rows the one with the earliest `_fetched_at` is kept: the cache stamps a
+    version with the fetch that first brought it.
+    """
+    keys = ", ".join(quote_ident(c) for c in spec.key)
+    earliest = f", {quote_ident(FETCHED_AT)}" if FETCHED_AT in incoming else ""
+    cur.execute(
+        f"CREATE TEMP TABLE _ah_versions AS SELECT DISTINCT ON ({keys}) * FROM ("
+        f'SELECT s.*, {row_hash_sql("s", incoming)} COLLATE "C" AS {quote_ident(ROW_HASH)} '
+        f"FROM _ah_stage s) h ORDER BY {keys}{earliest}"
+    )
+    return "_ah_versions"
+
+
+def _record(cur: Cursor, spec: TableSpec, source: PartitionSource) -> None:
+    cur.execute(
+        "INSERT INTO ops.load_state (table_name, partition, file_size, file_mtime_ns, "
+        "content_sha256, row_count, slice_values, slice_fingerprints, loaded_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp()) "
+        "ON CONFLICT (table_name, partition) DO UPDATE SET file_size = EXCLUDED.file_size, "
+        "file_mtime_ns = EXCLUDED.file_mtime_ns, content_sha256 = EXCLUDED.content_sha256, "
+        "row_count = EXCLUDED.row_count, slice_values = EXCLUDED.slice_values, "
+        "slice_fingerprints = EXCLUDED.slice_fingerprints, loaded_at = EXCLUDED.loaded_at",
+        pa.record_batch(
+            [
+                pa.array([spec.qualified]),
+                pa.array([source.partition]),
+                pa.array([source.file_size], pa.int64()),
+                pa.array([source.file_mtime_ns], pa.int64()),
+                pa.array([source.content_sha256]),
+                pa.array([source.rows.num_rows], pa.int64()),
+                pa.array([source.fingerprints["value"].combine_chunks()], pa.list_(pa.string())),
+                pa.array(
+                    [source.fingerprints["fingerprint"].combine_chunks()], pa.list_(pa.string())
+                ),
+            ],
+            names=["t", "p", "size", "mtime", "sha", "rows", "values", "fingerprints"],
+        ),
+    )
+
+
+def analyze_table(conn: Connection, spec: TableSpec, rows_written: int) -> bool:
+    """Refresh the key columns' statistics when a load changed a tenth of the table or
+    more (or it was never analyzed), so the next load's comparisons plan well; smaller
+    changes are left to autovacuum, as it would judge them. True if it analyzed."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2",
+            (spec.schema, spec.name),
+        )
+        found = cur.fetchall()
+        stale = bool(found) and (found[0][0] < 0 or rows_written >= ANALYZE_SHARE * found[0][0])
+        if stale:
+            keys = ", ".join(quote_ident(c) for c in spec.key)
+            cur.execute(f"ANALYZE {spec.sql_name} ({keys})")
+    conn.commit()
+    return stale
+
+
+def forget_partition(conn: Connection, spec: TableSpec, partition: str) -> int:
+    """A partition file left the cache: drop its record and, for tables with a scope,
+    the rows of the scope values no other loaded partition claims. Rows deleted."""
+    cur = conn.cursor()
+    try:
+        _begin(cur, spec)
+        deleted = 0
+        columns = table_columns(cur, spec)
+        if spec.scope is not None and columns is not None:
+            scope_type = columns[spec.scope]
+            cur.execute(
+                f"WITH gone AS (DELETE FROM {spec.sql_name} WHERE {quote_ident(spec.scope)} = "
+                "ANY(ARRAY(SELECT v FROM ops.load_state s, unnest(s.slice_values) v "
+                "WHERE s.table_name = $1 AND s.partition = $2 AND NOT EXISTS ("
+                "SELECT 1 FROM ops.load_state o WHERE o.table_name = $1 AND o.partition <> $2 "
+                f"AND v = ANY(o.slice_values)))::{scope_type}[]) RETURNING 1) "
+                "SELECT count(*) FROM gone",
+                (spec.qualified, partition),
+            )
+            deleted = cur.fetchone()[0]
+        cur.execute(
+            "DELETE FROM ops.load_state WHERE table_name = $1 AND partition = $2",
+            (spec.qualified, partition),
+        )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        cur.close()
+    return deleted
+
+
+def _pause_for_tests(spec: TableSpec, partition: str) -> None:
+    """Tests only: sleep inside the transaction, before COMMIT, when AH_TEST_LOAD_PAUSE_S
+    is set (to kill -9 a loader mid-transaction or make another one wait for the lock)."""
+    seconds = os.environ.get(PAUSE_ENV)
+    if not seconds:
+        return
+    print(
+        f"{PAUSE_ENV}: in transaction of {spec.qualified} {partition}", file=sys.stderr, flush=True
+    )
+    time.sleep(float(seconds))

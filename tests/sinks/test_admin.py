@@ -1,0 +1,162 @@
+"""`ah db migrate`, `ah db status`, `ah db rename`: against the throwaway server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import adbc_driver_postgresql.dbapi as pgdb
+import pytest
+
+from cache.layout import CacheLayout
+from pipeline.load import load_datasets
+from sinks.admin import RenameRefusedError, database_status, rename_database
+from sinks.migrations import MIGRATIONS, migrate
+from sinks.postgres import DatabaseUnavailableError
+from tests.postgres_server import PostgresServer
+from tests.sinks.helpers import codes, factor_frame, fetch, write_partition
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_migrate_applies_each_migration_once(pg_url: str) -> None:
+    applied = migrate(pg_url)
+    assert [m.version for m in applied] == [m.version for m in MIGRATIONS]
+    assert migrate(pg_url) == []
+    rows = fetch(pg_url, "SELECT version, name FROM ops.schema_migrations ORDER BY version")
+    assert rows == [(m.version, m.name) for m in MIGRATIONS]
+    schemas = fetch(pg_url, "SELECT nspname FROM pg_namespace ORDER BY 1")
+    assert {"raw", "pit", "factors", "ops"} <= {s for (s,) in schemas}
+
+
+def test_status_lists_tables_counts_migrations_and_loads(tmp_path: Path, pg_url: str) -> None:
+    fresh = database_status(pg_url)
+    assert fresh.tables == [] and fresh.applied == []
+    assert [m.version for m in fresh.pending] == [m.version for m in MIGRATIONS]
+
+    layout = CacheLayout(tmp_path / "cache")
+    write_partition(
+        layout, "factors", "p", "2020.parquet", factor_frame([dt.date(2020, 1, 3)], codes(7), 1)
+    )
+    load_datasets(layout, pg_url)
+    status = database_status(pg_url)
+    assert status.server_version.startswith(("15", "16", "17", "18"))
+    tables = {f"{t.schema}.{t.name}": t for t in status.tables}
+    assert tables["factors.p"].rows == 7 and tables["factors.p"].partitions == 1
+    assert tables["factors.p"].last_load is not None
+    assert tables["ops.schema_migrations"].rows == len(MIGRATIONS)
+    assert status.pending == []
+    text = "\n".join(status.lines())
+    assert "pending" in text and "factors.p" in text and "last load" in text
+    password = urlsplit(pg_url).password
+    assert password and password not in text
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}"))
+
+
+def test_a_missing_password_is_asked_for_once(pg_url: str) -> None:
+    bare = _without_password(pg_url)
+    with pytest.raises(DatabaseUnavailableError, match="password"):
+        database_status(bare)
+    asked: list[int] = []
+
+    def ask() -> str:
+        asked.append(1)
+        return urlsplit(pg_url).password or ""
+
+    assert database_status(bare, ask).target.endswith(urlsplit(pg_url).path)
+    assert asked == [1]
+
+
+@pytest.fixture
+def scratch_db(postgres_server: PostgresServer) -> Iterator[tuple[str, str]]:
+    """(old, new) names: `old` exists, `new` does not; both dropped afterwards."""
+    old, new = f"old_{uuid.uuid4().hex[:8]}", f"new_{uuid.uuid4().hex[:8]}"
+    with pgdb.connect(postgres_server.url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{old}"')
+    yield old, new
+    with pgdb.connect(postgres_server.url, autocommit=True) as conn, conn.cursor() as cur:
+        for name in (old, new):
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _databases(server: PostgresServer) -> set[str]:
+    return {name for (name,) in fetch(server.url, "SELECT datname FROM pg_database")}
+
+
+def test_rename_ends_other_sessions_and_verifies(
+    postgres_server: PostgresServer, scratch_db: tuple[str, str]
+) -> None:
+    old, new = scratch_db
+    other = pgdb.connect(postgres_server.database_url(old), autocommit=True)
+    try:
+        result = rename_database(postgres_server.database_url(old), old, new)
+        assert result.sessions_ended == 1
+        assert new in _databases(postgres_server) and old not in _databases(postgres_server)
+        with pytest.raises(pgdb.Error), other.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+    finally:
+        other.close()
+    allowed = fetch(
+        postgres_server.url, f"SELECT datallowconn FROM pg_database WHERE datname = '{new}'"
+    )
+    assert allowed == [(True,)]
+    assert "renamed database" in result.lines()[0]
+
+
+def test_rename_refuses_a_missing_old_or_an_existing_new(
+    postgres_server: PostgresServer, scratch_db: tuple[str, str]
+) -> None:
+    old, new = scratch_db
+    with pytest.raises(RenameRefusedError, match=f"'{new}' does not exist"):
+        rename_database(postgres_server.url, new, "whatever_name")
+    with pgdb.connect(postgres_server.url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{new}"')
+    with pytest.raises(RenameRefusedError, match=f"'{new}' already exists"):
+        rename_database(postgres_server.url, old, new)
+    assert {old, new} <= _databases(postgres_server)
+
+
+def test_ah_db_commands(tmp_path: Path, pg_url: str, scratch_db: tuple[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AH_", "DATABASE"))}
+    env["DATABASE_URL"] = pg_url
+
+    def ah(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = ah("db", "migrate")
+    assert first.returncode == 0 and first.stdout.count("applied") == len(MIGRATIONS)
+    status = ah("db", "status")
+    assert status.returncode == 0 and "0 pending" in status.stdout
+    old, new = scratch_db
+    refused = ah("db", "rename", "no_such_database_here", new)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: database 'no_such_database_here' does not exist on {urlsplit(pg_url).username}"
+        f"@{urlsplit(pg_url).hostname}:{urlsplit(pg_url).port}"
+    ]
+    done = ah("db", "rename", old, new)
+    assert done.returncode == 0, done.stderr
+    assert f"renamed database {old} to {new}" in done.stdout
+    password = urlsplit(pg_url).password or "?"
+    assert password not in first.stdout + status.stdout + refused.stderr + done.stdout

@@ -1,0 +1,82 @@
+"""The embedded sink: `<cache>/alphahome.duckdb` with every dataset, views or tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from cache.layout import CacheLayout
+from pipeline.load import load_datasets
+from sinks.duckdb import rebuild_catalog
+from tests.sinks.helpers import codes, daily_frame, factor_frame, write_partition
+
+
+def _cache(tmp_path: Path) -> CacheLayout:
+    layout = CacheLayout(tmp_path / "cache")
+    write_partition(
+        layout, "factors", "p", "2020.parquet", factor_frame([dt.date(2020, 1, 3)], codes(4), 1)
+    )
+    write_partition(
+        layout,
+        "raw",
+        "daily",
+        "2024/2024-01.parquet",
+        daily_frame([dt.date(2024, 1, 2)], codes(3), 2),
+    )
+    write_partition(
+        layout, "pit", "indicators", "part-00.parquet", pl.DataFrame({"ts_code": ["1", "2"]})
+    )
+    return layout
+
+
+def _objects(path: Path) -> dict[str, str]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT schema_name || '.' || table_name, 'table' "
+            "FROM duckdb_tables() UNION ALL "
+            "SELECT schema_name || '.' || view_name, 'view' FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+    return {name: kind for name, kind in rows}
+
+
+def test_views_by_default_and_tables_when_materialized(tmp_path: Path) -> None:
+    layout = _cache(tmp_path)
+    built = rebuild_catalog(layout)
+    assert built == {"raw": ["daily"], "pit": ["indicators"], "factors": ["p"]}
+    assert _objects(layout.duckdb_path) == {
+        "raw.daily": "view",
+        "pit.indicators": "view",
+        "factors.p": "view",
+    }
+    rebuild_catalog(layout, materialize=True)
+    assert set(_objects(layout.duckdb_path).values()) == {"table"}
+    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM factors.p").fetchone() == (4,)
+        assert con.execute("SELECT count(*) FROM raw.daily").fetchone() == (3,)
+
+
+def test_a_reader_of_the_old_file_is_never_blocked(tmp_path: Path) -> None:
+    layout = _cache(tmp_path)
+    rebuild_catalog(layout, materialize=True)
+    reader = duckdb.connect(str(layout.duckdb_path), read_only=True)
+    try:
+        more = factor_frame([dt.date(2020, 1, 10)], codes(4), 2)
+        write_partition(layout, "factors", "p", "2020-2.parquet", more)
+        rebuild_catalog(layout, materialize=True)  # replaced while the reader holds the old one
+        assert reader.execute("SELECT count(*) FROM factors.p").fetchone() == (4,)
+    finally:
+        reader.close()
+    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM factors.p").fetchone() == (8,)
+
+
+def test_load_without_a_database_rebuilds_the_catalogue(tmp_path: Path) -> None:
+    layout = _cache(tmp_path)
+    result = load_datasets(layout, None, duckdb_materialize=True)
+    assert result.sink == "duckdb" and result.target == str(layout.duckdb_path)
+    assert result.duckdb_catalogue["factors"] == ["p"]
+    assert "3 datasets as tables" in result.lines()[0]
+    assert set(_objects(layout.duckdb_path)) == {"raw.daily", "pit.indicators", "factors.p"}

@@ -1,0 +1,450 @@
+"""Loading cache partitions into PostgreSQL: idempotence, upserts, scopes, fidelity, drift."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from cache.layout import CacheLayout
+from pipeline.errors import UsageError
+from pipeline.load import load_datasets, resolve_datasets
+from sinks.postgres import DatabaseUnavailableError, LoadError
+from tests.sinks.helpers import (
+    assert_same_rows,
+    checksum,
+    codes,
+    daily_frame,
+    factor_frame,
+    fetch,
+    file_hashes,
+    table_frame,
+    week_ends,
+    write_partition,
+)
+
+pytestmark = pytest.mark.postgres
+
+FRIDAY_2020 = dt.date(2020, 1, 3)
+FRIDAY_2021 = dt.date(2021, 1, 1)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> CacheLayout:
+    return CacheLayout(tmp_path / "cache")
+
+
+def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dicts()
+
+
+def _industry_frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ts_code": ["000001.SZ", "000001.SZ", "600000.SH"],
+            "l1_code": ["801780.SI"] * 3,
+            "l1_name": ["银行"] * 3,
+            "l3_code": ["857831.SI", "857832.SI", "857831.SI"],
+            "in_date": [None, dt.date(2021, 7, 1), dt.date(2014, 2, 21)],
+            "out_date": [dt.date(2021, 7, 1), None, None],
+        },
+        schema_overrides={"in_date": pl.Date, "out_date": pl.Date},
+    )
+
+
+def test_loading_twice_changes_nothing(layout: CacheLayout, pg_url: str) -> None:
+    stocks = codes(30)
+    write_partition(
+        layout, "factors", "p", "2020.parquet", factor_frame(week_ends(FRIDAY_2020, 8), stocks, 1)
+    )
+    write_partition(
+        layout, "factors", "p", "2021.parquet", factor_frame(week_ends(FRIDAY_2021, 8), stocks, 2)
+    )
+    write_partition(layout, "pit", "industry", "part-00.parquet", _industry_frame())
+    days = [dt.date(2024, 1, d) for d in (2, 3, 4)]
+    write_partition(layout, "raw", "daily", "2024/2024-01.parquet", daily_frame(days, stocks, 3))
+    tables = {
+        "factors.p": "calc_date, ts_code",
+        "pit.industry": "ts_code, l3_code, in_date",
+        "raw.daily": "trade_date, ts_code",
+    }
+
+    progress: list[tuple[int, int]] = []
+    first = load_datasets(
+        layout, pg_url, raw_datasets=["daily"], on_progress=lambda *p: progress.append(p)
+    )
+    assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert {t.table: t.inserted for t in first.tables} == {
+        "pit.industry": 3,
+        "factors.p": 2 * 8 * 30,
+        "raw.daily": 3 * 30,
+    }
+    sums = {t: checksum(pg_url, t, key) for t, key in tables.items()}
+
+    second = load_datasets(
+        layout, pg_url, raw_datasets=["raw.daily"], on_progress=lambda *p: progress.append(p)
+    )
+    assert len(progress) == 4  # nothing to read the second time
+    assert all(t.loaded == 0 and t.unchanged == t.partitions for t in second.tables)
+    full = load_datasets(layout, pg_url, raw_datasets=["daily"], full=True)
+    assert all(t.loaded == t.partitions for t in full.tables)
+    assert all(t.inserted == t.updated == t.deleted == 0 for t in full.tables)
+    assert {t: checksum(pg_url, t, key) for t, key in tables.items()} == sums
+    state = fetch(
+        pg_url, "SELECT table_name, count(*), sum(row_count)::bigint FROM ops.load_state GROUP BY 1"
+    )
+    assert sorted(state) == [("factors.p", 2, 480), ("pit.industry", 1, 3), ("raw.daily", 1, 90)]
+
+
+def test_touched_but_identical_partition_is_not_reloaded(layout: CacheLayout, pg_url: str) -> None:
+    frame = factor_frame(week_ends(FRIDAY_2020, 4), codes(10), 1)
+    path = write_partition(layout, "factors", "p", "2020.parquet", frame)
+    load_datasets(layout, pg_url)
+    write_partition(layout, "factors", "p", "2020.parquet", frame)  # same bytes, new mtime
+    again = load_datasets(layout, pg_url)
+    assert again.tables[0].unchanged == 1 and again.tables[0].loaded == 0
+    recorded = fetch(pg_url, "SELECT file_mtime_ns FROM ops.load_state")
+    assert recorded == [(path.stat().st_mtime_ns,)]
+
+
+def test_raw_upsert_of_ten_percent_changed_rows(layout: CacheLayout, pg_url: str) -> None:
+    stocks = codes(40)
+    january = daily_frame([dt.date(2024, 1, d) for d in (2, 3, 4, 5)], stocks, 1)
+    february = daily_frame([dt.date(2024, 2, d) for d in (1, 2)], stocks, 2)
+    write_partition(layout, "raw", "daily", "2024/2024-01.parquet", january)
+    write_partition(layout, "raw", "daily", "2024/2024-02.parquet", february)
+    load_datasets(layout, pg_url, ["raw.daily"])
+
+    # A revised January: 10% of the rows change, 5 rows are dropped (raw rows are never
+    # deleted by a load), and one new trade date arrives.
+    revised = january.with_row_index("i").with_columns(
+        close=pl.when(pl.col("i") % 10 == 0).then(pl.col("close") * 1.01).otherwise("close"),
+        vol=pl.when(pl.col("i") % 10 == 0).then(None).otherwise("vol"),
+    )
+    revised = revised.filter(pl.col("i") >= 5).drop("i")
+    revised = pl.concat([revised, daily_frame([dt.date(2024, 1, 8)], stocks, 4)]).sort(
+        "ts_code", "trade_date"
+    )
+    write_partition(layout, "raw", "daily", "2024/2024-01.parquet", revised)
+    result = load_datasets(layout, pg_url, ["daily"])
+
+    key = ("ts_code", "trade_date")
+    expected: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in _rows(january) + _rows(february) + _rows(revised):
+        expected[tuple(row[k] for k in key)] = row
+    assert_same_rows(_rows(table_frame(pg_url, "raw.daily")), expected.values(), key)
+    table = result.tables[0]
+    assert (table.loaded, table.unchanged) == (1, 1)
+    changed = len([i for i in range(5, january.height) if i % 10 == 0])
+    assert (table.inserted, table.updated, table.deleted) == (40, changed, 0)
+
+
+def test_factor_partition_owns_its_calc_dates(layout: CacheLayout, pg_url: str) -> None:
+    stocks = codes(20)
+    y2020 = factor_frame(week_ends(FRIDAY_2020, 6), stocks, 1)
+    y2021 = factor_frame(week_ends(FRIDAY_2021, 6), stocks, 2)
+    write_partition(layout, "factors", "p", "2020.parquet", y2020)
+    write_partition(layout, "factors", "p", "2021.parquet", y2021)
+    load_datasets(layout, pg_url)
+
+    dates = week_ends(FRIDAY_2021, 6)
+    new_2021 = (
+        y2021.with_row_index("i")
+        .with_columns(p_score=pl.when(pl.col("i") % 10 == 3).then(-1.0).otherwise("p_score"))
+        .filter(pl.col("calc_date") != dates[2])  # a calc date removed
+        .filter(~((pl.col("calc_date") == dates[4]) & pl.col("ts_code").is_in(stocks[:3])))
+        .drop("i")
+    )
+    new_2021 = pl.concat([new_2021, factor_frame([dates[-1] + dt.timedelta(weeks=1)], stocks, 9)])
+    write_partition(layout, "factors", "p", "2021.parquet", new_2021.sort("ts_code", "calc_date"))
+    load_datasets(layout, pg_url)
+    key = ("calc_date", "ts_code")
+    expected = _rows(y2020) + _rows(new_2021)
+    assert_same_rows(_rows(table_frame(pg_url, "factors.p")), expected, key)
+
+    (layout.dataset_dir("factors", "p") / "2020.parquet").unlink()
+    result = load_datasets(layout, pg_url)
+    assert result.tables[0].forgotten == 1 and result.tables[0].deleted == y2020.height
+    assert_same_rows(_rows(table_frame(pg_url, "factors.p")), _rows(new_2021), key)
+    assert fetch(pg_url, "SELECT partition FROM ops.load_state") == [("2021.parquet",)]
+
+
+def test_a_stock_moving_between_pit_buckets_is_kept(layout: CacheLayout, pg_url: str) -> None:
+    frame = pl.DataFrame(
+        {
+            "ts_code": ["000001.SZ", "000001.SZ", "000002.SZ", "000003.SZ"],
+            "knowledge_date": [dt.date(2024, 4, 30), dt.date(2024, 8, 30)] * 2,
+            "gpa": [30.0, 31.0, 12.5, None],
+        }
+    )
+    bucket_a = frame.filter(pl.col("ts_code") != "000003.SZ")
+    write_partition(layout, "pit", "indicators", "part-00.parquet", bucket_a)
+    write_partition(
+        layout,
+        "pit",
+        "indicators",
+        "part-01.parquet",
+        frame.filter(pl.col("ts_code") == "000003.SZ"),
+    )
+    load_datasets(layout, pg_url)
+    # 000002 moves from bucket 00 to bucket 01 (a new bucket count), 000003 leaves the cache.
+    write_partition(
+        layout,
+        "pit",
+        "indicators",
+        "part-00.parquet",
+        frame.filter(pl.col("ts_code") == "000001.SZ"),
+    )
+    write_partition(
+        layout,
+        "pit",
+        "indicators",
+        "part-01.parquet",
+        frame.filter(pl.col("ts_code") == "000002.SZ"),
+    )
+    load_datasets(layout, pg_url)
+    expected = _rows(frame.filter(pl.col("ts_code") != "000003.SZ"))
+    got = _rows(table_frame(pg_url, "pit.indicators"))
+    assert_same_rows(got, expected, ("ts_code", "knowledge_date"))
+
+
+def test_null_in_a_nullable_key_is_a_value_of_its_own(layout: CacheLayout, pg_url: str) -> None:
+    industry = _industry_frame()
+    write_partition(layout, "pit", "industry", "all.parquet", industry)
+    load_datasets(layout, pg_url)
+    changed = industry.with_columns(
+        l1_name=pl.when(pl.col("in_date").is_null()).then(pl.lit("银行Ⅱ")).otherwise("l1_name")
+    )
+    write_partition(layout, "pit", "industry", "all.parquet", changed)
+    result = load_datasets(layout, pg_url)
+    assert (result.tables[0].updated, result.tables[0].inserted) == (1, 0)
+    got = _rows(table_frame(pg_url, "pit.industry"))
+    assert_same_rows(got, _rows(changed), ("ts_code", "l3_code", "in_date"))
+    index = fetch(pg_url, "SELECT indexdef FROM pg_indexes WHERE tablename = 'industry'")
+    assert "NULLS NOT DISTINCT" in index[0][0]
+
+
+def test_round_trip_fidelity(layout: CacheLayout, pg_url: str) -> None:
+    long_text = "长" * 50_000 + "x" * 50_000  # ~200 kB of UTF-8
+    instant = dt.datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=dt.UTC)
+    frame = pl.DataFrame(
+        {
+            "ts_code": ["000001.SZ", "000002.SZ", "000003.SZ", "000004.SZ", "000005.SZ"],
+            "calc_date": [dt.date(2024, 1, 5)] * 5,
+            "value": [float("nan"), None, 1e300, -1e-300, -0.0],
+            "ratio": [float("inf"), float("-inf"), 0.1, 1 / 3, None],
+            "big": [2**62, -(2**62), 0, None, 7],
+            "flag": [True, False, None, True, False],
+            "name": ["平安银行", None, "", long_text, "a'b\"c\\d\n"],
+            "when": [instant, None, dt.datetime(1970, 1, 1, tzinfo=dt.UTC), instant, instant],
+            "day": [dt.date(1900, 1, 1), dt.date(2100, 12, 31), None, dt.date(2024, 2, 29), None],
+        },
+        schema_overrides={"when": pl.Datetime("us", "UTC")},
+    )
+    write_partition(layout, "factors", "p", "2024.parquet", frame)
+    load_datasets(layout, pg_url)
+    back = table_frame(pg_url, "factors.p").sort("ts_code")
+    assert back.select("value").to_series().is_nan().to_list() == [True, None, False, False, False]
+    assert back["value"].is_null().to_list() == [False, True, False, False, False]
+    assert_same_rows(_rows(back), _rows(frame), ("ts_code",))
+    types = dict(
+        fetch(
+            pg_url,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'factors' AND table_name = 'p'",
+        )
+    )
+    assert types == {
+        "ts_code": "text",
+        "calc_date": "date",
+        "value": "double precision",
+        "ratio": "double precision",
+        "big": "bigint",
+        "flag": "boolean",
+        "name": "text",
+        "when": "timestamp with time zone",
+        "day": "date",
+    }
+    again = load_datasets(layout, pg_url, full=True)
+    assert again.tables[0].updated == 0  # NaN equals NaN, -0.0 stays, nothing rewritten
+
+
+def _income(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    from pipeline.sources.tushare.catalogue import api_spec
+
+    schema = {**api_spec("income").polars_schema(), "_fetched_at": pl.Datetime("us", "UTC")}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def test_statement_version_log(layout: CacheLayout, pg_url: str) -> None:
+    fetched = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    base = {
+        "ts_code": "000001.SZ",
+        "end_date": dt.date(2023, 12, 31),
+        "ann_date": dt.date(2024, 3, 15),
+        "f_ann_date": dt.date(2024, 3, 15),
+        "report_type": "1",
+        "update_flag": "0",
+        "revenue": 100.0,
+        "_fetched_at": fetched,
+    }
+    restated = {**base, "update_flag": "1", "revenue": 101.0, "f_ann_date": dt.date(2024, 4, 20)}
+    refetched = {**base, "_fetched_at": fetched + dt.timedelta(days=3)}  # same version
+    undated = {**base, "ann_date": None, "update_flag": None, "revenue": float("nan")}
+    first = _income([base, restated, refetched, undated])
+    write_partition(layout, "raw", "income", "2023.parquet", first)
+    result = load_datasets(layout, pg_url, ["raw.income"])
+    assert result.tables[0].inserted == 3
+    rows = fetch(pg_url, "SELECT row_hash, revenue, _fetched_at FROM raw.income ORDER BY revenue")
+    assert len({r[0] for r in rows}) == 3
+    assert [r[2] for r in rows if r[1] == 100.0] == [fetched]  # the first fetch is kept
+
+    # A new version arrives with a column the table does not have yet (schema drift):
+    # the old versions keep their hashes, the new one is added, nothing is rewritten.
+    later = {**restated, "revenue": 102.0, "update_flag": "1", "ann_date": dt.date(2024, 6, 1)}
+    second = pl.concat([first, _income([later])]).with_columns(
+        extra_note=pl.when(pl.col("revenue") == 102.0).then(pl.lit("new")).otherwise(None)
+    )
+    write_partition(layout, "raw", "income", "2023.parquet", second)
+    result = load_datasets(layout, pg_url, ["income"])
+    assert (result.tables[0].inserted, result.tables[0].updated) == (1, 0)
+    after = fetch(pg_url, "SELECT row_hash, extra_note FROM raw.income")
+    assert {r[0] for r in rows} < {r[0] for r in after}
+    assert sorted(r[1] or "" for r in after) == ["", "", "", "new"]
+
+    # The same versions with the columns in another order: the same hashes.
+    write_partition(layout, "raw", "income", "2023.parquet", second.select(second.columns[::-1]))
+    result = load_datasets(layout, pg_url, ["income"])
+    assert (result.tables[0].inserted, result.tables[0].updated) == (0, 0)
+
+
+def test_schema_drift_adds_columns_and_type_conflicts_fail(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    frame = factor_frame(week_ends(FRIDAY_2020, 2), codes(5), 1)
+    write_partition(layout, "factors", "p", "2020.parquet", frame)
+    load_datasets(layout, pg_url)
+    wider = factor_frame(week_ends(FRIDAY_2021, 2), codes(5), 2).with_columns(s_roe=pl.lit(1.5))
+    write_partition(layout, "factors", "p", "2021.parquet", wider)
+    load_datasets(layout, pg_url)
+    rows = fetch(pg_url, "SELECT count(*), count(s_roe) FROM factors.p")
+    assert rows == [(20, 10)]
+
+    before = checksum(pg_url, "factors.p", "calc_date, ts_code")
+    clash = wider.with_columns(pl.col("p_rank").cast(pl.String))
+    write_partition(layout, "factors", "p", "2021.parquet", clash)
+    with pytest.raises(LoadError, match=r"p_rank is bigint in PostgreSQL but text"):
+        load_datasets(layout, pg_url)
+    assert checksum(pg_url, "factors.p", "calc_date, ts_code") == before
+
+
+def test_duplicate_or_null_keys_are_refused_and_nothing_changes(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    frame = factor_frame(week_ends(FRIDAY_2020, 2), codes(4), 1)
+    write_partition(layout, "factors", "p", "2020.parquet", frame)
+    load_datasets(layout, pg_url)
+    before = checksum(pg_url, "factors.p", "calc_date, ts_code")
+    write_partition(layout, "factors", "p", "2020.parquet", pl.concat([frame, frame.head(1)]))
+    with pytest.raises(LoadError, match=r"1 duplicate key\(s\) \(calc_date, ts_code\)"):
+        load_datasets(layout, pg_url)
+    nulls = frame.with_columns(
+        ts_code=pl.when(pl.col("p_rank") > 0).then(None).otherwise("ts_code")
+    )
+    write_partition(layout, "factors", "p", "2020.parquet", nulls)
+    with pytest.raises(LoadError, match="null in key column 'ts_code'"):
+        load_datasets(layout, pg_url)
+    assert checksum(pg_url, "factors.p", "calc_date, ts_code") == before
+
+
+def test_dataset_names_resolve_and_unknown_ones_are_refused(layout: CacheLayout) -> None:
+    write_partition(layout, "factors", "p", "2020.parquet", factor_frame([FRIDAY_2020], ["1"], 1))
+    write_partition(
+        layout, "pit", "indicators", "part-00.parquet", pl.DataFrame({"ts_code": ["1"]})
+    )
+    write_partition(layout, "raw", "daily", "all.parquet", pl.DataFrame({"ts_code": ["1"]}))
+    write_partition(layout, "raw", "p", "all.parquet", pl.DataFrame({"ts_code": ["1"]}))
+    assert resolve_datasets(layout, None) == [("pit", "indicators"), ("factors", "p")]
+    assert resolve_datasets(layout, None, ["daily", "raw.daily", "weekly"]) == [
+        ("pit", "indicators"),
+        ("factors", "p"),
+        ("raw", "daily"),
+    ]
+    assert resolve_datasets(layout, ["daily", "indicators", "factors.p"]) == [
+        ("raw", "daily"),
+        ("pit", "indicators"),
+        ("factors", "p"),
+    ]
+    with pytest.raises(UsageError, match=r"ambiguous: say raw\.p or factors\.p"):
+        resolve_datasets(layout, ["p"])
+    with pytest.raises(UsageError, match=r"'raw\.weekly' is not in the cache"):
+        resolve_datasets(layout, ["raw.weekly"])
+
+
+def test_refused_password_is_one_clear_line_and_the_cache_is_untouched(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    write_partition(layout, "factors", "p", "2020.parquet", factor_frame([FRIDAY_2020], ["1"], 1))
+    before = file_hashes(layout.root)
+    password = pg_url.split(":")[2].split("@")[0]
+    wrong = pg_url.replace(f":{password}@", ":not-the-password@")
+    with pytest.raises(DatabaseUnavailableError) as err:
+        load_datasets(layout, wrong)
+    message = str(err.value)
+    assert "password authentication failed" in message and "\n" not in message
+    assert "not-the-password" not in message and password not in message
+    assert "127.0.0.1" in message and "/t_" in message
+    assert file_hashes(layout.root) == before
+
+
+def test_a_derived_table_without_a_key_is_reported_not_loaded(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    write_partition(layout, "pit", "scratchpad", "part-00.parquet", pl.DataFrame({"x": [1]}))
+    write_partition(layout, "factors", "p", "2020.parquet", factor_frame([FRIDAY_2020], ["1"], 1))
+    result = load_datasets(layout, pg_url)
+    assert result.not_loaded == ["pit.scratchpad"]
+    assert [t.table for t in result.tables] == ["factors.p"]
+    assert "pit.scratchpad: not loaded (no key defined)" in "\n".join(result.lines())
+
+
+def _row_versions(url: str, calc_date: dt.date) -> set[str]:
+    rows = fetch(url, f"SELECT DISTINCT xmin::text FROM factors.p WHERE calc_date = '{calc_date}'")
+    return {r[0] for r in rows}
+
+
+def test_only_the_changed_slices_of_a_partition_are_written(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    stocks = codes(15)
+    dates = week_ends(FRIDAY_2021, 5)
+    year = factor_frame(dates, stocks, 1)
+    write_partition(layout, "factors", "p", "2021.parquet", year)
+    load_datasets(layout, pg_url)
+    untouched = {d: _row_versions(pg_url, d) for d in dates}
+
+    # The next run: one more calc date, and one null (was NaN) on the third date.
+    new_date = dates[-1] + dt.timedelta(weeks=1)
+    target = year.filter(pl.col("calc_date") == dates[2]).row(0, named=True)["ts_code"]
+    grown = pl.concat([year, factor_frame([new_date], stocks, 2)]).with_columns(
+        gpa=pl.when((pl.col("calc_date") == dates[2]) & (pl.col("ts_code") == target))
+        .then(None)
+        .otherwise("gpa")
+    )
+    write_partition(layout, "factors", "p", "2021.parquet", grown.sort("ts_code", "calc_date"))
+    result = load_datasets(layout, pg_url).tables[0]
+    assert (result.inserted, result.updated, result.deleted) == (15, 1, 0)
+    for d in dates:
+        if d != dates[2]:
+            assert _row_versions(pg_url, d) == untouched[d], d
+    assert _row_versions(pg_url, dates[2]) != untouched[dates[2]]
+    assert_same_rows(
+        _rows(table_frame(pg_url, "factors.p")), _rows(grown), ("calc_date", "ts_code")
+    )
+    nulls = fetch(
+        pg_url, f"SELECT count(*) FROM factors.p WHERE gpa IS NULL AND ts_code = '{target}'"
+    )
+    assert nulls == [(1,)]
