@@ -37,14 +37,14 @@ CLI = Path(__file__).resolve().parents[1] / "cli.py"
 # The `ah` sub-commands of each step (arguments after the global options).
 SYNC = ("sync",)
 PIT = ("pit",)
-FACTOR_P = ("factors", "--which", "p", "--freq", "weekly")
+FACTOR_P = ("factors", "p", "--freq", "weekly")
 HEALTH = ("health",)
 BACKUP = ("backup",)
 
 
 def factor_g(freq: Period) -> tuple[str, ...]:
     """The G step at its calc-date frequency."""
-    return ("factors", "--which", "g", "--freq", freq)
+    return ("factors", "g", "--freq", freq)
 
 
 def due_guard(period: Period) -> tuple[str, ...]:

@@ -49,8 +49,8 @@ def test_cron_lines(installed: tuple[SyntheticCache, Path]) -> None:
     assert sync.startswith("30 18 * * 1,2,3,4,5 ")
     pit = next(line for line in entries if " pit" in line)
     assert pit.startswith("0 20 * * 1,2,3,4,5 ") and "schedule --due weekly >/dev/null && " in pit
-    assert pit.index(" pit") < pit.index("factors --which p --freq weekly")
-    g = next(line for line in entries if "--which g" in line)
+    assert pit.index(" pit") < pit.index("factors p --freq weekly")
+    g = next(line for line in entries if "factors g " in line)
     assert "schedule --due weekly" in g and g.startswith("30 21 ")
     assert any(line.startswith("30 2 * * * ") and line.endswith(" backup") for line in entries)
     assert any(line.startswith("30 7 * * * ") and line.endswith(" health") for line in entries)
@@ -63,7 +63,7 @@ def test_cadences_are_configurable(synthetic: SyntheticCache) -> None:
     )
     text = render_schedule(settings, options, "cron")
     assert "5 19 * * 1,3 " in text
-    g = next(line for line in text.splitlines() if "--which g" in line)
+    g = next(line for line in text.splitlines() if "factors g " in line)
     assert g.startswith("0 22 * * 1,3 ") and "--due monthly" in g and "--freq monthly" in g
     with pytest.raises(UsageError, match="HH:MM"):
         ScheduleOptions(sync_at="25:00")
