@@ -37,17 +37,10 @@ from pipeline.stats import (
     unit_dates,
 )
 from pipeline.tasks import TASKS_BY_NAME
+from sinks.ddl import DERIVED_TABLE_KEYS
 
 EXAMPLES = 5
 # Natural keys of the derived tables (DESIGN sections 6 and 7; pipeline/pit.py).
-DERIVED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("pit", "statement_versions"): ("ts_code", "end_date", "vis_date", "source", "update_flag"),
-    ("pit", "income_quarterly"): ("ts_code", "end_date", "knowledge_date"),
-    ("pit", "balance"): ("ts_code", "end_date", "vis_date"),
-    ("pit", "indicators"): ("ts_code", "knowledge_date"),
-    ("factors", "p"): ("ts_code", "calc_date"),
-    ("factors", "g"): ("ts_code", "calc_date"),
-}
 SCORE_COLUMNS = ("p_score", "s_gpa", "s_roe", "s_roa", "g_score")
 G_RANK_COLUMNS = ("rank_em", "rank_es", "rank_rm", "rank_pm")
 RANKS = {"p": ("p_score", "p_rank"), "g": ("g_score", "g_rank")}
@@ -143,14 +136,16 @@ def is_version_log(layer: Layer, name: str) -> bool:
 
 def natural_key(layer: Layer, name: str, columns: Sequence[str]) -> tuple[str, ...] | None:
     """The key a dataset must not repeat: all columns but `_fetched_at` for version logs,
-    the task's key for raw datasets (pipeline/tasks.py), DERIVED_KEYS for PIT and factors."""
+    the task's key for raw datasets (pipeline/tasks.py), and for PIT and factor tables
+    the sink's DERIVED_TABLE_KEYS (sinks/ddl.py), the one table of their keys."""
     if is_version_log(layer, name):
         return tuple(c for c in columns if c not in IGNORED_IN_DUPLICATES)
     if layer == "raw":
         spec = TASKS_BY_NAME.get(name)
         key = spec.key if spec else ()
     else:
-        key = DERIVED_KEYS.get((layer, name), ())
+        derived = DERIVED_TABLE_KEYS.get(f"{layer}.{name}")
+        key = derived.columns if derived else ()
     return key if key and set(key) <= set(columns) else None
 
 
