@@ -6,34 +6,13 @@ Marked slow: each `ah` start imports Polars and PyArrow (about a second on an id
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.locks import FileLocks
+from tests.cli_runner import ah
 from tests.ops.conftest import SyntheticCache
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def ah(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
-    }
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        cwd=cwd,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.slow

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pgdb
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli_runner import ah
+
 TABLES = ("pit.indicators", "pit.income_quarterly", "pit.balance", "factors.p", "factors.g")
 CONFIG = """
 [simulator]
@@ -23,28 +21,11 @@ workers = 2
 """
 
 
-def ah(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "DATABASE", "TUSHARE"))
-    }
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        cwd=cwd,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def duckdb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("run-duckdb")
     (work / "alphahome.toml").write_text(CONFIG)
-    out = ah(work, "run", "--source", "sim")
+    out = ah("run", "--source", "sim", cwd=work, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "no database configured" in out.stdout
     return work / "data"
@@ -75,7 +56,7 @@ def test_run_fills_every_stage_and_keeps_pit(duckdb_run: Path) -> None:
 
 def test_second_run_is_incremental_and_changes_nothing(duckdb_run: Path) -> None:
     before = {t: duckdb_rows(duckdb_run, t) for t in TABLES}
-    out = ah(duckdb_run.parent, "run", "--source", "sim")
+    out = ah("run", "--source", "sim", cwd=duckdb_run.parent, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert {t: duckdb_rows(duckdb_run, t) for t in TABLES} == before
 
@@ -83,7 +64,7 @@ def test_second_run_is_incremental_and_changes_nothing(duckdb_run: Path) -> None
 @pytest.mark.postgres
 def test_postgres_sink_gets_the_same_rows(duckdb_run: Path, pg_url: str, tmp_path: Path) -> None:
     (tmp_path / "alphahome.toml").write_text(CONFIG)
-    out = ah(tmp_path, "run", "--source", "sim", env={"DATABASE_URL": pg_url})
+    out = ah("run", "--source", "sim", cwd=tmp_path, env={"DATABASE_URL": pg_url}, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     password = pg_url.split(":")[2].split("@")[0]
     assert password not in out.stdout + out.stderr

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import pytest
 from cache.layout import CacheLayout
 from pipeline.config import Settings, load_settings
 from pipeline.sources.simulator import Simulator, SimulatorConfig
+from tests.cli_runner import ah as run_ah
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_TOKEN = "alphahome-sim"
@@ -126,19 +125,7 @@ def ah(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     """`python cli.py ARGS` in `cwd`, without the caller's AH_/TUSHARE/DATABASE variables."""
-    full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
-    }
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_ah(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def cache_rows(root: Path, name: str) -> set[tuple[Any, ...]]:
