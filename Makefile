@@ -44,7 +44,7 @@ fmt: $(SYNCED)
 	$(VENV)/bin/ruff check --fix .
 
 demo: $(SYNCED)
-	$(VENV)/bin/python -m pipeline.demo --cache-dir $(DEMO_DIR)
+	$(VENV)/bin/python -m pipeline.run.demo --cache-dir $(DEMO_DIR)
 
 bench: $(SYNCED)
 	$(VENV)/bin/python -m bench --scenario small $(BENCH_ARGS)

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.config import ConfigError, Settings, describe, load_settings
-from pipeline.errors import AlphahomeError
-from pipeline.logs import get_logger, register_secrets, scrub, setup_logging
+from foundation.config import ConfigError, Settings, describe, load_settings
+from foundation.errors import AlphahomeError
+from foundation.logs import get_logger, register_secrets, scrub, start_logging
 
 app = typer.Typer(
     name="ah",
@@ -53,11 +53,7 @@ class AppState:
 
     def start_logging(self, settings: Settings) -> None:
         """Console plus rotating files under the cache's logs/."""
-        setup_logging(
-            settings.run.log_level,
-            Path(settings.cache.dir).absolute() / "logs",
-            json_lines=settings.run.log_json,
-        )
+        start_logging(settings)
 
 
 STATE = AppState()
@@ -128,7 +124,7 @@ def sync_command(
     list_status: Annotated[str | None, typer.Option("--list-status", help="L|D|P")] = None,
 ) -> None:
     """Fetch what is missing from the source into the cache's raw/ datasets."""
-    from pipeline.sync import SyncRequest, run_sync
+    from pipeline.sync.runner import SyncRequest, run_sync
 
     settings = STATE.settings()
     STATE.start_logging(settings)
@@ -157,7 +153,7 @@ def sync_command(
 @app.command("tasks")
 def tasks_command() -> None:
     """Each dataset with its rows, first/last date and last successful sync."""
-    from pipeline.sync import list_tasks, render_tasks
+    from pipeline.sync.runner import list_tasks, render_tasks
 
     typer.echo(render_tasks(list_tasks(STATE.settings())))
 
@@ -186,7 +182,7 @@ def health_command(
     stale_days: Annotated[int, typer.Option("--stale-days", help="Units behind allowed.")] = 1,
 ) -> None:
     """Configuration, cache, disk, locks, data freshness (and database, token): exit 0 or 1."""
-    from pipeline.health import check_health, health_output
+    from pipeline.ops.health import check_health, health_output
 
     report = check_health(
         STATE.settings, check_db=check_db, check_api_token=check_api, stale_after=stale_days
@@ -202,7 +198,7 @@ def stats_command(
 ) -> None:
     """Rows, size, date range and last update per dataset; run history from the reports."""
     from cache.layout import CacheLayout
-    from pipeline.stats import stats_output
+    from pipeline.ops.stats import stats_output
 
     settings = STATE.settings()
     typer.echo(stats_output(CacheLayout(settings.cache.dir), settings.database.url, as_json, runs))
@@ -215,7 +211,7 @@ def verify_command(
 ) -> None:
     """Data quality: corrupt files, gaps, duplicate keys, PIT violations, ranges, sink drift."""
     from cache.layout import CacheLayout
-    from pipeline.verify import verify_cache
+    from pipeline.ops.verify import verify_cache
 
     settings = STATE.settings()
     url = None if skip_sink else settings.database.url
@@ -241,7 +237,7 @@ def backup_command(
     """Take a verified, incremental snapshot; `ah backup list` shows them."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.backup import create_backup, describe_backup
+    from pipeline.ops.backup import create_backup, describe_backup
 
     settings = STATE.settings()
     STATE.start_logging(settings)
@@ -252,7 +248,7 @@ def backup_command(
 def backup_list(dest: Annotated[Path | None, _DEST] = None) -> None:
     """The snapshots under the backup root."""
     from cache.layout import CacheLayout
-    from pipeline.backup import default_backup_root, list_backups, render_backups
+    from pipeline.ops.backup import default_backup_root, list_backups, render_backups
 
     root = dest or default_backup_root(CacheLayout(STATE.settings().cache.dir))
     typer.echo(render_backups(list_backups(root), root))
@@ -265,7 +261,7 @@ def restore_command(
     with_database: Annotated[bool, typer.Option("--with-database", help="pg_restore too.")] = False,
 ) -> None:
     """Replace the cache by a snapshot (refused while a task lock is held)."""
-    from pipeline.backup import describe_restore, restore_backup
+    from pipeline.ops.backup import describe_restore, restore_backup
 
     settings = STATE.settings()
     STATE.start_logging(settings)
@@ -287,7 +283,7 @@ def schedule_command(
     due: Annotated[str | None, typer.Option("--due", help="weekly|monthly guard.")] = None,
 ) -> None:
     """Print cron / systemd / schtasks entries for the daily and weekly jobs of this install."""
-    from pipeline.schedule import ScheduleOptions, check_due, render_schedule
+    from pipeline.ops.schedule import ScheduleOptions, check_due, render_schedule
 
     settings = STATE.settings()
     if due is not None:
@@ -405,9 +401,9 @@ def pit_command(
 ) -> None:
     """Build the point-in-time tables from the raw statements."""
     from cache.layout import CacheLayout
-    from pipeline.pit_step import build_pit
-    from pipeline.progress import stage_progress
-    from sinks.duckdb import rebuild_catalog
+    from cache.views import rebuild_catalog
+    from foundation.progress import stage_progress
+    from pipeline.pit.step import build_pit
 
     settings = STATE.settings(**{"run.workers": workers})
     STATE.start_logging(settings)
@@ -433,9 +429,9 @@ def _factors(
     recompute_since: datetime | None,
 ) -> None:
     from cache.layout import CacheLayout
+    from cache.views import rebuild_catalog
+    from foundation.progress import stage_progress
     from pipeline.factor_step import compute_factors
-    from pipeline.progress import stage_progress
-    from sinks.duckdb import rebuild_catalog
 
     settings = STATE.settings(**{"run.workers": workers})
     STATE.start_logging(settings)
@@ -515,7 +511,7 @@ def run_command(
     executor: Annotated[str, _EXEC] = "process",
 ) -> None:
     """The main job: sync, then PIT, then factors, then load, with one run report."""
-    from pipeline.run import RunRequest, run_pipeline
+    from pipeline.run.job import RunRequest, run_pipeline
 
     settings = STATE.settings(**{"run.workers": workers})
     STATE.start_logging(settings)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import pipeline.sync as sync_module
-from pipeline.config import Settings
+import pipeline.sync.runner as sync_module
+from foundation.config import Settings
 from pipeline.sources import Source
 from pipeline.sources.simulator import Simulator
 from pipeline.sources.tushare.client import TushareClient

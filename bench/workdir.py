@@ -140,8 +140,8 @@ def open_days(scenario: Scenario) -> list[dt.date]:
 
 
 def _sync(config: Path, label: str, facts: dict[str, Any]) -> None:
-    from pipeline.config import load_settings
-    from pipeline.sync import SyncRequest, run_sync
+    from foundation.config import load_settings
+    from pipeline.sync.runner import SyncRequest, run_sync
 
     settings = load_settings(config_file=config, env={})
     started = time.perf_counter()
@@ -163,7 +163,7 @@ def build(scenario: Scenario) -> dict[str, Any]:
     from bench.simsource import sync_from
     from cache.layout import CacheLayout
     from pipeline.factor_step import compute_factors
-    from pipeline.pit_step import build_pit
+    from pipeline.pit.step import build_pit
     from pipeline.sources.simulator import Simulator, SimulatorConfig
 
     root = work_root(scenario)

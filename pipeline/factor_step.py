@@ -34,7 +34,7 @@ from factors.g import g_inputs, g_scores
 from factors.p import p_inputs, p_scores
 from factors.schema import G_SCHEMA, P_SCHEMA, conform
 from factors.universe import staleness_cutoff, universe
-from pipeline.errors import AlphahomeError, UsageError
+from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor
 
 Factor = Literal["p", "g"]

@@ -9,7 +9,7 @@ record, or, failing that, its sha256 does (then only the mtime is updated). Part
 that left the cache are forgotten (`sinks.postgres.forget_partition`). The cache is
 only read, never written.
 
-Without a URL the embedded DuckDB catalogue is rebuilt instead (`sinks.duckdb`).
+Without a URL the embedded DuckDB catalogue is rebuilt instead (`cache.views`).
 By default the PIT and factor tables are loaded; raw datasets when named or configured
 (`[sinks] raw_datasets`).
 """
@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cache.layout import LAYERS, CacheLayout, Layer
-from pipeline.config import Settings
-from pipeline.errors import AlphahomeError, UsageError
-from pipeline.logs import get_logger
+from cache.views import rebuild_catalog
+from foundation.config import Settings
+from foundation.errors import AlphahomeError, UsageError
+from foundation.logs import get_logger
 from sinks.ddl import TableDefinitionError, TableSpec, table_spec
-from sinks.duckdb import rebuild_catalog
 from sinks.migrations import apply_migrations
 from sinks.postgres import (
     Connection,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cache.layout import CacheLayout
-from pipeline.errors import AlphahomeError
+from foundation.errors import AlphahomeError
 
 
 class LockHeld(AlphahomeError):

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 from cache.atomic import remove_atomic, write_bytes_atomic
 from cache.layout import CacheLayout
-from pipeline.config import Settings
-from pipeline.errors import AlphahomeError, UsageError
+from foundation.config import Settings
+from foundation.errors import AlphahomeError, UsageError
 from pipeline.locks import FileLocks, PostgresLocks, TaskLocks
-from pipeline.tasks import task as task_spec
+from pipeline.sync.tasks import task as task_spec
 
 STATUSES = ("never", "running", "success", "partial", "no_data", "skipped", "failed")
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from pipeline.errors import AlphahomeError, UsageError
-from pipeline.logs import get_logger, register_secrets
+from foundation.errors import AlphahomeError, UsageError
+from foundation.logs import get_logger, register_secrets
 from sinks.ddl import SCHEMAS, quote_ident
 from sinks.migrations import MIGRATIONS, Migration, applied_versions
 from sinks.postgres import (

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pipeline.sources.tushare.catalogue import api_spec
+from cache.catalogue.apis import api_spec
 
 SCHEMAS: tuple[str, ...] = ("raw", "pit", "factors", "ops")
 

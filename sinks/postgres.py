@@ -42,8 +42,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import AlphahomeError
-from pipeline.logs import get_logger, register_secrets, scrub
+from foundation.errors import AlphahomeError
+from foundation.logs import get_logger, register_secrets, scrub
 from sinks.ddl import (
     ARROW_FOR_PG,
     FETCHED_AT,

@@ -4,7 +4,7 @@ Full: every PIT table from the raw statements and industry members of day D, on 
 clone of the prepared cache without its PIT tables. Incremental: on a clone of the
 cache one simulated day later (raw synced through D+1, PIT still as built on D), the
 build reruns only the buckets with newly fetched statement rows. Both through
-`pipeline.pit_step.build_pit` on the process pool.
+`pipeline.pit.step.build_pit` on the process pool.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def build_repeatedly(job: PitJob) -> dict[str, Any]:
     """In the child: `reps` full and incremental builds, each on a fresh clone; seconds
     and what each rebuilt."""
     from cache.layout import CacheLayout
-    from pipeline.pit_step import build_pit
+    from pipeline.pit.step import build_pit
 
     seconds: dict[str, list[float]] = {"full_build": [], "incremental_build": []}
     facts: dict[str, Any] = {}

@@ -141,8 +141,8 @@ def settings_text(scenario: Scenario, url: str, cache: Path) -> str:
 
 def sync_window(job: SyncJob) -> dict[str, Any]:
     """In the child: sync the subset over the window's trade dates; what the run did."""
-    from pipeline.config import load_settings
-    from pipeline.sync import SyncRequest, run_sync
+    from foundation.config import load_settings
+    from pipeline.sync.runner import SyncRequest, run_sync
 
     first = open_days(job.scenario)[-job.scenario.sync_trade_dates]
     settings = load_settings(config_file=job.config_file, env={})

@@ -11,9 +11,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Settings
-from pipeline.errors import UsageError
-from pipeline.logs import register_secrets
+from foundation.config import Settings
+from foundation.errors import UsageError
+from foundation.logs import register_secrets
 from pipeline.sources.tushare.client import TushareClient
 from pipeline.sources.tushare.limits import RateLimits
 

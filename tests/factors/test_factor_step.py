@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 import pipeline.factor_step as step
 from cache.layout import CacheLayout
 from factors.schema import G_SCHEMA, P_SCHEMA
-from pipeline.errors import UsageError
+from foundation.errors import UsageError
 from pipeline.factor_step import FactorInputError, compute_factors, rerank_factors
 from tests.factors.helpers import product_factors
 from tests.factors.synthetic import Market, known_at, synthetic_market, write_cache

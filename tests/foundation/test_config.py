@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, describe, load_settings, mask_url
+from foundation.config import ConfigError, describe, load_settings, mask_url
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -81,7 +81,7 @@ start_date = 2020-01-01
 lookback_units = 5
 [simulator]
 today = "20240105"
-[sinks.duckdb]
+[cache.views]
 materialize = true
 """,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.logs import register_secrets, setup_logging, slow_operation
+from foundation.logs import register_secrets, setup_logging, slow_operation
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import pytest
 
 from cache.atomic import write_parquet_atomic
 from cache.layout import CacheLayout
-from pipeline.config import Settings, load_settings
-from pipeline.run_report import SyncReport, TaskOutcome
+from foundation.config import Settings, load_settings
+from pipeline.run.report import SyncReport, TaskOutcome
 
 TODAY = dt.date(2024, 6, 28)  # a Friday, the last open day of its week and month
 FIRST = dt.date(2024, 1, 2)

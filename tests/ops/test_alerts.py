@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.alerts import Alert, announce_alerts, evaluate_alerts, send_webhook
-from pipeline.logs import register_secrets
-from pipeline.run_report import TaskOutcome
+from foundation.logs import register_secrets
+from pipeline.run.alerts import Alert, announce_alerts, evaluate_alerts, send_webhook
+from pipeline.run.report import TaskOutcome
 from tests.ops.conftest import SyntheticCache, build_cache, closed_port, make_report, make_settings
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.backup import (
+from foundation.errors import UsageError
+from pipeline.locks import FileLocks, LockHeld
+from pipeline.ops.backup import (
     MANIFEST,
     BackupError,
     apply_retention,
@@ -24,8 +26,6 @@ from pipeline.backup import (
     restore_backup,
     snapshots_to_keep,
 )
-from pipeline.errors import UsageError
-from pipeline.locks import FileLocks, LockHeld
 from tests.ops.conftest import SyntheticCache, make_settings
 
 T0 = dt.datetime(2024, 6, 28, 2, 30, tzinfo=dt.UTC)
@@ -93,7 +93,7 @@ def test_backup_refuses_while_a_sync_holds_a_lock(synthetic: SyntheticCache) -> 
 def test_backup_holds_the_locks_while_copying(
     synthetic: SyntheticCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.backup as backup
+    import pipeline.ops.backup as backup
 
     creator = FileLocks(synthetic.layout)
     creator.acquire(["daily"])  # creates the lock file

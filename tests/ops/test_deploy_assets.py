@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.metrics import METRICS, parse_samples, write_metrics
+from pipeline.run.metrics import METRICS, parse_samples, write_metrics
 from tests.ops.conftest import SyntheticCache, make_report
 
 ROOT = Path(__file__).resolve().parents[2]

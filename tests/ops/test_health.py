@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 
 from cache.layout import CacheLayout
-from pipeline.config import ConfigError
-from pipeline.health import (
+from foundation.config import ConfigError
+from pipeline.locks import FileLocks
+from pipeline.ops.health import (
     check_health,
     dataset_freshness,
     health_output,
     lock_states,
     secure_state_dir,
 )
-from pipeline.locks import FileLocks
 from tests.ops.conftest import (
     TODAY,
     SyntheticCache,

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from pipeline.metrics import METRICS, metrics_path, write_metrics
-from pipeline.run_report import TaskOutcome
+from pipeline.run.metrics import METRICS, metrics_path, write_metrics
+from pipeline.run.report import TaskOutcome
 from pipeline.state import FileStateStore, TaskState
 from tests.ops.conftest import SyntheticCache, make_report
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.report_html import add_report_sections, write_run_report_html
-from pipeline.run_report import TaskOutcome
+from pipeline.run.html import add_report_sections, write_run_report_html
+from pipeline.run.report import TaskOutcome
 from tests.ops.conftest import (
     TODAY,
     build_cache,

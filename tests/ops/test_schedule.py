@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UsageError
-from pipeline.schedule import ScheduleOptions, is_due, render_schedule
+from foundation.errors import UsageError
+from pipeline.ops.schedule import ScheduleOptions, is_due, render_schedule
 from tests.ops.conftest import (
     SyntheticCache,
     all_days,

@@ -10,8 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.run_report import TaskOutcome
-from pipeline.stats import (
+from pipeline.ops.stats import (
     cache_stats,
     collect_stats,
     dataset_stats,
@@ -21,6 +20,7 @@ from pipeline.stats import (
     run_history,
     task_history,
 )
+from pipeline.run.report import TaskOutcome
 from tests.ops.conftest import CODES, SyntheticCache, make_report, save_report
 
 

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from cache.atomic import write_parquet_atomic
-from pipeline.errors import UsageError
-from pipeline.verify import Finding, select_datasets, verify_cache
+from foundation.errors import UsageError
+from pipeline.ops.verify import Finding, select_datasets, verify_cache
 from tests.ops.conftest import (
     BAR_SCHEMA,
     FETCHED,

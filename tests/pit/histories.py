@@ -2,7 +2,7 @@
 
 A history is `{dataset: (column order, rows)}` with rows as plain dicts, the form the
 reference reads; `frames(history)` gives the same data as typed Polars frames, the
-form `pipeline.pit` reads. Dates sit on a coarse grid so that announcements collide
+form `pipeline.pit.maths` reads. Dates sit on a coarse grid so that announcements collide
 (same-day versions, same-day ties) often.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 from hypothesis import strategies as st
 
-from pipeline.sources.tushare.catalogue import api_spec
+from cache.catalogue.apis import api_spec
 
 Row = dict[str, Any]
 History = dict[str, tuple[list[str], list[Row]]]

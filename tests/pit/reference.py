@@ -1,7 +1,7 @@
 """A slow, plain-Python reference of DESIGN section 6, written from its text.
 
 Rows are dicts (column -> value, None for null); each dataset comes with its column
-order, which breaks the last ties. Nothing here calls or copies `pipeline.pit`: every
+order, which breaks the last ties. Nothing here calls or copies `pipeline.pit.maths`: every
 value is derived by loops over the raw rows, one date at a time.
 """
 

@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 
 from cache.atomic import write_parquet_atomic
+from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
-from pipeline.sources.tushare.catalogue import api_spec
 
 FETCHED_TYPE = pl.Datetime("us", "UTC")
 FIRST_FETCH = dt.datetime(2025, 1, 6, 8, 0, tzinfo=dt.UTC)

@@ -1,4 +1,4 @@
-"""pipeline.pit against the plain-Python reference, over generated statement histories."""
+"""pipeline.pit.maths against the plain-Python reference, over generated statement histories."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from pipeline import pit
+from pipeline.pit import maths as pit
 from tests.pit.histories import History, frames, histories, tied_rows
 from tests.pit.reference import FLOWS, Reference
 

@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
-from pipeline import pit, pit_step
-from pipeline.pit_step import PitBuildError, bucket_of, build_pit, verify_pit
+from pipeline.pit import maths as pit
+from pipeline.pit import step as pit_step
+from pipeline.pit.step import PitBuildError, bucket_of, build_pit, verify_pit
 from tests.pit.reference import Reference
 from tests.pit.synthetic import FETCHED_TYPE, FIRST_FETCH, write_raw
 

@@ -9,9 +9,9 @@ import uuid
 import httpx
 import pytest
 
+from cache.catalogue.apis import api_spec, to_frame
 from pipeline.sources.simulator import Simulator, SimulatorConfig
 from pipeline.sources.simulator.apis import HANDLERS
-from pipeline.sources.tushare.catalogue import api_spec, to_frame
 from tests.simulator.helpers import SMALL, body, call
 
 

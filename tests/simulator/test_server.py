@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from cache.catalogue.apis import api_spec
 from pipeline.sources.simulator import Simulator, SimulatorServer
-from pipeline.sources.tushare.catalogue import api_spec
 from tests.simulator.helpers import SMALL, body
 
 pytest.importorskip("tushare")
@@ -87,7 +87,7 @@ def test_sdk_frames_have_the_documented_columns(sim: Simulator, pro: DataApi) ->
         assert list(full.columns) == list(spec.field_names), api
         assert len(full) == len(default), api
         covered.add(spec.name)
-    from pipeline.sources.tushare.catalogue import catalogue
+    from cache.catalogue.apis import catalogue
 
     assert covered == set(catalogue())
 

@@ -8,13 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from cache.catalogue.apis import api_spec
 from pipeline.sources.simulator import Simulator
 from pipeline.sources.simulator.indicators import _derived, _field_formulas, _Inputs
 from pipeline.sources.simulator.market import Market
 from pipeline.sources.simulator.periods import deadline_of, pid_of
 from pipeline.sources.simulator.statements import Versions, drivers
 from pipeline.sources.simulator.templates import BALANCE, CASHFLOW, INCOME, evaluate
-from pipeline.sources.tushare.catalogue import api_spec
 from tests.simulator.helpers import SMALL
 
 CENT = 0.011

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 
 from cache.atomic import write_parquet_atomic
+from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout, Layer
-from pipeline.sources.tushare.catalogue import api_spec
 
 UTC = dt.UTC
 

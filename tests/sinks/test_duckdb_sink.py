@@ -9,8 +9,8 @@ import duckdb
 import polars as pl
 
 from cache.layout import CacheLayout
+from cache.views import rebuild_catalog
 from pipeline.load import load_datasets
-from sinks.duckdb import rebuild_catalog
 from tests.sinks.helpers import codes, daily_frame, factor_frame, write_partition
 
 

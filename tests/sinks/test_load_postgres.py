@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
-from pipeline.errors import UsageError
+from foundation.errors import UsageError
 from pipeline.load import load_datasets, resolve_datasets
 from sinks.postgres import DatabaseUnavailableError, LoadError
 from tests.sinks.helpers import (
@@ -273,7 +273,7 @@ def test_round_trip_fidelity(layout: CacheLayout, pg_url: str) -> None:
 
 
 def _income(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    from pipeline.sources.tushare.catalogue import api_spec
+    from cache.catalogue.apis import api_spec
 
     schema = {**api_spec("income").polars_schema(), "_fetched_at": pl.Datetime("us", "UTC")}
     return pl.DataFrame(rows, schema=schema)

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
-from pipeline.config import Settings, load_settings
+from foundation.config import Settings, load_settings
 from pipeline.sources.simulator import Simulator, SimulatorConfig
 from tests.cli_runner import ah as run_ah
 
@@ -60,7 +60,7 @@ def serve() -> Iterator[Callable[..., Served]]:
 def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A folder whose `data/` holds a full sync of the test market at TODAY (shared:
     copy it before changing it)."""
-    from pipeline.sync import SyncRequest, run_sync
+    from pipeline.sync.runner import SyncRequest, run_sync
 
     folder = tmp_path_factory.mktemp("synced")
     with contextlib.ExitStack() as stack:

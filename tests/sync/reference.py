@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.sources.simulator import Simulator
-from pipeline.tasks import TaskSpec
+from pipeline.sync.tasks import TaskSpec
 
 Row = tuple[Any, ...]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline.sync import SyncRequest, run_sync
-from pipeline.tasks import TASKS, task
+from pipeline.sync.runner import SyncRequest, run_sync
+from pipeline.sync.tasks import TASKS, task
 from tests.sync.conftest import (
     ROOT,
     START,

@@ -13,13 +13,13 @@ import anyio
 import polars as pl
 import pytest
 
-from pipeline import sync as sync_module
-from pipeline.errors import UsageError
+from foundation.errors import UsageError
 from pipeline.sources.tushare.client import TushareClient
 from pipeline.sources.tushare.errors import AuthError, PermissionDenied, RequestRejected
 from pipeline.sources.tushare.limits import RateLimits
-from pipeline.sync import SyncRequest, run_sync
-from pipeline.tasks import GROUPS, TASKS, select_tasks
+from pipeline.sync import runner as sync_module
+from pipeline.sync.runner import SyncRequest, run_sync
+from pipeline.sync.tasks import GROUPS, TASKS, select_tasks
 from tests.sync.conftest import SIM_TOKEN, START, Served, settings_for
 
 

@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline.tasks import task
+from pipeline.sync.tasks import task
 from tests.sync.conftest import START, Served, ah, cache_rows, write_config
 from tests.sync.reference import truth_rows
 
@@ -103,8 +103,8 @@ class Interrupted(Exception):
 def test_a_ranged_backfill_commits_page_by_page_and_resumes_where_it_stopped(
     tmp_path: Path, serve: Callable[..., Served], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import sync as sync_module
-    from pipeline.sync import SyncRequest, run_sync
+    from pipeline.sync import runner as sync_module
+    from pipeline.sync.runner import SyncRequest, run_sync
     from tests.sync.conftest import settings_for
 
     served = serve()  # 40 stocks: about 11 000 daily rows, two pages of 6000

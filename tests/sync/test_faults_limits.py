@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_settings
+from foundation.config import load_settings
 from pipeline.locks import LockHeld, PostgresLocks
 from pipeline.sources.tushare import limits
 from pipeline.state import show_state
-from pipeline.sync import SyncRequest, run_sync
-from pipeline.tasks import task
+from pipeline.sync.runner import SyncRequest, run_sync
+from pipeline.sync.tasks import task
 from tests.sync.conftest import (
     START,
     TODAY,

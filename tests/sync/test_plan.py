@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from pipeline.plan import (
+from pipeline.sync.plan import (
     CannotSplit,
     Market,
     PlanOptions,
@@ -17,7 +17,7 @@ from pipeline.plan import (
     unit_key,
     wanted_units,
 )
-from pipeline.tasks import TASKS, task
+from pipeline.sync.tasks import TASKS, task
 
 
 def weekdays(first: dt.date, last: dt.date) -> list[dt.date]:

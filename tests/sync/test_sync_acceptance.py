@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from pipeline.sources.simulator import Simulator
-from pipeline.sync import SyncRequest, run_sync
-from pipeline.tasks import TASKS
+from pipeline.sync.runner import SyncRequest, run_sync
+from pipeline.sync.tasks import TASKS
 from tests.sync.conftest import START, Served, cache_rows, copy_cache, settings_for
 from tests.sync.reference import (
     calendar_days,

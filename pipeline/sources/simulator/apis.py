@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from cache.catalogue.apis import api_spec, catalogue
 from pipeline.sources.simulator import (
     announcements,
     api_market,
@@ -28,7 +29,6 @@ from pipeline.sources.simulator import (
 )
 from pipeline.sources.simulator.market import Market
 from pipeline.sources.simulator.query import Query
-from pipeline.sources.tushare.catalogue import api_spec, catalogue
 
 EXTRA_ROW_CAPS = {"daily_basic": 6000}
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.sources.tushare.catalogue import api_spec
+from cache.catalogue.apis import api_spec
 
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 _NULL_DATE_FROM = 3651695  # date(9999, 1, 1).toordinal(); NEVER and beyond are null

@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from cache.catalogue.apis import api_spec
 from pipeline.sources.simulator import wire
 from pipeline.sources.simulator.apis import HANDLERS
 from pipeline.sources.simulator.config import SimulatorConfig
@@ -37,7 +38,6 @@ from pipeline.sources.simulator.faults import Fault, FaultPlan
 from pipeline.sources.simulator.limits import CallLimiter
 from pipeline.sources.simulator.market import Market
 from pipeline.sources.simulator.query import ParamError, normalise
-from pipeline.sources.tushare.catalogue import api_spec
 
 TOKEN_CODE, TOKEN_MSG = 40101, "您的token不对，请确认。"
 LIMIT_CODE = 40203

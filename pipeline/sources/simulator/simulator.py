@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from cache.catalogue.apis import UnknownApiError
 from pipeline.sources.simulator.apis import HANDLERS
 from pipeline.sources.simulator.config import SimulatorConfig
 from pipeline.sources.simulator.market import Market
@@ -17,7 +18,6 @@ from pipeline.sources.simulator.protocol import Service
 from pipeline.sources.simulator.query import normalise
 from pipeline.sources.simulator.server import SimulatorServer
 from pipeline.sources.simulator.transport import SimulatorTransport
-from pipeline.sources.tushare.catalogue import UnknownApiError
 
 DEFAULT_CONFIG = SimulatorConfig()
 

@@ -21,8 +21,8 @@ import anyio
 import httpx
 import polars as pl
 
-from pipeline.logs import get_logger
-from pipeline.sources.tushare.catalogue import api_spec, to_frame
+from cache.catalogue.apis import api_spec, to_frame
+from foundation.logs import get_logger
 from pipeline.sources.tushare.errors import (
     QuotaExhausted,
     RateLimited,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.errors import AlphahomeError
+from foundation.errors import AlphahomeError
 
 _LIMIT = re.compile(r"每(分钟|小时|天)最多访问该接口\s*(\d+)\s*次")
 _PERIODS = {"分钟": "minute", "小时": "hour"}

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
-from pipeline.sources.tushare.catalogue import base_api
+from cache.catalogue.apis import base_api
 
 # Calls per minute by account points (PROTOCOL.md, Limits): defaults, never a substitute
 # for `[tushare.limits]`, which wins for every API it names.

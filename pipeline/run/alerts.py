@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from cache.layout import CacheLayout
-from pipeline.config import Settings
-from pipeline.health import UNIT_NAMES, dataset_freshness
-from pipeline.logs import get_logger, scrub
-from pipeline.stats import parse_time, success_rate, task_records
+from foundation.config import Settings
+from foundation.logs import get_logger, scrub
+from pipeline.ops.health import UNIT_NAMES, dataset_freshness
+from pipeline.ops.stats import parse_time, success_rate, task_records
 
 log = get_logger("alerts")
 

@@ -131,7 +131,7 @@ def _build(name: str, raw: dict[str, Any]) -> ApiSpec:
 @cache
 def catalogue() -> dict[str, ApiSpec]:
     """Every documented API by name (base names; `*_vip` variants resolve via `api_spec`)."""
-    text = resources.files("pipeline.sources.tushare").joinpath("apis.json").read_text("utf-8")
+    text = resources.files("cache.catalogue").joinpath("apis.json").read_text("utf-8")
     return {name: _build(name, raw) for name, raw in json.loads(text)["apis"].items()}
 
 

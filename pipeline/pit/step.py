@@ -2,7 +2,7 @@
 
 Stock tables are sharded by a stable hash bucket of ts_code: bucket b is one job that
 reads only its stocks from raw (a predicate pushed down to Parquet), runs the pure
-maths of `pipeline.pit`, and replaces its own `part-bb.parquet` file of each table
+maths of `pipeline.pit.maths`, and replaces its own `part-bb.parquet` file of each table
 atomically. An incremental build reruns only the buckets holding stocks with raw
 statement rows fetched after the last successful build (kept in `state/pit.json`,
 written after the tables), so it gives the same files as a full build. A crash leaves
@@ -24,10 +24,10 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.atomic import remove_atomic, write_bytes_atomic, write_parquet_atomic
+from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
-from pipeline import pit
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
-from pipeline.sources.tushare.catalogue import api_spec
+from pipeline.pit import maths as pit
 
 BUCKETS = 16
 STATE_VERSION = 1

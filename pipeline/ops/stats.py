@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 
 from cache.layout import LAYERS, CacheLayout, Layer
 from factors.calendar import calc_dates
-from pipeline.logs import get_logger
-from pipeline.run_report import SUCCESSFUL
-from pipeline.tasks import TASKS, Calendar
+from foundation.logs import get_logger
+from pipeline.run.report import SUCCESSFUL
+from pipeline.sync.tasks import TASKS, Calendar
 
 log = get_logger("stats")
 
@@ -204,7 +204,7 @@ def units_behind(
 
 @dataclass(frozen=True)
 class TaskRecord:
-    """One task's line of a run report (`pipeline.run_report.TaskOutcome` as JSON).
+    """One task's line of a run report (`pipeline.run.report.TaskOutcome` as JSON).
 
     Read keys: `task`, `status` (success | partial | no_data | skipped | failed),
     `reason`, `duration_s`, `calls`, `rows_fetched`, `rows_saved`, `retries`, `errors`

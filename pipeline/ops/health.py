@@ -28,15 +28,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 
 from cache.layout import CacheLayout
-from pipeline.config import ConfigError, Settings, mask_url
-from pipeline.logs import scrub
+from foundation.config import ConfigError, Settings, mask_url
+from foundation.logs import scrub
+from pipeline.ops.stats import (
+    TRADE_DATE_CADENCE,
+    cache_stats,
+    trade_calendar,
+    unit_dates,
+    units_behind,
+)
 from pipeline.sources import market_today
 from pipeline.sources.tushare.client import TushareClient
 from pipeline.sources.tushare.errors import TushareError
 from pipeline.sources.tushare.limits import RateLimits
-from pipeline.stats import TRADE_DATE_CADENCE, cache_stats, trade_calendar, unit_dates, units_behind
-from pipeline.sync import recorded_source
-from pipeline.tasks import Calendar
+from pipeline.sync.runner import recorded_source
+from pipeline.sync.tasks import Calendar
 
 Status = Literal["ok", "warn", "fail", "skip"]
 

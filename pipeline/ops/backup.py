@@ -37,10 +37,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cache.atomic import TMP_SUFFIX, write_bytes_atomic
 from cache.layout import CacheLayout
-from pipeline.config import Settings
-from pipeline.errors import AlphahomeError, UsageError
+from foundation.config import Settings
+from foundation.errors import AlphahomeError, UsageError
+from foundation.logs import get_logger, scrub
 from pipeline.locks import FileLocks, PostgresLocks, TaskLocks, task_locks
-from pipeline.logs import get_logger, scrub
 from pipeline.state import open_state
 
 log = get_logger("backup")

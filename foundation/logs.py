@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from pipeline.config import MASK
+from foundation.config import MASK, Settings
 
 LOGGER_NAME = "alphahome"
 LOG_FILE = "alphahome.log"
@@ -108,6 +108,15 @@ def setup_logging(
         handler.addFilter(SecretFilter())
         logger.addHandler(handler)
     return logger
+
+
+def start_logging(settings: Settings) -> None:
+    """Logging for a command: the console plus rotating files under the cache's logs/."""
+    setup_logging(
+        settings.run.log_level,
+        Path(settings.cache.dir).absolute() / "logs",
+        json_lines=settings.run.log_json,
+    )
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

@@ -29,9 +29,9 @@ from typing import Literal
 
 import polars as pl
 
+from cache.catalogue.apis import ApiSpec, api_spec
 from cache.store import Partitioning, Storage, StoreSpec
-from pipeline.errors import UsageError
-from pipeline.sources.tushare.catalogue import ApiSpec, api_spec
+from foundation.errors import UsageError
 
 Group = Literal["market", "finance", "index", "reference"]
 GROUPS: tuple[Group, ...] = ("market", "finance", "index", "reference")

@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cache.layout import CacheLayout
-from pipeline.alerts import announce_alerts, evaluate_alerts
-from pipeline.config import Settings
-from pipeline.errors import AlphahomeError, UsageError
+from foundation.config import Settings
+from foundation.errors import AlphahomeError, UsageError
+from foundation.logs import get_logger
+from foundation.progress import stage_progress
 from pipeline.factor_step import compute_factors
 from pipeline.load import load_datasets
-from pipeline.logs import get_logger
-from pipeline.metrics import write_metrics
-from pipeline.pit_step import build_pit
-from pipeline.progress import stage_progress
-from pipeline.report_html import add_report_sections, write_run_report_html
-from pipeline.run_report import SyncReport, TaskOutcome, now_iso
-from pipeline.sync import SyncRequest, run_sync
+from pipeline.pit.step import build_pit
+from pipeline.run.alerts import announce_alerts, evaluate_alerts
+from pipeline.run.html import add_report_sections, write_run_report_html
+from pipeline.run.metrics import write_metrics
+from pipeline.run.report import SyncReport, TaskOutcome, now_iso
+from pipeline.sync.runner import SyncRequest, run_sync
 
 STAGES = ("sync", "pit", "factors", "load")
 

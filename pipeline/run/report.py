@@ -20,7 +20,7 @@ from rich.table import Table
 
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
-from pipeline.logs import scrub
+from foundation.logs import scrub
 
 OUTCOMES = ("success", "partial", "no_data", "skipped", "failed")
 SUCCESSFUL = ("success", "no_data")

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 from cache.layout import CacheLayout
-from pipeline.config import Settings
-from pipeline.errors import UsageError
-from pipeline.stats import trade_calendar, unit_dates
+from foundation.config import Settings
+from foundation.errors import UsageError
+from pipeline.ops.stats import trade_calendar, unit_dates
 
 Format = Literal["cron", "systemd", "windows"]
 Period = Literal["weekly", "monthly"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from pipeline.tasks import INCOME_EVENTS, VIP_POINTS, TaskSpec
+from pipeline.sync.tasks import INCOME_EVENTS, VIP_POINTS, TaskSpec
 
 SNAPSHOT_UNIT = "*"
 UNKNOWN_CAP = 100_000  # planning bound for APIs without a documented cap

@@ -37,11 +37,21 @@ from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from cache.read import has_files, read_dataset, summarize
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
-from pipeline.config import Settings
-from pipeline.errors import UsageError
+from cache.views import rebuild_catalog
+from foundation.config import Settings
+from foundation.errors import UsageError
+from foundation.logs import get_logger, register_secrets, slow_operation
 from pipeline.locks import FileLocks, PostgresLocks, TaskLocks
-from pipeline.logs import get_logger, register_secrets, slow_operation
-from pipeline.plan import (
+from pipeline.run.report import SyncReport, TaskOutcome, now_iso
+from pipeline.sources import Source, open_source
+from pipeline.sources.tushare.errors import (
+    AuthError,
+    PermissionDenied,
+    QuotaExhausted,
+    TushareError,
+)
+from pipeline.state import FileStateStore, PostgresStateStore, StateStore, TaskState, open_state
+from pipeline.sync.plan import (
     CannotSplit,
     Market,
     PlanOptions,
@@ -55,17 +65,7 @@ from pipeline.plan import (
     unit_key,
     within_bounds,
 )
-from pipeline.run_report import SyncReport, TaskOutcome, now_iso
-from pipeline.sources import Source, open_source
-from pipeline.sources.tushare.errors import (
-    AuthError,
-    PermissionDenied,
-    QuotaExhausted,
-    TushareError,
-)
-from pipeline.state import FileStateStore, PostgresStateStore, StateStore, TaskState, open_state
-from pipeline.tasks import TASKS, TaskSpec, select_tasks, task
-from sinks.duckdb import rebuild_catalog
+from pipeline.sync.tasks import TASKS, TaskSpec, select_tasks, task
 
 log = get_logger("sync")
 

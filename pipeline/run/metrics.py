@@ -23,15 +23,15 @@ from typing import Any
 
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
-from pipeline.run_report import OUTCOMES
-from pipeline.state import FileStateStore
-from pipeline.stats import (
+from pipeline.ops.stats import (
     cache_stats,
     parse_time,
     run_duration_s,
     success_rate,
     task_records,
 )
+from pipeline.run.report import OUTCOMES
+from pipeline.state import FileStateStore
 
 PROM_FILE = "alphahome.prom"
 PROM_MODE = 0o644  # node_exporter runs as another user

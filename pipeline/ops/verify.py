@@ -27,8 +27,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from cache.layout import LAYERS, CacheLayout, Layer
-from pipeline.errors import UsageError
-from pipeline.stats import (
+from foundation.errors import UsageError
+from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
     dataset_files,
     dataset_stats,
@@ -36,7 +36,7 @@ from pipeline.stats import (
     trade_calendar,
     unit_dates,
 )
-from pipeline.tasks import TASKS_BY_NAME
+from pipeline.sync.tasks import TASKS_BY_NAME
 from sinks.ddl import DERIVED_TABLE_KEYS
 
 EXAMPLES = 5

@@ -1,7 +1,7 @@
 """Point-in-time financial tables (DESIGN section 6): pure maths, frames in, frames out.
 
 Every table here answers "what was known on day t": a statement version counts from
-its vis_date = max(ann_date, f_ann_date) on. The build step (`pipeline.pit_step`)
+its vis_date = max(ann_date, f_ann_date) on. The build step (`pipeline.pit.step`)
 reads raw Parquet per stock bucket and calls these functions; nothing here does I/O.
 
 Periods are handled as an integer quarter index (year * 4 + quarter - 1), so "p - 1"

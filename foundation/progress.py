@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from pipeline.logs import get_logger
+from foundation.logs import get_logger
 
 LOG_EVERY_S = 10.0
 

@@ -24,8 +24,7 @@ import polars as pl
 
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
-from pipeline.run_report import OUTCOMES
-from pipeline.stats import (
+from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
     dataset_files,
     load_reports,
@@ -38,6 +37,7 @@ from pipeline.stats import (
     trade_calendar,
     unit_dates,
 )
+from pipeline.run.report import OUTCOMES
 
 COVERAGE_WINDOW = 120
 SCORE_DATES = 12

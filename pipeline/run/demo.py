@@ -14,8 +14,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.config import DatabaseConfig, load_settings
-from pipeline.run import RunRequest, run_pipeline
+from foundation.config import DatabaseConfig, load_settings
+from foundation.logs import start_logging
+from pipeline.run.job import RunRequest, run_pipeline
 
 TOP_SQL = """
 select f.ts_code, b.name, f.calc_date, f.{score}, f.{rank}
@@ -34,16 +35,14 @@ def top10(db: Path, table: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit status of the run."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.demo")
+    parser = argparse.ArgumentParser(prog="python -m pipeline.run.demo")
     parser.add_argument("--cache-dir", default="data")
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     cache = Path(args.cache_dir).absolute()
     settings = load_settings(flags={"cache.dir": str(cache), "source.kind": "sim"})
     settings = dataclasses.replace(settings, database=DatabaseConfig(url=None))
-    from cli import STATE
-
-    STATE.start_logging(settings)
+    start_logging(settings)
     print(f"alphahome demo: simulated market of {settings.simulator.stocks} stocks, "
           f"{settings.simulator.start} to {settings.simulator.today}, cache {cache}")  # fmt: skip
     result = run_pipeline(settings, RunRequest(source="sim", workers=args.workers))
