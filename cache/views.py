@@ -3,7 +3,7 @@
 Each dataset of the cache appears as `<layer>.<name>` (`raw.daily`, `pit.indicators`,
 `factors.p`), the same schema and table names as in PostgreSQL: views over the Parquet
 files by default, so analysts always see the cache as it is, or native tables holding a
-copy of the data with `materialize=True` (`[cache.views] materialize = true`: faster
+copy of the data with `materialize=True` (`[sinks.duckdb] materialize = true`: faster
 queries, a file as large as the data, a snapshot as of the rebuild). Either way the file
 is built under a temporary name and renamed over the old one, so a reader holding the
 old file open is never blocked and never sees a half-built catalogue. This is also the

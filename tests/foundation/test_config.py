@@ -81,7 +81,7 @@ start_date = 2020-01-01
 lookback_units = 5
 [simulator]
 today = "20240105"
-[cache.views]
+[sinks.duckdb]
 materialize = true
 """,
     )
