@@ -30,6 +30,9 @@ ES_FULL_N = 8
 ES_MIN_N = 3
 SIGMA_FLOOR = 1e-9
 
+# pit.indicators columns G's lineage is taken from (DESIGN 7 ann_date, README).
+G_LINEAGE_COLUMNS = ("vis_date", "yoy_vis_date")
+
 G_INPUT_COLUMNS = ("ts_code", "calc_date", "em", "es", "rm", "pm", "end_date", "ann_date")
 
 
@@ -92,23 +95,50 @@ def g_inputs(
     """The G inputs (`G_INPUT_COLUMNS`) at each (ts_code, calc_date) of `universe_rows`.
 
     `universe_rows` are `factors.universe.universe` rows (revenue_yoy, profit_yoy,
-    end_date, ann_date as of calc_date); `p_history` the stored P scores (ts_code,
-    calc_date, p_score) at the calc dates `dates`, reaching back far enough for the
-    year-ago matches and the 730-day ES window of every date in `universe_rows`.
+    end_date and the `G_LINEAGE_COLUMNS` as of calc_date); `p_history` the stored P
+    rows (ts_code, calc_date, p_score, ann_date) at the calc dates `dates`, reaching
+    back far enough for the year-ago matches and the 730-day ES window of every date in
+    `universe_rows`. ann_date comes from `g_lineage`.
     """
     wanted = universe_rows.get_column("calc_date").unique().implode()
     sub_factors = es_values(em_history(p_history, dates)).filter(pl.col("calc_date").is_in(wanted))
+    p_now = p_history.filter(pl.col("calc_date").is_in(wanted)).select(
+        "ts_code", "calc_date", p_ann_date="ann_date"
+    )
     return (
         universe_rows.select(
             "ts_code",
             "calc_date",
+            *G_LINEAGE_COLUMNS,
             rm=pl.col("revenue_yoy").cast(pl.Float64),
             pm=pl.col("profit_yoy").cast(pl.Float64),
             end_date="end_date",
-            ann_date="ann_date",
         )
         .join(sub_factors, on=["ts_code", "calc_date"], how="left")
+        .join(p_now, on=["ts_code", "calc_date"], how="left")
+        .with_columns(ann_date=g_lineage())
         .select(G_INPUT_COLUMNS)
+    )
+
+
+def _has_value(column: str) -> pl.Expr:
+    """True where the column holds a number (neither null nor NaN, as the ranks read it)."""
+    return pl.col(column).cast(pl.Float64).fill_nan(None).is_not_null()
+
+
+def g_lineage() -> pl.Expr:
+    """ann_date of a G row: the latest vis_date of the versions that fed its values.
+
+    V_t(L(t)) always (end_date = L(t)); P_t's own lineage (p_ann_date, the factors.p
+    ann_date at t) when em is non-null (es is only non-null with em); the income
+    versions behind q_t(L) and q_t(L-4) (yoy_vis_date) when rm or pm is non-null.
+    P at other calc dates (P_{t-1y}, the ES window) is a stored score of an earlier
+    row, whose versions that row's own ann_date names; it is not counted here.
+    """
+    return pl.max_horizontal(
+        pl.col("vis_date"),
+        pl.when(_has_value("em")).then(pl.col("p_ann_date")),
+        pl.when(_has_value("rm") | _has_value("pm")).then(pl.col("yoy_vis_date")),
     )
 
 

@@ -22,6 +22,9 @@ METRICS = ("gpa", "roe", "roa")
 WEIGHTS = {"gpa": 0.4, "roe": 0.3, "roa": 0.3}
 FINANCIAL_WEIGHTS = {"gpa": 0.0, "roe": 0.5, "roa": 0.5}
 
+# pit.indicators columns P's lineage is taken from (DESIGN 7 ann_date, README).
+P_LINEAGE_COLUMNS = ("vis_date", "ttm_vis_date", "bs_vis_date")
+
 P_INPUT_COLUMNS = (
     "ts_code",
     "calc_date",
@@ -39,12 +42,40 @@ def p_inputs(universe_rows: pl.DataFrame, industry: pl.DataFrame) -> pl.DataFram
     """The P inputs at each (ts_code, calc_date) of `universe_rows`.
 
     `universe_rows` are `factors.universe.universe` rows (with gpa, roe, roa,
-    comp_type, end_date, ann_date as of calc_date); `industry` is pit.industry.
-    Returns the columns `P_INPUT_COLUMNS`: the metrics, is_financial and the SW L1
-    name at calc_date, and the lineage (end_date = L(t), ann_date).
+    comp_type, end_date and the `P_LINEAGE_COLUMNS` as of calc_date); `industry` is
+    pit.industry. Returns the columns `P_INPUT_COLUMNS`: the metrics, is_financial and
+    the SW L1 name at calc_date, and the lineage (end_date = L(t), ann_date from
+    `p_lineage`).
     """
     with_industry = industry_at(universe_rows, industry)
-    return with_industry.with_columns(is_financial=is_financial()).select(P_INPUT_COLUMNS)
+    return (
+        with_industry.with_columns(is_financial=is_financial())
+        .with_columns(ann_date=p_lineage())
+        .select(P_INPUT_COLUMNS)
+    )
+
+
+def _has_value(column: str) -> pl.Expr:
+    """True where the column holds a number (neither null nor NaN, as the scores read it)."""
+    return pl.col(column).cast(pl.Float64).fill_nan(None).is_not_null()
+
+
+def p_lineage() -> pl.Expr:
+    """ann_date of a P row: the latest vis_date of the versions that fed its values.
+
+    V_t(L(t)) always (end_date = L(t), and comp_type when is_financial comes from it);
+    the income versions behind the TTMs at L(t) (ttm_vis_date) when gpa (not a
+    financial's), roe or roa is non-null; V_t(Lb(t)) (bs_vis_date) when roe or roa is
+    non-null. A null metric was fed by nothing: its versions count only through another
+    non-null metric. Reads is_financial, the metrics and `P_LINEAGE_COLUMNS`.
+    """
+    gpa = _has_value("gpa") & ~pl.col("is_financial")
+    by_balance = _has_value("roe") | _has_value("roa")
+    return pl.max_horizontal(
+        pl.col("vis_date"),
+        pl.when(gpa | by_balance).then(pl.col("ttm_vis_date")),
+        pl.when(by_balance).then(pl.col("bs_vis_date")),
+    )
 
 
 def _weighted(metric: str) -> tuple[pl.Expr, pl.Expr]:

@@ -30,8 +30,8 @@ from factors.calendar import (
     Freq,
     calc_dates,
 )
-from factors.g import g_inputs, g_scores
-from factors.p import p_inputs, p_scores
+from factors.g import G_LINEAGE_COLUMNS, g_inputs, g_scores
+from factors.p import P_LINEAGE_COLUMNS, p_inputs, p_scores
 from factors.schema import G_SCHEMA, P_SCHEMA, conform
 from factors.universe import staleness_cutoff, universe
 from foundation.errors import AlphahomeError, UsageError
@@ -53,7 +53,7 @@ P_INDICATOR_COLUMNS = (
     "ts_code",
     "knowledge_date",
     "end_date",
-    "ann_date",
+    *P_LINEAGE_COLUMNS,
     "comp_type",
     "gpa",
     "roe",
@@ -63,7 +63,7 @@ G_INDICATOR_COLUMNS = (
     "ts_code",
     "knowledge_date",
     "end_date",
-    "ann_date",
+    *G_LINEAGE_COLUMNS,
     "revenue_yoy",
     "profit_yoy",
 )
@@ -160,9 +160,16 @@ def _indicators(
     decreases as knowledge grows), so leaving them out changes no universe row.
     """
     cutoff = pl.select(staleness_cutoff(pl.lit(first, dtype=pl.Date))).item()
+    scan = _require(layout, "pit", "indicators")
+    missing = [c for c in columns if c not in scan.collect_schema().names()]
+    if missing:
+        msg = (
+            f"pit.indicators has no column {', '.join(missing)}: it was built by an older "
+            "version; rebuild it with `ah pit --mode full`"
+        )
+        raise FactorInputError(msg)
     return (
-        _require(layout, "pit", "indicators")
-        .filter((pl.col("knowledge_date") <= last) & (pl.col("end_date") >= cutoff))
+        scan.filter((pl.col("knowledge_date") <= last) & (pl.col("end_date") >= cutoff))
         .select(columns)
         .collect()
     )
@@ -195,11 +202,16 @@ def _p_history(layout: CacheLayout, first: dt.date, last: dt.date) -> pl.DataFra
     scan = _scan(layout, "factors", "p")
     if scan is None:
         return pl.Schema(
-            {"ts_code": pl.String, "calc_date": pl.Date, "p_score": pl.Float64}
+            {
+                "ts_code": pl.String,
+                "calc_date": pl.Date,
+                "p_score": pl.Float64,
+                "ann_date": pl.Date,
+            }
         ).to_frame()
     return (
         scan.filter(pl.col("calc_date").is_between(first, last))
-        .select("ts_code", "calc_date", "p_score")
+        .select("ts_code", "calc_date", "p_score", "ann_date")
         .collect()
     )
 

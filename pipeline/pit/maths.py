@@ -128,6 +128,9 @@ INDICATOR_SCHEMA: dict[str, pl.DataType] = {
     "n_income_attr_p_q": pl.Float64(),
     "n_income_attr_p_q_ly": pl.Float64(),
     "profit_yoy": pl.Float64(),
+    "ttm_vis_date": pl.Date(),
+    "yoy_vis_date": pl.Date(),
+    "bs_vis_date": pl.Date(),
     "ann_date": pl.Date(),
 }
 INDUSTRY_COLUMNS: tuple[str, ...] = (
@@ -380,6 +383,11 @@ def indicators(income_q: pl.DataFrame, balance_table: pl.DataFrame) -> pl.DataFr
     at the stock's first visible income version (before it L(t) does not exist); the
     knowledge dates are the vis_dates of the stock's income and balance-sheet versions,
     and runs of identical rows are collapsed into their first.
+
+    Lineage columns, each the latest vis_date of the versions a group of values reads:
+    ttm_vis_date for the TTMs at L (`_ttm_lineage`), yoy_vis_date for q(L) and q(L-4)
+    (`_yoy_lineage`), bs_vis_date for the balance sheet V_t(Lb); ann_date is the latest
+    of the three, and vis_date that of V_t(L). The factor step picks among them per row.
     """
     quarterly = income_q.with_columns(quarter_index("end_date").alias(_QI))
     sheets = balance_table.with_columns(quarter_index("end_date").alias(_QI))
@@ -416,11 +424,9 @@ def indicators(income_q: pl.DataFrame, balance_table: pl.DataFrame) -> pl.DataFr
         },
         _YEAR_AGO: {"revenue_q": "revenue_q_ly", "n_income_attr_p_q": "n_income_attr_p_q_ly"},
     }
-    consulted = []
-    for back in range(_YEAR_AGO + 2):  # L-5 .. L: every version q and TTM at L and L-4 read
+    for back in range(_YEAR_AGO + 2):  # L-5 .. L: every version the TTM, q(L) and q(L-4) read
         rename = wanted.get(back, {}) | {"vis_date": f"_vis_{back}"}
         grid = _lookup(grid, quarterly, back=back, date="knowledge_date", rename=rename)
-        consulted.append(f"_vis_{back}")
 
     grid = grid.with_columns(pl.col("_lb").fill_null(_NO_PERIOD).alias(_QI))
     grid = _lookup(
@@ -438,10 +444,41 @@ def indicators(income_q: pl.DataFrame, balance_table: pl.DataFrame) -> pl.DataFr
         end_date=quarter_end(pl.col("_l")),
         vis_date=pl.col("_vis_0"),
         bs_end_date=quarter_end(pl.col("_lb")),
-        ann_date=pl.max_horizontal(*consulted, "_vis_bs"),
+        ttm_vis_date=_ttm_lineage(),
+        yoy_vis_date=_yoy_lineage(),
+        bs_vis_date=pl.col("_vis_bs"),
         **_ratios(),
+    )
+    table = table.with_columns(
+        ann_date=pl.max_horizontal("ttm_vis_date", "yoy_vis_date", "bs_vis_date")
     ).select(list(INDICATOR_SCHEMA))
     return _collapse(table, ["ts_code"], "knowledge_date")
+
+
+def _ttm_lineage() -> pl.Expr:
+    """The latest vis_date of the income versions the TTMs at L read.
+
+    TTM(L) sums q(L) .. q(L-3); q(p) reads V_t(p), and V_t(p-1) unless p is a Q1. So
+    V_t(L-3) .. V_t(L) always, and V_t(L-4) unless L-3 is a Q1 (L is a Q4). Missing
+    versions are skipped (every TTM is then null). Reads the `_vis_<back>` columns.
+    """
+    reads_l4 = pl.when(pl.col("_l") % 4 != 3).then(pl.col(f"_vis_{_TTM_TERMS}"))
+    return pl.max_horizontal(*(pl.col(f"_vis_{back}") for back in range(_TTM_TERMS)), reads_l4)
+
+
+def _yoy_lineage() -> pl.Expr:
+    """The latest vis_date of the income versions q(L) and q(L-4) read.
+
+    V_t(L) and V_t(L-4), plus V_t(L-1) and V_t(L-5) unless L (and so L-4) is a Q1.
+    Missing versions are skipped (the growth rates are then null).
+    """
+    not_q1 = pl.col("_l") % 4 != 0
+    return pl.max_horizontal(
+        pl.col("_vis_0"),
+        pl.when(not_q1).then(pl.col("_vis_1")),
+        pl.col(f"_vis_{_YEAR_AGO}"),
+        pl.when(not_q1).then(pl.col(f"_vis_{_YEAR_AGO + 1}")),
+    )
 
 
 def _ratios() -> dict[str, pl.Expr]:

@@ -30,7 +30,7 @@ from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
 
 BUCKETS = 16
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: pit.indicators has the lineage columns (ttm/yoy/bs_vis_date)
 STATE_FILE = "pit.json"
 FETCHED_AT = "_fetched_at"
 FETCHED_TYPE = pl.Datetime("us", "UTC")

@@ -26,7 +26,7 @@ def product_factors(
     dates = calc_dates(market.trade_cal, as_of, freq)
     rows = universe(market.stock_basic, market.indicators, dates, include_bj=include_bj)
     p = p_scores(p_inputs(rows, market.industry))
-    g = g_scores(g_inputs(rows, p.select("ts_code", "calc_date", "p_score"), dates))
+    g = g_scores(g_inputs(rows, p.select("ts_code", "calc_date", "p_score", "ann_date"), dates))
     return p, g
 
 
@@ -79,8 +79,9 @@ def frame_of(rows: list[dict[str, Any]], schema: pl.Schema) -> pl.DataFrame:
 
 
 def indicators_of(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """pit.indicators in the shared schema; ann_date defaults to knowledge_date."""
-    full = [{"ann_date": r["knowledge_date"], **r} for r in rows]
+    """pit.indicators in the shared schema; every lineage date defaults to knowledge_date."""
+    lineage = ("vis_date", "ttm_vis_date", "yoy_vis_date", "bs_vis_date", "ann_date")
+    full = [{**dict.fromkeys(lineage, r["knowledge_date"]), **r} for r in rows]
     return frame_of(full, INDICATOR_SCHEMA)
 
 

@@ -6,6 +6,9 @@ and the product documents are spelled out where they are used:
 - a week or month only yields a calc date once the calendar covers its last day;
 - among industry memberships with the same latest in_date, the one that sorts last
   by all its columns (nulls first) wins;
+- ann_date (README "Definitions beyond DESIGN"): the latest of V_t(L(t))'s vis_date
+  and the lineage dates of the values that are not null (`ref_p_lineage`,
+  `ref_g_lineage`); P at calc dates other than t does not count for G;
 - P scores are 6-decimal numbers: differences of them (EM, D) are taken exactly,
   as decimals, then turned into the nearest float; sigma is the population standard
   deviation of those exact decimals (statistics.pstdev on Fractions, correctly
@@ -219,6 +222,26 @@ def ref_min_ranks_desc(scores: dict[str, float | None]) -> dict[str, int | None]
     }
 
 
+def _latest(dates: list[dt.date | None]) -> dt.date | None:
+    known = [d for d in dates if d is not None]
+    return max(known) if known else None
+
+
+def ref_p_lineage(ind: Row, financial: bool) -> dt.date | None:
+    """ann_date of a P row from its indicators row: the versions behind its non-null values.
+
+    V_t(L) always; the TTM versions when gpa (not a financial's), roe or roa has a
+    value; the balance sheet V_t(Lb) when roe or roa has one.
+    """
+    fed = [ind["vis_date"]]
+    by_balance = ind["roe"] is not None or ind["roa"] is not None
+    if by_balance or (ind["gpa"] is not None and not financial):
+        fed.append(ind["ttm_vis_date"])
+    if by_balance:
+        fed.append(ind["bs_vis_date"])
+    return _latest(fed)
+
+
 def ref_p_at(t: dt.date, members: dict[str, Row], industry: list[Row]) -> list[Row]:
     """factors.p rows at t for the universe `members` ({ts_code: indicators row})."""
     rows: dict[str, Row] = {}
@@ -237,7 +260,7 @@ def ref_p_at(t: dt.date, members: dict[str, Row], industry: list[Row]) -> list[R
             "is_financial": financial,
             "industry_l1": None if membership is None else membership["l1_name"],
             "end_date": ind["end_date"],
-            "ann_date": ind["ann_date"],
+            "ann_date": ref_p_lineage(ind, financial),
         }
     return ref_p_scores(rows)
 
@@ -315,16 +338,32 @@ def ref_percent_ranks(values: dict[str, float]) -> dict[str, float]:
     return {c: 100 * r / n for c, r in ref_average_ranks(values).items()}
 
 
+def ref_g_lineage(ind: Row, em: Decimal | None, p_ann: dt.date | None) -> dt.date | None:
+    """ann_date of a G row: V_t(L), P_t's ann_date `p_ann` if EM has a value, the q(L)
+    and q(L-4) versions if RM or PM has one."""
+    fed = [ind["vis_date"]]
+    if em is not None:
+        fed.append(p_ann)
+    if ind["revenue_yoy"] is not None or ind["profit_yoy"] is not None:
+        fed.append(ind["yoy_vis_date"])
+    return _latest(fed)
+
+
 def ref_g_at(
     t: dt.date,
     members: dict[str, Row],
     p: dict[tuple[str, dt.date], float | None],
     dates: list[dt.date],
+    p_ann: dict[tuple[str, dt.date], dt.date | None] | None = None,
 ) -> list[Row]:
-    """factors.g rows at t for the universe `members`, from P history `p`."""
+    """factors.g rows at t for the universe `members`, from P history `p`.
+
+    `p_ann` holds the P rows' ann_date (none: G's lineage leaves P out).
+    """
     rows: dict[str, Row] = {}
     for code, ind in members.items():
         em = ref_em(p, dates, code, t)
+        p_lineage = None if p_ann is None else p_ann.get((code, t))
         rows[code] = {
             "ts_code": code,
             "calc_date": t,
@@ -333,7 +372,7 @@ def ref_g_at(
             "rm": ind["revenue_yoy"],
             "pm": ind["profit_yoy"],
             "end_date": ind["end_date"],
-            "ann_date": ind["ann_date"],
+            "ann_date": ref_g_lineage(ind, em, p_lineage),
         }
     return ref_g_scores(rows)
 
@@ -376,7 +415,8 @@ def ref_factors(
         members_at[t] = ref_universe(stocks, indicators, t, include_bj)
         p_rows += ref_p_at(t, members_at[t], industry)
     p = {(r["ts_code"], r["calc_date"]): r["p_score"] for r in p_rows}
+    p_ann = {(r["ts_code"], r["calc_date"]): r["ann_date"] for r in p_rows}
     g_rows: list[Row] = []
     for t in dates:
-        g_rows += ref_g_at(t, members_at[t], p, dates)
+        g_rows += ref_g_at(t, members_at[t], p, dates, p_ann)
     return p_rows, g_rows

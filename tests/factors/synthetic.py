@@ -42,6 +42,9 @@ INDICATOR_SCHEMA = pl.Schema(
         "n_income_attr_p_q": pl.Float64,
         "n_income_attr_p_q_ly": pl.Float64,
         "profit_yoy": pl.Float64,
+        "ttm_vis_date": pl.Date,
+        "yoy_vis_date": pl.Date,
+        "bs_vis_date": pl.Date,
         "ann_date": pl.Date,
     }
 )
@@ -182,6 +185,16 @@ def _indicators(
         pl.col("gpa", "roe", "roa", "revenue_yoy", "profit_yoy").fill_nan(None),
         comp_type=pl.when(pl.col("comp_type") != "").then(pl.col("comp_type")),
     )
+    # lineage dates apart, so that which of them a row names matters; their own stream
+    # of draws keeps every other value of a seed as it was
+    extra = np.random.default_rng(m).integers(0, 40, (3, m))
+    vis = pl.col("ann_date")
+    frame = frame.with_columns(
+        ttm_vis_date=pl.max_horizontal(vis, pl.col("knowledge_date") - pl.duration(days=extra[0])),
+        yoy_vis_date=pl.max_horizontal(vis, pl.col("knowledge_date") - pl.duration(days=extra[1])),
+        bs_vis_date=pl.col("knowledge_date") - pl.duration(days=extra[2]),
+        vis_date=vis - pl.duration(days=extra[0] % 3),
+    ).with_columns(ann_date=pl.max_horizontal("ttm_vis_date", "yoy_vis_date", "bs_vis_date"))
     # one row per (stock, knowledge date); L(t) never decreases as knowledge grows
     frame = (
         frame.sort("ts_code", "knowledge_date", "period")
@@ -193,7 +206,7 @@ def _indicators(
         "knowledge_date",
         "end_date",
         bs_end_date="end_date",
-        vis_date="ann_date",
+        vis_date="vis_date",
         comp_type="comp_type",
         revenue_ttm="revenue_ttm",
         oper_cost_ttm=pl.col("revenue_ttm") * (1 - pl.col("gpa").fill_null(0) / 100),
@@ -209,6 +222,9 @@ def _indicators(
         n_income_attr_p_q=pl.col("revenue_ttm") / 40,
         n_income_attr_p_q_ly=pl.col("revenue_ttm") / 42,
         profit_yoy="profit_yoy",
+        ttm_vis_date="ttm_vis_date",
+        yoy_vis_date="yoy_vis_date",
+        bs_vis_date="bs_vis_date",
         ann_date="ann_date",
     ).cast(dict(INDICATOR_SCHEMA))
 

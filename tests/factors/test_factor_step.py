@@ -264,3 +264,14 @@ def test_no_trading_data_yet_computes_nothing(tmp_path: Path, market: Market) ->
     assert result.as_of is None
     assert result.dates_computed == {"p": 0, "g": 0}
     assert not layout.dataset_dir("factors", "p").exists()
+
+
+def test_indicators_without_lineage_columns_ask_for_a_pit_rebuild(
+    tmp_path: Path, market: Market
+) -> None:
+    old = market.indicators.drop("ttm_vis_date", "yoy_vis_date", "bs_vis_date")
+    layout = write_cache(
+        tmp_path, Market(market.trade_cal, market.stock_basic, market.daily, old, market.industry)
+    )
+    with pytest.raises(FactorInputError, match=r"ttm_vis_date.*ah pit --mode full"):
+        compute_factors(layout, executor="inline")

@@ -29,7 +29,8 @@ def _universe(codes: list[str], t: dt.date, rm: list[float | None] | None = None
             "revenue_yoy": rm or [None] * n,
             "profit_yoy": [None] * n,
             "end_date": [t - dt.timedelta(days=60)] * n,
-            "ann_date": [t - dt.timedelta(days=20)] * n,
+            "vis_date": [t - dt.timedelta(days=20)] * n,
+            "yoy_vis_date": [t - dt.timedelta(days=20)] * n,
         },
         schema_overrides={"revenue_yoy": pl.Float64, "profit_yoy": pl.Float64},
     )
@@ -37,8 +38,16 @@ def _universe(codes: list[str], t: dt.date, rm: list[float | None] | None = None
 
 def _history(points: dict[tuple[str, dt.date], float]) -> pl.DataFrame:
     return pl.DataFrame(
-        [{"ts_code": c, "calc_date": d, "p_score": v} for (c, d), v in points.items()],
-        schema={"ts_code": pl.String, "calc_date": pl.Date, "p_score": pl.Float64},
+        [
+            {"ts_code": c, "calc_date": d, "p_score": v, "ann_date": d}
+            for (c, d), v in points.items()
+        ],
+        schema={
+            "ts_code": pl.String,
+            "calc_date": pl.Date,
+            "p_score": pl.Float64,
+            "ann_date": pl.Date,
+        },
     )
 
 

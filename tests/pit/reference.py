@@ -222,15 +222,32 @@ class Reference:
         now, base = row["n_income_attr_p_q"], row["n_income_attr_p_q_ly"]
         if now is not None and base is not None and base != 0:
             row["profit_yoy"] = (now - base) / abs(base) * 100
-        consulted = []
-        for back in range(6):
-            v = self.version_at("income", code, previous_period(latest, back), t)
-            if v is not None:
-                consulted.append(vis_date(v))
-        if sheet is not None:
-            consulted.append(vis_date(sheet))
-        row["ann_date"] = max(consulted)
+        ttm_reads = [
+            p for back in range(4) for p in self.quarter_reads(previous_period(latest, back))
+        ]
+        yoy_reads = self.quarter_reads(latest) + self.quarter_reads(year_ago)
+        row["ttm_vis_date"] = self.latest_vis(code, ttm_reads, t)
+        row["yoy_vis_date"] = self.latest_vis(code, yoy_reads, t)
+        row["bs_vis_date"] = None if sheet is None else vis_date(sheet)
+        lineage = [row["ttm_vis_date"], row["yoy_vis_date"], row["bs_vis_date"]]
+        row["ann_date"] = max(d for d in lineage if d is not None)
         return row
+
+    @staticmethod
+    def quarter_reads(period: dt.date) -> list[dt.date]:
+        """The income periods q_t(period) reads: itself, and the one before unless a Q1."""
+        if period.month == 3:
+            return [period]
+        return [period, previous_period(period, 1)]
+
+    def latest_vis(self, code: str, periods: list[dt.date], t: dt.date) -> dt.date | None:
+        """The latest vis_date of the income versions V_t(p), p in `periods`, that exist."""
+        found = None
+        for period in periods:
+            v = self.version_at("income", code, period, t)
+            if v is not None and (found is None or vis_date(v) > found):
+                found = vis_date(v)
+        return found
 
     # --- industry ---------------------------------------------------------------
 
