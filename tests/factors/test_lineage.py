@@ -1,6 +1,6 @@
 """ann_date of factors.p and factors.g names exactly the statement versions behind the row.
 
-From raw statement histories to factor rows twice: the product (`pipeline.pit`, then
+From raw statement histories to factor rows twice: the product (`pipeline.pit.maths`, then
 `factors/`) and the plain-Python references (`tests/pit/reference.py` for the PIT
 values and lineage dates as known at each calc date, `tests/factors/reference.py` for
 the factor rows). Restatements of periods nothing reads must not move ann_date.
@@ -21,7 +21,7 @@ from factors.g import g_inputs, g_scores
 from factors.p import p_inputs, p_scores
 from factors.schema import G_SCHEMA, P_SCHEMA
 from factors.universe import universe
-from pipeline import pit
+from pipeline.pit import maths as pit
 from pipeline.sources.simulator import Simulator, SimulatorConfig
 from tests.factors.helpers import assert_g_equal, assert_p_equal, stocks_of
 from tests.factors.reference import ref_calc_dates, ref_factors
@@ -66,7 +66,7 @@ def _stocks(history: History) -> pl.DataFrame:
 def product_lineage(
     history: History, cal: pl.DataFrame, as_of: dt.date, freq: Freq
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(factors.p, factors.g) from raw statements through pipeline.pit and factors/."""
+    """(factors.p, factors.g) from raw statements through pipeline.pit.maths and factors/."""
     raw = frames(history)
     versions = pit.statement_versions({s: raw[s] for s in pit.SOURCES if s in raw})
     indicators = pit.indicators(pit.income_quarterly(versions), pit.balance(versions))
