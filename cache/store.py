@@ -6,7 +6,8 @@ new rows in, sort, write a temporary file, rename it over the old one. A reader
 therefore sees each partition either before or after the commit, never half of it and
 never a row twice, and a crash at any instant leaves a readable dataset; re-committing
 the same rows changes nothing, which is what makes resuming safe. There is no separate
-compaction: a partition is always one file.
+compaction: a partition is always one file. How a dataset is keyed, stored and
+partitioned is its `DatasetSpec` in the dataset catalogue (`cache.catalogue.datasets`).
 
 Merging, by storage kind:
 - `latest`: one row per natural key; a fetched row replaces the stored row with its
@@ -30,14 +31,11 @@ from typing import Literal
 import polars as pl
 
 from cache.atomic import TMP_SUFFIX, atomic_path
+from cache.catalogue.datasets import FETCHED_AT, FETCHED_AT_TYPE, DatasetSpec
 from cache.layout import CacheLayout
 
-Storage = Literal["latest", "versions"]
-Partitioning = Literal["month", "year", "single"]
 Mode = Literal["upsert", "append"]
 
-FETCHED_AT = "_fetched_at"
-FETCHED_AT_TYPE = pl.Datetime("us", "UTC")
 SINGLE_FILE = "data.parquet"
 UNDATED_FILE = "undated.parquet"
 _PART = "__partition__"
@@ -45,23 +43,6 @@ _PART = "__partition__"
 
 class AppendConflict(Exception):
     """Append mode met a key that is already stored; nothing was written."""
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """How one dataset is stored: columns, natural key, storage kind, partitions, order."""
-
-    name: str
-    columns: tuple[str, ...]
-    key: tuple[str, ...]
-    storage: Storage
-    partitioning: Partitioning
-    date_field: str | None
-    sort_by: tuple[str, ...]
-
-    def empty(self, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-        """A frame with no rows and the stored columns."""
-        return pl.DataFrame(schema={**schema, FETCHED_AT: FETCHED_AT_TYPE})
 
 
 @dataclass(frozen=True)
@@ -73,8 +54,11 @@ class CommitResult:
     files: tuple[Path, ...]
 
 
-def partition_expr(spec: StoreSpec) -> pl.Expr:
-    """The relative file of each row, from its date column."""
+def partition_expr(spec: DatasetSpec) -> pl.Expr:
+    """The relative file of each row of a raw dataset, from its date column."""
+    if spec.partitioning == "stock_bucket":
+        msg = f"{spec.qualified} is written by the PIT build, not committed by the store"
+        raise ValueError(msg)
     if spec.partitioning == "single" or spec.date_field is None:
         return pl.lit(SINGLE_FILE)
     fmt = "%Y/%Y-%m.parquet" if spec.partitioning == "month" else "%Y.parquet"
@@ -82,7 +66,7 @@ def partition_expr(spec: StoreSpec) -> pl.Expr:
 
 
 def merge(
-    stored: pl.DataFrame, fetched: pl.DataFrame, spec: StoreSpec, mode: Mode = "upsert"
+    stored: pl.DataFrame, fetched: pl.DataFrame, spec: DatasetSpec, mode: Mode = "upsert"
 ) -> tuple[pl.DataFrame, int]:
     """Stored rows merged with fetched ones (both with `_fetched_at`); also the number of
     fetched rows that were new or changed. Pure: no I/O."""
@@ -124,7 +108,7 @@ def sweep_temporary_files(layout: CacheLayout, name: str) -> int:
 
 def commit(
     layout: CacheLayout,
-    spec: StoreSpec,
+    spec: DatasetSpec,
     rows: pl.DataFrame,
     fetched_at: dt.datetime,
     mode: Mode = "upsert",
@@ -165,9 +149,9 @@ def commit(
     return CommitResult(rows.height, sum(s for _, _, s in merged_parts), tuple(written))
 
 
-def write_empty(layout: CacheLayout, spec: StoreSpec, schema: dict[str, pl.DataType]) -> Path:
+def write_empty(layout: CacheLayout, spec: DatasetSpec) -> Path:
     """Give a dataset with no rows one empty file, so it still reads as a typed table."""
     path = layout.dataset_dir("raw", spec.name) / SINGLE_FILE
     with atomic_path(path) as tmp:
-        spec.empty(schema).write_parquet(tmp, compression="zstd", statistics=True)
+        spec.empty().write_parquet(tmp, compression="zstd", statistics=True)
     return path

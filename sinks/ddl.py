@@ -5,26 +5,27 @@ keyed and loaded; `pg_type` maps an Arrow type to one of the six column types th
 uses (DATE, DOUBLE PRECISION, BIGINT, BOOLEAN, TEXT, TIMESTAMPTZ; never NUMERIC, which
 ADBC has corrupted in the past); the `*_sql` functions build the statements.
 
-Keys, by kind of dataset:
-- raw market and reference datasets: the API's natural key (`api_spec(name).primary_key`),
-  with `trade_date` / `cal_date` / `end_date` moved first, because those datasets are
-  cached (and loaded) date partition by date partition and COPY into a key that
-  matches the input order is much faster. Loaded by upsert: the cache never deletes a
-  raw row, so neither does the sink.
-- statement datasets (income, balancesheet, cashflow, fina_indicator, express,
-  forecast) are version logs: every distinct row is kept, so the true key is "all
-  columns" (more than the 32 an index may hold). The table gets a computed `row_hash`
-  (md5 of the row's non-null values other than `_fetched_at`, in a canonical text form,
-  computed by PostgreSQL at load time: `row_hash_sql`) and the primary key (end_date,
-  ts_code, row_hash). The hash alone decides identity; ann_date, f_ann_date,
-  update_flag and report_type are left out of the key because they may be null (a
-  primary key column may not) and the hash already covers them. Nulls are skipped in
-  the hash so a column added later (null in old rows) leaves the old rows' hashes, and
-  so their keys, unchanged. Rows equal but for `_fetched_at` are one version.
-- PIT and factor tables: the keys of `DERIVED_TABLE_KEYS` below. Each partition file
-  of these owns whole values of a `scope` column (PIT files are buckets of stocks,
-  factor files are years of calc dates), so a load replaces the partition's scope:
-  rows of those stocks / dates that are no longer in the file are deleted.
+Keys come from the dataset catalogue (`cache.catalogue.datasets`), the one home of
+every dataset's key, nullable key columns and partition scope:
+- raw `latest` datasets (market, reference, ...): the catalogue key, with `trade_date` /
+  `cal_date` / `end_date` moved first, because those datasets are cached (and loaded)
+  date partition by date partition and COPY into a key that matches the input order
+  is much faster. Loaded by upsert: the cache never deletes a raw row, so neither does
+  the sink.
+- raw `versions` datasets (the statements) are version logs: every distinct row is
+  kept, so the true key is "all columns" (more than the 32 an index may hold). The
+  table gets a computed `row_hash` (md5 of the row's non-null values other than
+  `_fetched_at`, in a canonical text form, computed by PostgreSQL at load time:
+  `row_hash_sql`) and the primary key (end_date, ts_code, row_hash). The hash alone
+  decides identity; ann_date, f_ann_date, update_flag and report_type are left out of
+  the key because they may be null (a primary key column may not) and the hash
+  already covers them. Nulls are skipped in the hash so a column added later (null in
+  old rows) leaves the old rows' hashes, and so their keys, unchanged. Rows equal but
+  for `_fetched_at` are one version.
+- PIT and factor tables: the catalogue key as it is. Each partition file of these owns
+  whole values of its `scope` column (PIT files are buckets of stocks, factor files
+  are years of calc dates), so a load replaces the partition's scope: rows of those
+  stocks / dates that are no longer in the file are deleted.
 A key column that may be null gets a UNIQUE index with NULLS NOT DISTINCT (PostgreSQL
 15+) instead of a primary key, so a null is a value of its own and no sentinel is stored.
 """
@@ -32,57 +33,21 @@ A key column that may be null gets a UNIQUE index with NULLS NOT DISTINCT (Postg
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 
-from cache.catalogue.apis import api_spec
+from cache.catalogue.datasets import DatasetSpec, UnknownDatasetError, dataset
 
 SCHEMAS: tuple[str, ...] = ("raw", "pit", "factors", "ops")
-
-STATEMENT_DATASETS: frozenset[str] = frozenset(
-    {"income", "balancesheet", "cashflow", "fina_indicator", "express", "forecast"}
-)
 
 ROW_HASH = "row_hash"
 FETCHED_AT = "_fetched_at"
 
-# Raw key columns Tushare is known to leave null in some rows (PROTOCOL: statements'
-# update_flag and report_type, announcement dates of name changes and dividends).
-NULLABLE_RAW_KEY_COLUMNS: frozenset[str] = frozenset(
-    {"ann_date", "f_ann_date", "update_flag", "report_type", "div_proc"}
-)
-
 # Date columns that go first in a raw key (the datasets are partitioned by them).
 DATE_LEAD_COLUMNS: tuple[str, ...] = ("trade_date", "cal_date", "end_date")
-
-
-@dataclass(frozen=True)
-class KeyDef:
-    """The natural key of a PIT or factor table and the column its partitions own."""
-
-    columns: tuple[str, ...]
-    scope: str
-    nullable: frozenset[str] = field(default_factory=frozenset)
-
-
-# The ONE place that knows the keys of the derived tables (DESIGN 6, 7, 8).
-DERIVED_TABLE_KEYS: dict[str, KeyDef] = {
-    "pit.statement_versions": KeyDef(
-        ("ts_code", "end_date", "source", "vis_date", "update_flag"),
-        scope="ts_code",
-        nullable=frozenset({"update_flag"}),
-    ),
-    "pit.income_quarterly": KeyDef(("ts_code", "end_date", "knowledge_date"), scope="ts_code"),
-    "pit.balance": KeyDef(("ts_code", "end_date", "vis_date"), scope="ts_code"),
-    "pit.indicators": KeyDef(("ts_code", "knowledge_date"), scope="ts_code"),
-    "pit.industry": KeyDef(
-        ("ts_code", "l3_code", "in_date"), scope="ts_code", nullable=frozenset({"in_date"})
-    ),
-    "pit.industry_monthly": KeyDef(("month_end", "ts_code"), scope="ts_code"),
-    "factors.p": KeyDef(("calc_date", "ts_code"), scope="calc_date"),
-    "factors.g": KeyDef(("calc_date", "ts_code"), scope="calc_date"),
-}
+# The key of a version log: its period and stock, then the hash of the whole row.
+VERSION_LOG_KEY: tuple[str, ...] = ("end_date", "ts_code", ROW_HASH)
 
 
 class TableDefinitionError(ValueError):
@@ -134,34 +99,25 @@ class TableSpec:
 
 def table_spec(layer: str, name: str) -> TableSpec:
     """The storage definition of dataset `name` of cache layer `layer`."""
-    if layer == "raw":
-        return _raw_spec(name)
-    key_def = DERIVED_TABLE_KEYS.get(f"{layer}.{name}")
-    if key_def is None:
-        known = ", ".join(sorted(DERIVED_TABLE_KEYS))
-        msg = f"no key defined for {layer}.{name} (known PIT and factor tables: {known})"
-        raise TableDefinitionError(msg)
-    return TableSpec(layer, name, key_def.columns, key_def.nullable, key_def.scope)
-
-
-def _raw_spec(name: str) -> TableSpec:
     try:
-        spec = api_spec(name)
-    except KeyError:
-        msg = f"raw dataset {name!r} is not a known Tushare API, so it has no natural key"
+        spec = dataset(layer, name)
+    except UnknownDatasetError as exc:
+        msg = f"no table definition for {layer}.{name}: {exc}"
         raise TableDefinitionError(msg) from None
-    if name in STATEMENT_DATASETS:
-        return TableSpec("raw", name, ("end_date", "ts_code", ROW_HASH), row_hash=True)
-    if not spec.primary_key:
-        msg = f"api {name!r} documents no primary key; the sink cannot upsert it"
-        raise TableDefinitionError(msg)
-    key = list(spec.primary_key)
+    if spec.layer == "raw":
+        return _raw_spec(spec)
+    return TableSpec(spec.layer, spec.name, spec.key, spec.nullable_key, spec.scope)
+
+
+def _raw_spec(spec: DatasetSpec) -> TableSpec:
+    if spec.storage == "versions":
+        return TableSpec("raw", spec.name, VERSION_LOG_KEY, row_hash=True)
+    key = list(spec.key)
     lead = next((c for c in DATE_LEAD_COLUMNS if c in key), None)
     if lead is not None:
         key.remove(lead)
         key.insert(0, lead)
-    nullable = frozenset(c for c in key[1:] if c in NULLABLE_RAW_KEY_COLUMNS)
-    return TableSpec("raw", name, tuple(key), nullable)
+    return TableSpec("raw", spec.name, tuple(key), spec.nullable_key)
 
 
 # ------------------------------------------------------------------------------ types
@@ -276,10 +232,22 @@ def row_hash_sql(relation: str, columns: Iterable[str]) -> str:
     (DateStyle ISO, TimeZone UTC, extra_float_digits = 1: shortest exact floats). Nulls
     are skipped, so the hash depends neither on column order nor on columns that are
     null (a column added to the cache later leaves old rows' hashes unchanged).
+
+    PostgreSQL passes at most 100 arguments to a function, so wide tables (the balance
+    sheet has more than 150 columns) join their parts in groups first; an all-null
+    group is skipped (NULLIF), so the text hashed, and the hash, are the same as one
+    flat concat_ws would give.
     """
     parts = [
         f"{quote_literal(c + '=')} || quote_literal({relation}.{quote_ident(c)})"
         for c in sorted(columns)
         if c not in (FETCHED_AT, ROW_HASH)
     ]
+    if len(parts) > _MAX_JOINED:
+        groups = [parts[i : i + _MAX_JOINED] for i in range(0, len(parts), _MAX_JOINED)]
+        parts = [f"NULLIF(concat_ws(',', {', '.join(g)}), '')" for g in groups]
     return f"md5(concat_ws(',', {', '.join(parts)}))"
+
+
+# Parts one concat_ws joins: its separator plus these stay under PostgreSQL's 100 arguments.
+_MAX_JOINED = 90

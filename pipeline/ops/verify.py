@@ -26,6 +26,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from cache.catalogue.datasets import DatasetSpec, UnknownDatasetError, dataset
 from cache.layout import LAYERS, CacheLayout, Layer
 from foundation.errors import UsageError
 from pipeline.ops.stats import (
@@ -36,11 +37,8 @@ from pipeline.ops.stats import (
     trade_calendar,
     unit_dates,
 )
-from pipeline.sync.tasks import TASKS_BY_NAME
-from sinks.ddl import DERIVED_TABLE_KEYS
 
 EXAMPLES = 5
-# Natural keys of the derived tables (DESIGN sections 6 and 7; pipeline/pit.py).
 SCORE_COLUMNS = ("p_score", "s_gpa", "s_roe", "s_roa", "g_score")
 G_RANK_COLUMNS = ("rank_em", "rank_es", "rank_rm", "rank_pm")
 RANKS = {"p": ("p_score", "p_rank"), "g": ("g_score", "g_rank")}
@@ -128,24 +126,27 @@ def unreadable_files(files: Sequence[Path]) -> dict[Path, str]:
     return bad
 
 
+def _known(layer: Layer, name: str) -> DatasetSpec | None:
+    try:
+        return dataset(layer, name)
+    except UnknownDatasetError:
+        return None
+
+
 def is_version_log(layer: Layer, name: str) -> bool:
-    """A raw dataset stored as a version log (statements): only exact duplicates are wrong."""
-    spec = TASKS_BY_NAME.get(name) if layer == "raw" else None
+    """A dataset stored as a version log (statements): only exact duplicates are wrong."""
+    spec = _known(layer, name)
     return spec is not None and spec.storage == "versions"
 
 
 def natural_key(layer: Layer, name: str, columns: Sequence[str]) -> tuple[str, ...] | None:
     """The key a dataset must not repeat: all columns but `_fetched_at` for version logs,
-    the task's key for raw datasets (pipeline/tasks.py), and for PIT and factor tables
-    the sink's DERIVED_TABLE_KEYS (sinks/ddl.py), the one table of their keys."""
+    else the dataset catalogue's key; None for a dataset the catalogue does not know or
+    whose files lack a key column."""
     if is_version_log(layer, name):
         return tuple(c for c in columns if c not in IGNORED_IN_DUPLICATES)
-    if layer == "raw":
-        spec = TASKS_BY_NAME.get(name)
-        key = spec.key if spec else ()
-    else:
-        derived = DERIVED_TABLE_KEYS.get(f"{layer}.{name}")
-        key = derived.columns if derived else ()
+    spec = _known(layer, name)
+    key = spec.key if spec else ()
     return key if key and set(key) <= set(columns) else None
 
 

@@ -16,138 +16,22 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
+# The PIT table schemas live in the dataset catalogue (one home), imported from there.
+from cache.catalogue.datasets import (
+    BALANCE_SCHEMA,
+    INCOME_FLOWS,
+    INCOME_QUARTERLY_SCHEMA,
+    INDICATOR_SCHEMA,
+    INDUSTRY_COLUMNS,
+    INDUSTRY_MONTHLY_SCHEMA,
+    SOURCE_VALUES,
+    VALUE_COLUMNS,
+    VERSION_SCHEMA,
+)
 from factors.asof import as_of
 
 SOURCES: tuple[str, ...] = ("income", "balancesheet", "cashflow", "express", "forecast")
 FORMAL_SOURCES: frozenset[str] = frozenset({"income", "balancesheet", "cashflow"})
-
-# The YTD values each source carries into pit.statement_versions.
-SOURCE_VALUES: dict[str, tuple[str, ...]] = {
-    "income": (
-        "revenue",
-        "oper_cost",
-        "operate_profit",
-        "n_income",
-        "n_income_attr_p",
-        "total_revenue",
-        "total_profit",
-    ),
-    "balancesheet": (
-        "total_assets",
-        "total_liab",
-        "total_hldr_eqy_exc_min_int",
-        "total_hldr_eqy_inc_min_int",
-        "total_cur_assets",
-        "total_cur_liab",
-    ),
-    "cashflow": (
-        "n_cashflow_act",
-        "n_cashflow_inv_act",
-        "n_cash_flows_fnc_act",
-        "free_cashflow",
-        "n_incr_cash_cash_equ",
-    ),
-    "express": (
-        "revenue",
-        "operate_profit",
-        "total_profit",
-        "n_income",
-        "total_assets",
-        "total_hldr_eqy_exc_min_int",
-    ),
-    "forecast": (
-        "net_profit_min",
-        "net_profit_max",
-        "p_change_min",
-        "p_change_max",
-        "last_parent_net",
-    ),
-}
-VALUE_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c for s in SOURCES for c in SOURCE_VALUES[s]))
-
-# Flows turned into single quarters and TTM in pit.income_quarterly.
-INCOME_FLOWS: tuple[str, ...] = (
-    "revenue",
-    "oper_cost",
-    "operate_profit",
-    "n_income",
-    "n_income_attr_p",
-)
-BALANCE_LEVELS: tuple[str, ...] = SOURCE_VALUES["balancesheet"]
-
-VERSION_SCHEMA: dict[str, pl.DataType] = {
-    "ts_code": pl.String(),
-    "end_date": pl.Date(),
-    "vis_date": pl.Date(),
-    "source": pl.String(),
-    "update_flag": pl.String(),
-    "ann_date": pl.Date(),
-    "f_ann_date": pl.Date(),
-    "report_type": pl.String(),
-    "comp_type": pl.String(),
-    "_fetched_at": pl.Datetime("us", "UTC"),
-    **{c: pl.Float64() for c in VALUE_COLUMNS},
-}
-INCOME_QUARTERLY_SCHEMA: dict[str, pl.DataType] = {
-    "ts_code": pl.String(),
-    "end_date": pl.Date(),
-    "knowledge_date": pl.Date(),
-    "vis_date": pl.Date(),
-    "comp_type": pl.String(),
-    **{f"{c}_q": pl.Float64() for c in INCOME_FLOWS},
-    **{f"{c}_ttm": pl.Float64() for c in INCOME_FLOWS},
-}
-BALANCE_SCHEMA: dict[str, pl.DataType] = {
-    "ts_code": pl.String(),
-    "end_date": pl.Date(),
-    "vis_date": pl.Date(),
-    "ann_date": pl.Date(),
-    "f_ann_date": pl.Date(),
-    "update_flag": pl.String(),
-    "comp_type": pl.String(),
-    **{c: pl.Float64() for c in BALANCE_LEVELS},
-}
-INDICATOR_SCHEMA: dict[str, pl.DataType] = {
-    "ts_code": pl.String(),
-    "knowledge_date": pl.Date(),
-    "end_date": pl.Date(),
-    "bs_end_date": pl.Date(),
-    "vis_date": pl.Date(),
-    "comp_type": pl.String(),
-    "revenue_ttm": pl.Float64(),
-    "oper_cost_ttm": pl.Float64(),
-    "n_income_attr_p_ttm": pl.Float64(),
-    "total_assets": pl.Float64(),
-    "total_hldr_eqy_exc_min_int": pl.Float64(),
-    "gpa": pl.Float64(),
-    "roe": pl.Float64(),
-    "roa": pl.Float64(),
-    "revenue_q": pl.Float64(),
-    "revenue_q_ly": pl.Float64(),
-    "revenue_yoy": pl.Float64(),
-    "n_income_attr_p_q": pl.Float64(),
-    "n_income_attr_p_q_ly": pl.Float64(),
-    "profit_yoy": pl.Float64(),
-    "ttm_vis_date": pl.Date(),
-    "yoy_vis_date": pl.Date(),
-    "bs_vis_date": pl.Date(),
-    "ann_date": pl.Date(),
-}
-INDUSTRY_COLUMNS: tuple[str, ...] = (
-    "ts_code",
-    "l1_code",
-    "l1_name",
-    "l2_code",
-    "l2_name",
-    "l3_code",
-    "l3_name",
-    "in_date",
-    "out_date",
-)
-INDUSTRY_SCHEMA: dict[str, pl.DataType] = {
-    c: pl.Date() if c.endswith("_date") else pl.String() for c in INDUSTRY_COLUMNS
-}
-INDUSTRY_MONTHLY_SCHEMA: dict[str, pl.DataType] = {**INDUSTRY_SCHEMA, "month_end": pl.Date()}
 
 _QI = "_qi"  # integer quarter index of end_date
 _NO_PERIOD = -1  # a quarter index no statement has: stands in for "no period" in lookups

@@ -469,9 +469,10 @@ class TaskRunner:
             tag=self.spec.name, max_retries=self.max_retries,
         )  # fmt: skip
         held: Piece | None = None  # sent once the next page shows it is not the last
-        async for frame, complete_after in received:
+        async for page, complete_after in received:
             if held is not None:
                 await results.send(held)
+            frame = self.spec.dataset.with_request_columns(page, item.param_dict)
             held = Piece(item, frame, dt.datetime.now(dt.UTC), complete_after, last=False)
         assert held is not None
         await results.send(dataclasses.replace(held, last=True))
@@ -499,7 +500,7 @@ class TaskRunner:
     def _commit(self, frame: pl.DataFrame, fetched_at: dt.datetime) -> int:
         result = commit(
             self.ctx.layout,
-            self.spec.store_spec(),
+            self.spec.dataset,
             frame,
             fetched_at,
             self.ctx.mode,
@@ -670,7 +671,7 @@ class TaskRunner:
         if self.outcome.status in ("success", "no_data") and not has_files(
             self.ctx.layout, self.spec.name
         ):
-            write_empty(self.ctx.layout, self.spec.store_spec(), self.spec.schema())
+            write_empty(self.ctx.layout, self.spec.dataset)
             await self.ensure_view()
 
 

@@ -1,10 +1,12 @@
 """The sync tasks as data: one frozen `TaskSpec` per dataset (DESIGN section 5).
 
 A task is one dataset of `raw/`: the API it calls (a `*_vip` variant lands in the base
-dataset), its group, unit of work, natural key, storage kind, partitioning, default
-start, refresh window, and how its API may be asked (documented parameters only: by
-date, by date range, by code). Field lists are never written here: every documented
-field, default-N ones such as `update_flag` included, comes from the catalogue.
+dataset), its group, unit of work, default start, refresh window, and how its API may
+be asked (documented parameters only: by date, by date range, by code). What the
+dataset is (columns, natural key, storage kind, partitioning, date column, order) is
+never written here: it is the dataset's spec in the dataset catalogue
+(`cache.catalogue.datasets`), and every documented field, default-N ones such as
+`update_flag` included, comes from the API catalogue.
 
 Units of work:
 - `trade_date`: open days of the SSE calendar (or the last open day of each week or
@@ -30,7 +32,7 @@ from typing import Literal
 import polars as pl
 
 from cache.catalogue.apis import ApiSpec, api_spec
-from cache.store import Partitioning, Storage, StoreSpec
+from cache.catalogue.datasets import DatasetSpec, Partitioning, Storage, raw_dataset
 from foundation.errors import UsageError
 
 Group = Literal["market", "finance", "index", "reference"]
@@ -65,7 +67,8 @@ class TaskSpec:
     `code_param`/`code_kind`: how a request names a code; `needs_code`: the plain API
     wants one in every request; `vip`: a `*_vip` variant serves whole periods;
     `backfill`: how a day-unit task fetches a long span; `types`: one request per
-    value of the `type` parameter; `snapshots`: the parameter sets of a snapshot;
+    value of the `type` parameter (kept in the dataset's `type` column); `snapshots`:
+    the parameter sets of a snapshot;
     `visible`: output dates whose latest is the day a row appears;
     `density`: expected rows per code and unit (planning only).
     """
@@ -73,13 +76,8 @@ class TaskSpec:
     name: str
     group: Group
     unit: UnitKind
-    key: tuple[str, ...]
-    date_field: str | None
-    storage: Storage
-    partitioning: Partitioning
     start: dt.date | None
     refresh: int
-    sort_by: tuple[str, ...]
     calendar: Calendar = "daily"
     date_param: str | None = None
     ranged: bool = False
@@ -111,9 +109,44 @@ class TaskSpec:
         return api_spec(self.name)
 
     @property
+    def dataset(self) -> DatasetSpec:
+        """The catalogue entry of the dataset: columns, key, storage, partitions, order."""
+        return raw_dataset(self.name)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The dataset's natural key (dataset catalogue)."""
+        return self.dataset.key
+
+    @property
+    def storage(self) -> Storage:
+        """`latest` (one row per key) or `versions` (a version log)."""
+        return self.dataset.storage
+
+    @property
+    def partitioning(self) -> Partitioning:
+        """How the dataset's files split its rows (by month or year of the date, or one)."""
+        return self.dataset.partitioning
+
+    @property
+    def date_field(self) -> str | None:
+        """The dataset's date column (partitions, spans, bounds), None when undated."""
+        return self.dataset.date_field
+
+    @property
+    def sort_by(self) -> tuple[str, ...]:
+        """The order of rows within a partition file."""
+        return self.dataset.sort_by
+
+    @property
     def fields(self) -> tuple[str, ...]:
         """Every documented output field, requested by name (default-N ones included)."""
         return self.spec.field_names
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The stored columns: the fields and any request column such as `type`."""
+        return self.dataset.columns
 
     @property
     def min_points(self) -> int:
@@ -132,27 +165,14 @@ class TaskSpec:
         return self.name
 
     def schema(self) -> dict[str, pl.DataType]:
-        """Documented Polars types of every field."""
-        return self.spec.polars_schema()
-
-    def store_spec(self) -> StoreSpec:
-        """How the dataset is stored."""
-        return StoreSpec(
-            name=self.name,
-            columns=self.fields,
-            key=self.key,
-            storage=self.storage,
-            partitioning=self.partitioning,
-            date_field=self.date_field,
-            sort_by=self.sort_by,
-        )
+        """Polars types of every stored column (the fields and request columns)."""
+        return dict(self.dataset.schema)
 
 
 def _market(
     name: str,
     *,
     calendar: Calendar = "daily",
-    partitioning: Partitioning = "month",
     start: dt.date = MARKET_START,
     ranged: bool = True,
     density: float = 1.0,
@@ -161,13 +181,8 @@ def _market(
         name=name,
         group="market",
         unit="trade_date",
-        key=("ts_code", "trade_date"),
-        date_field="trade_date",
-        storage="latest",
-        partitioning=partitioning,
         start=start,
         refresh=3 if calendar == "daily" else 1,
-        sort_by=("ts_code", "trade_date"),
         calendar=calendar,
         date_param="trade_date",
         ranged=ranged,
@@ -178,13 +193,11 @@ def _market(
 def _report(
     name: str,
     *,
-    storage: Storage = "versions",
     ann_range: bool = True,
     day_params: tuple[str, ...] = (),
     backfill: Backfill = "per_period",
     events: Events = "none",
     visible: tuple[str, ...] = ("ann_date",),
-    key: tuple[str, ...] | None = None,
     types: tuple[str, ...] = (),
     quarters: tuple[int, ...] = ALL_QUARTERS,
     density: float = 1.05,
@@ -194,14 +207,8 @@ def _report(
         name=name,
         group="finance",
         unit="day",
-        key=key or tuple(k for k in spec.primary_key if k in spec.field_names),
-        date_field="end_date",
-        storage=storage,
-        partitioning="year",
         start=MARKET_START,
         refresh=1,
-        sort_by=("ts_code", "end_date", "ann_date") if "ann_date" in spec.field_names else
-        ("ts_code", "end_date"),
         date_param="period",
         ann_range=ann_range,
         day_params=day_params,
@@ -225,13 +232,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="stock_basic",
         group="reference",
         unit="snapshot",
-        key=("ts_code",),
-        date_field="list_date",
-        storage="latest",
-        partitioning="single",
         start=None,
         refresh=0,
-        sort_by=("ts_code",),
         snapshots=((("list_status", "L"),), (("list_status", "D"),), (("list_status", "P"),)),
         filters=("exchange", "list_status"),
     ),
@@ -239,13 +241,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="trade_cal",
         group="reference",
         unit="snapshot",
-        key=("exchange", "cal_date"),
-        date_field="cal_date",
-        storage="latest",
-        partitioning="single",
         start=None,
         refresh=0,
-        sort_by=("exchange", "cal_date"),
         code_param=None,
         code_kind=None,
         snapshots=tuple((("exchange", e),) for e in ("SSE", "SZSE", "BSE")),
@@ -255,25 +252,20 @@ TASKS: tuple[TaskSpec, ...] = (
         name="namechange",
         group="reference",
         unit="snapshot",
-        key=("ts_code", "start_date"),
-        date_field="ann_date",
-        storage="latest",
-        partitioning="single",
         start=None,
         refresh=0,
-        sort_by=("ts_code", "start_date"),
         ann_range=True,
     ),
     # market: per trade date
     _market("daily"),
-    _market("weekly", calendar="weekly", partitioning="year", ranged=False),
-    _market("monthly", calendar="monthly", partitioning="year", ranged=False),
+    _market("weekly", calendar="weekly", ranged=False),
+    _market("monthly", calendar="monthly", ranged=False),
     _market("adj_factor", ranged=False),
     _market("daily_basic", ranged=False),
-    _market("suspend_d", partitioning="year", density=0.02),
+    _market("suspend_d", density=0.02),
     _market("stk_limit"),
     _market("moneyflow"),
-    _market("limit_list_d", partitioning="year", start=dt.date(2020, 1, 1), density=0.05),
+    _market("limit_list_d", start=dt.date(2020, 1, 1), density=0.05),
     # finance: report versions by the day they became visible
     _report("income", day_params=("f_ann_date",), visible=STATEMENT_DATES, density=1.35),
     _report("balancesheet", events="late", visible=STATEMENT_DATES),
@@ -289,12 +281,10 @@ TASKS: tuple[TaskSpec, ...] = (
     _report("forecast", density=0.25),
     _report(
         "fina_mainbz",
-        storage="latest",
         ann_range=False,
         backfill="per_code",
         events="originals",
         visible=(),
-        key=("ts_code", "end_date", "bz_item"),
         types=("P", "D", "I"),
         quarters=(2, 4),
         density=3.0,
@@ -303,13 +293,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="dividend",
         group="finance",
         unit="day",
-        key=("ts_code", "end_date", "ann_date", "div_proc"),
-        date_field="end_date",
-        storage="latest",
-        partitioning="year",
         start=MARKET_START,
         refresh=1,
-        sort_by=("ts_code", "end_date", "ann_date"),
         day_params=("ann_date", "imp_ann_date"),
         backfill="per_code",
         events="open_plans",
@@ -320,13 +305,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="disclosure_date",
         group="finance",
         unit="period",
-        key=("ts_code", "end_date"),
-        date_field="end_date",
-        storage="latest",
-        partitioning="year",
         start=MARKET_START,
         refresh=5,
-        sort_by=("ts_code", "end_date"),
         date_param="end_date",
         lead_years=FINANCE_LEAD_YEARS,
         period_ahead_days=31,
@@ -336,13 +316,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="index_basic",
         group="index",
         unit="snapshot",
-        key=("ts_code",),
-        date_field=None,
-        storage="latest",
-        partitioning="single",
         start=None,
         refresh=0,
-        sort_by=("ts_code",),
         code_param=None,
         code_kind=None,
         snapshots=tuple(
@@ -353,13 +328,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="index_classify",
         group="index",
         unit="snapshot",
-        key=("index_code",),
-        date_field=None,
-        storage="latest",
-        partitioning="single",
         start=None,
         refresh=0,
-        sort_by=("index_code",),
         code_param=None,
         code_kind=None,
         snapshots=((("src", "SW2021"),),),
@@ -368,13 +338,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="index_member_all",
         group="index",
         unit="snapshot",
-        key=("ts_code", "l3_code", "in_date"),
-        date_field=None,
-        storage="latest",
-        partitioning="single",
         start=None,
         refresh=0,
-        sort_by=("ts_code", "in_date"),
         code_param="l1_code",
         code_kind="sw_l1",
         snapshots=((("is_new", "Y"),), (("is_new", "N"),)),
@@ -383,13 +348,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="index_daily",
         group="index",
         unit="trade_date",
-        key=("ts_code", "trade_date"),
-        date_field="trade_date",
-        storage="latest",
-        partitioning="year",
         start=MARKET_START,
         refresh=3,
-        sort_by=("ts_code", "trade_date"),
         code_kind="index",
         needs_code=True,
     ),
@@ -397,13 +357,8 @@ TASKS: tuple[TaskSpec, ...] = (
         name="index_weight",
         group="index",
         unit="trade_date",
-        key=("index_code", "con_code", "trade_date"),
-        date_field="trade_date",
-        storage="latest",
-        partitioning="year",
         start=MARKET_START,
         refresh=1,
-        sort_by=("index_code", "con_code", "trade_date"),
         calendar="monthly",
         code_param="index_code",
         code_kind="index",

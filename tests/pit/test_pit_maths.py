@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from cache.catalogue.datasets import dataset
 from pipeline.pit import maths as pit
 from tests.pit.histories import History, frames, histories, tied_rows
 from tests.pit.reference import FLOWS, Reference
@@ -187,7 +188,7 @@ def test_indicators_match_reference_on_every_date(history: History) -> None:
 def test_industry_matches_reference_on_every_date(history: History) -> None:
     ref = Reference(history)
     table = build(history)["industry"]
-    assert table.schema == pl.Schema(pit.INDUSTRY_SCHEMA)
+    assert table.schema == pl.Schema(dataset("pit", "industry").schema)
     raw = {tuple(r[c] for c in pit.INDUSTRY_COLUMNS) for r in ref.rows["index_member_all"]}
     assert sorted(table.rows(), key=repr) == sorted(raw, key=repr)
     dates = probe_dates(ref)

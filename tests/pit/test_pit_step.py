@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cache.catalogue.datasets import dataset
 from cache.layout import CacheLayout
 from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
@@ -19,14 +20,7 @@ from tests.pit.synthetic import FETCHED_TYPE, FIRST_FETCH, write_raw
 
 STOCK_TABLES = ("statement_versions", "income_quarterly", "balance", "indicators")
 ALL_TABLES = (*STOCK_TABLES, "industry", "industry_monthly")
-SCHEMAS = {
-    "statement_versions": pit.VERSION_SCHEMA,
-    "income_quarterly": pit.INCOME_QUARTERLY_SCHEMA,
-    "balance": pit.BALANCE_SCHEMA,
-    "indicators": pit.INDICATOR_SCHEMA,
-    "industry": pit.INDUSTRY_SCHEMA,
-    "industry_monthly": pit.INDUSTRY_MONTHLY_SCHEMA,
-}
+SCHEMAS = {table: dataset("pit", table).schema for table in ALL_TABLES}
 KEYS = {
     "statement_versions": ["ts_code", "end_date", "vis_date", "source", "update_flag"],
     "income_quarterly": ["ts_code", "end_date", "knowledge_date"],

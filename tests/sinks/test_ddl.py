@@ -14,6 +14,7 @@ from sinks.ddl import (
     TableDefinitionError,
     create_table_sql,
     pg_type,
+    row_hash_sql,
     table_spec,
 )
 
@@ -109,3 +110,26 @@ def test_ddl_primary_key_unique_index_and_scope_index() -> None:
 def test_ddl_refuses_data_without_its_key_columns() -> None:
     with pytest.raises(TableDefinitionError, match="calc_date"):
         create_table_sql(table_spec("factors", "p"), [("ts_code", PG_TEXT)])
+
+
+def test_row_hash_of_a_wide_table_passes_at_most_100_arguments_per_call() -> None:
+    narrow = row_hash_sql("s", ["b", "a", "_fetched_at"])
+    assert narrow == (
+        "md5(concat_ws(',', 'a=' || quote_literal(s.\"a\"), 'b=' || quote_literal(s.\"b\")))"
+    )
+    wide = row_hash_sql("s", [f"c{i:03d}" for i in range(250)])
+    calls = wide.split("concat_ws(")[1:]
+    assert len(calls) == 1 + 3  # the outer call and three groups
+    for call in calls:
+        depth, args = 0, 1
+        for ch in call.replace("','", "''"):  # the separator literal is no argument break
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif ch == "," and depth == 0:
+                args += 1
+        assert args <= 100
+    assert all(f's."c{i:03d}"' in wide for i in range(250))

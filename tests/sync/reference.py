@@ -22,8 +22,14 @@ def first_date(spec: TaskSpec, start: dt.date) -> dt.date:
 
 def truth_rows(sim: Simulator, spec: TaskSpec, start: dt.date) -> set[Row]:
     """Every row the source has for the dataset as of today, from its first date on
-    (the unit date for market data, the report period for reports), columns sorted."""
-    frame = sim.ground_truth(spec.name)
+    (the unit date for market data, the report period for reports), columns sorted.
+    A task asked once per `type` stores the type in a column of that name."""
+    if spec.types:
+        frame = pl.concat(
+            sim.ground_truth(spec.name, type=t).with_columns(type=pl.lit(t)) for t in spec.types
+        )
+    else:
+        frame = sim.ground_truth(spec.name)
     names = sorted(frame.columns)
     keep: set[Row] = set()
     for row in frame.iter_rows(named=True):

@@ -11,12 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cache.catalogue.datasets import FETCHED_AT, DatasetSpec
 from cache.layout import CacheLayout
 from cache.read import read_dataset, scan_dataset, summarize
 from cache.store import (
-    FETCHED_AT,
     AppendConflict,
-    StoreSpec,
     commit,
     sweep_temporary_files,
     write_empty,
@@ -24,19 +23,26 @@ from cache.store import (
 
 COLUMNS = ("ts_code", "trade_date", "close", "flag")
 SCHEMA = {"ts_code": pl.String, "trade_date": pl.Date, "close": pl.Float64, "flag": pl.String}
-LATEST = StoreSpec(
-    "toy",
-    COLUMNS,
-    ("ts_code", "trade_date"),
-    "latest",
-    "month",
-    "trade_date",
-    ("ts_code", "trade_date"),
+LATEST = DatasetSpec(
+    layer="raw",
+    name="toy",
+    schema=SCHEMA,
+    key=("ts_code", "trade_date"),
+    storage="latest",
+    partitioning="month",
+    date_field="trade_date",
+    sort_by=("ts_code", "trade_date"),
 )
-VERSIONS = StoreSpec(
-    "toyv", COLUMNS, ("ts_code", "trade_date", "flag"), "versions", "year", "trade_date",
-    ("ts_code", "trade_date"),
-)  # fmt: skip
+VERSIONS = DatasetSpec(
+    layer="raw",
+    name="toyv",
+    schema=SCHEMA,
+    key=("ts_code", "trade_date", "flag"),
+    storage="versions",
+    partitioning="year",
+    date_field="trade_date",
+    sort_by=("ts_code", "trade_date"),
+)
 
 Row = dict[str, Any]
 
@@ -87,7 +93,7 @@ rows_strategy = st.lists(
 @given(batches=st.lists(rows_strategy, min_size=1, max_size=4))
 @pytest.mark.parametrize("spec", [LATEST, VERSIONS], ids=["latest", "versions"])
 def test_commits_match_the_reference(
-    tmp_path: Path, spec: StoreSpec, batches: list[list[Row]]
+    tmp_path: Path, spec: DatasetSpec, batches: list[list[Row]]
 ) -> None:
     root = tmp_path / spec.storage / str(abs(hash(str(batches))))
     layout = CacheLayout(root)
@@ -158,7 +164,7 @@ def test_empty_dataset_reads_as_a_typed_table_and_temporary_files_are_swept(tmp_
     layout = CacheLayout(tmp_path)
     assert scan_dataset(layout, "toy") is None
     assert summarize(layout, "toy", "trade_date").rows == 0
-    write_empty(layout, LATEST, SCHEMA)
+    write_empty(layout, LATEST)
     frame = read_dataset(layout, "toy")
     assert frame is not None and frame.height == 0
     assert frame.schema[FETCHED_AT] == pl.Datetime("us", "UTC")
