@@ -31,6 +31,7 @@ import polars as pl
 
 from cache.atomic import TMP_SUFFIX, atomic_path
 from cache.layout import CacheLayout
+from foundation.errors import AlphahomeError
 
 Storage = Literal["latest", "versions"]
 Partitioning = Literal["month", "year", "single"]
@@ -43,7 +44,7 @@ UNDATED_FILE = "undated.parquet"
 _PART = "__partition__"
 
 
-class AppendConflict(Exception):
+class AppendConflict(AlphahomeError):
     """Append mode met a key that is already stored; nothing was written."""
 
 

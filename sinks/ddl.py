@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from cache.catalogue.apis import api_spec
+from foundation.errors import AlphahomeError
 
 SCHEMAS: tuple[str, ...] = ("raw", "pit", "factors", "ops")
 
@@ -85,7 +86,7 @@ DERIVED_TABLE_KEYS: dict[str, KeyDef] = {
 }
 
 
-class TableDefinitionError(ValueError):
+class TableDefinitionError(AlphahomeError):
     """A dataset the sink cannot key or a column type it cannot store."""
 
 
