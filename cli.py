@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from foundation.config import ConfigError, Settings, describe, load_settings
+from foundation.config import Settings, describe, load_settings
 from foundation.errors import AlphahomeError
 from foundation.logs import get_logger, register_secrets, scrub, start_logging
 
@@ -525,22 +525,26 @@ def run_command(
     raise typer.Exit(result.exit_code)
 
 
+def _one_line(text: str) -> str:
+    """`text` with its line breaks folded, so an error is always one line on stderr."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `ah`; user errors print one line and exit non-zero, never a traceback."""
     try:
         app(args=argv, prog_name="ah")
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    except ConfigError as exc:
-        typer.echo(f"error: {scrub(str(exc))}", err=True)
-        return 2
-    except AlphahomeError as exc:
-        typer.echo(f"error: {scrub(str(exc))}", err=True)
+        return exc.code if isinstance(exc.code, int) else AlphahomeError.exit_code
+    except AlphahomeError as exc:  # the one place an error becomes a line and an exit code
+        typer.echo(f"error: {_one_line(scrub(str(exc)))}", err=True)
         return exc.exit_code
     except Exception as exc:  # the last line of defence: one line here, traceback in the log
         get_logger().debug("unexpected error", exc_info=True)
-        typer.echo(f"error: unexpected {type(exc).__name__}: {scrub(str(exc))}", err=True)
-        return 1
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {_one_line(scrub(str(exc)))}", err=True
+        )
+        return AlphahomeError.exit_code  # a bug is a failed run
     return 0
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from foundation.errors import InternalError
+
 Layer = Literal["raw", "pit", "factors"]
 LAYERS: tuple[Layer, ...] = ("raw", "pit", "factors")
 
@@ -27,7 +29,7 @@ class CacheLayout:
         """The folder holding every Parquet file of one dataset."""
         if layer not in LAYERS:
             msg = f"unknown cache layer {layer!r}; expected one of {', '.join(LAYERS)}"
-            raise ValueError(msg)
+            raise InternalError(msg)
         return self.root / layer / name
 
     def glob(self, layer: Layer, name: str) -> str:

@@ -33,6 +33,7 @@ import polars as pl
 from cache.atomic import TMP_SUFFIX, atomic_path
 from cache.catalogue.datasets import FETCHED_AT, FETCHED_AT_TYPE, DatasetSpec
 from cache.layout import CacheLayout
+from foundation.errors import AlphahomeError
 
 Mode = Literal["upsert", "append"]
 
@@ -41,7 +42,7 @@ UNDATED_FILE = "undated.parquet"
 _PART = "__partition__"
 
 
-class AppendConflict(Exception):
+class AppendConflict(AlphahomeError):
     """Append mode met a key that is already stored; nothing was written."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from foundation.errors import InternalError
+
 
 def as_of(
     left: pl.DataFrame,
@@ -32,7 +34,7 @@ def as_of(
             f"as_of: {left_on!r} is {left.schema[left_on]} but {right_on!r} is "
             f"{right.schema[right_on]}; cast one side first"
         )
-        raise TypeError(msg)
+        raise InternalError(msg)
     lhs = left.sort([*keys, left_on])
     rhs = right.sort([*keys, right_on])
     if right_on != left_on:

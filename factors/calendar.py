@@ -14,6 +14,8 @@ from typing import Literal
 
 import polars as pl
 
+from foundation.errors import UsageError
+
 Freq = Literal["weekly", "monthly", "daily"]
 FREQS: tuple[Freq, ...] = ("weekly", "monthly", "daily")
 
@@ -41,7 +43,7 @@ def calc_dates(trade_cal: pl.DataFrame, as_of: dt.date, freq: Freq = "weekly") -
     """
     if freq not in FREQS:
         msg = f"unknown calc-date frequency {freq!r}; expected one of {', '.join(FREQS)}"
-        raise ValueError(msg)
+        raise UsageError(msg)
     sse = trade_cal.lazy().filter(pl.col("exchange") == CALENDAR_EXCHANGE)
     covered_until = sse.select(pl.col("cal_date").max())
     dates = (

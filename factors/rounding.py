@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from foundation.errors import InternalError
+
 SCORE_DECIMALS = 6
 SCORE_SCALE = 10.0**SCORE_DECIMALS
 
@@ -38,7 +40,7 @@ def round_half_even(value: pl.Expr, decimals: int = SCORE_DECIMALS) -> pl.Expr:
     """
     if not 0 <= decimals <= 8:
         msg = f"round_half_even supports 0..8 decimals, got {decimals}"
-        raise ValueError(msg)
+        raise InternalError(msg)
     scale = 10.0**decimals
     scaled = value * scale
     nearest = scaled.round(0, mode="half_to_even")

@@ -20,13 +20,19 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
 
+from foundation.errors import UsageError
+
 CONFIG_FILENAME = "alphahome.toml"
 MASK = "***"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A configuration problem, already phrased as the one line the user sees."""
+
+
+class _Mistyped(ConfigError):
+    """`_coerce` cannot read a value as the wanted type; `_apply` phrases the message."""
 
 
 Check = Callable[[Any], str | None]
@@ -291,7 +297,7 @@ def _type_name(tp: Any, plural: bool = False) -> str:
 
 
 def _coerce(value: Any, tp: Any, from_text: bool) -> Any:
-    """`value` as type `tp`, or raise TypeError. Text (env, flags) is parsed leniently."""
+    """`value` as type `tp`, or raise `_Mistyped`. Text (env, flags) is parsed leniently."""
     origin = get_origin(tp)
     args = [a for a in get_args(tp) if a is not type(None)]
     if origin is not None and type(None) in get_args(tp):
@@ -302,11 +308,11 @@ def _coerce(value: Any, tp: Any, from_text: bool) -> Any:
         if from_text and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
-            raise TypeError
+            raise _Mistyped
         return [_coerce(v, args[0], from_text) for v in value]
     if origin is dict:
         if not isinstance(value, dict):
-            raise TypeError
+            raise _Mistyped
         return {str(k): _coerce(v, args[1], from_text) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
@@ -322,34 +328,34 @@ def _coerce(value: Any, tp: Any, from_text: bool) -> Any:
             "off",
         ):
             return str(value).lower() in ("1", "true", "yes", "on")
-        raise TypeError
+        raise _Mistyped
     if tp is int:
         if isinstance(value, bool):
-            raise TypeError
+            raise _Mistyped
         if isinstance(value, int):
             return value
         if from_text and re.fullmatch(r"[+-]?\d+", str(value).strip()):
             return int(value)
-        raise TypeError
+        raise _Mistyped
     if tp is float:
         if isinstance(value, bool):
-            raise TypeError
+            raise _Mistyped
         if isinstance(value, int | float):
             return float(value)
         if from_text:
             try:
                 return float(value)
             except ValueError:
-                raise TypeError from None
-        raise TypeError
+                raise _Mistyped from None
+        raise _Mistyped
     if tp is str:
         if isinstance(value, str):
             return value
-        raise TypeError
+        raise _Mistyped
     if tp is Path:
         if isinstance(value, str | Path):
             return Path(value)
-        raise TypeError
+        raise _Mistyped
     if tp is dt.date:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             return value
@@ -359,9 +365,9 @@ def _coerce(value: Any, tp: Any, from_text: bool) -> Any:
             try:
                 return dt.datetime.strptime(text, fmt).date()
             except ValueError:
-                raise TypeError from None
-        raise TypeError
-    raise TypeError
+                raise _Mistyped from None
+        raise _Mistyped
+    raise _Mistyped
 
 
 @dataclass
@@ -402,7 +408,7 @@ def _apply(
             continue
         try:
             value = _coerce(raw, tp, from_text)
-        except TypeError:
+        except _Mistyped:
             shown = MASK if f.metadata.get("secret") else repr(raw)
             msg = f"{where}: {path} must be {_type_name(tp)}, got {shown}"
             raise ConfigError(msg) from None

@@ -15,13 +15,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from foundation.errors import UsageError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 POLARS_THREADS_PER_WORKER = "1"
 
 
-class ExecutorSpecError(ValueError):
+class ExecutorSpecError(UsageError):
     """Raised for an executor spec that is not inline, process, local-dask or dask://HOST:PORT."""
 
 

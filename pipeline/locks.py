@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cache.layout import CacheLayout
-from foundation.errors import AlphahomeError
+from foundation.errors import AlphahomeError, AlreadyRunningError
 
 
-class LockHeld(AlphahomeError):
+class LockHeld(AlreadyRunningError):
     """Another process holds the lock of a task."""
-
-    exit_code = 4
 
 
 def holder_info() -> dict[str, Any]:

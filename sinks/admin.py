@@ -34,10 +34,8 @@ PasswordPrompt = Callable[[], str]
 log = get_logger("sinks.admin")
 
 
-class RenameRefusedError(AlphahomeError):
-    """`ah db rename` would not be safe or possible (exit code 2)."""
-
-    exit_code = 2
+class RenameRefusedError(UsageError):
+    """`ah db rename` would not be safe or possible (a usage error)."""
 
 
 def connect_with_prompt(

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from cache.catalogue.datasets import DatasetSpec, UnknownDatasetError, dataset
+from foundation.errors import AlphahomeError
 
 SCHEMAS: tuple[str, ...] = ("raw", "pit", "factors", "ops")
 
@@ -50,7 +51,7 @@ DATE_LEAD_COLUMNS: tuple[str, ...] = ("trade_date", "cal_date", "end_date")
 VERSION_LOG_KEY: tuple[str, ...] = ("end_date", "ts_code", ROW_HASH)
 
 
-class TableDefinitionError(ValueError):
+class TableDefinitionError(AlphahomeError):
     """A dataset the sink cannot key or a column type it cannot store."""
 
 

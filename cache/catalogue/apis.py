@@ -16,13 +16,24 @@ from typing import Any, Literal
 
 import polars as pl
 
+from foundation.errors import InternalError, UsageError
+
 FieldType = Literal["str", "float", "int", "date"]
 
 VIP_SUFFIX = "_vip"
 
 
-class UnknownApiError(KeyError):
-    """Raised for an API name that the catalogue does not know."""
+class UnknownApiError(UsageError, KeyError):
+    """Raised for an API name that the catalogue does not know.
+
+    Also a `KeyError` (a lookup that found nothing), so `except KeyError` still catches it.
+    """
+
+    __str__ = Exception.__str__  # the message as given, not quoted as KeyError quotes it
+
+
+class UnknownFieldError(UsageError):
+    """Raised for a field name that an API of the catalogue does not document."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +87,12 @@ class ApiSpec:
         return tuple(p.name for p in self.params)
 
     def field(self, name: str) -> FieldSpec:
-        """The spec of one field; `KeyError` naming the API when it is not documented."""
+        """The spec of one field; `UnknownFieldError` naming the API when it is not documented."""
         for f in self.fields:
             if f.name == name:
                 return f
         msg = f"api {self.name} has no field {name!r}"
-        raise KeyError(msg)
+        raise UnknownFieldError(msg)
 
     def polars_schema(self, names: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
         """Polars dtypes for `names` (default: all fields): DATE, DOUBLE, BIGINT or VARCHAR."""
@@ -103,7 +114,7 @@ def _field_type(name: str, documented: str) -> FieldType:
         return "date"
     if documented not in ("str", "float", "int"):
         msg = f"field {name!r} has an unknown documented type {documented!r}"
-        raise ValueError(msg)
+        raise InternalError(msg)
     return documented  # type: ignore[return-value]
 
 

@@ -29,6 +29,7 @@ from cache.catalogue.datasets import (
     VERSION_SCHEMA,
 )
 from factors.asof import as_of
+from foundation.errors import InternalError
 
 SOURCES: tuple[str, ...] = ("income", "balancesheet", "cashflow", "express", "forecast")
 FORMAL_SOURCES: frozenset[str] = frozenset({"income", "balancesheet", "cashflow"})
@@ -456,11 +457,11 @@ def _require_keys(pairs: pl.DataFrame, keys: Sequence[str]) -> None:
     for key in keys:
         if key not in pairs.columns:
             msg = f"pairs have no column {key!r}; columns are {pairs.columns}"
-            raise KeyError(msg)
+            raise InternalError(msg)
         nulls = pairs[key].null_count()
         if nulls:
             msg = f"pairs have {nulls} null value(s) in key column {key!r}; drop them first"
-            raise ValueError(msg)
+            raise InternalError(msg)
 
 
 def read_as_of(

@@ -26,6 +26,7 @@ import polars as pl
 from cache.atomic import remove_atomic, write_bytes_atomic, write_parquet_atomic
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
+from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
 
@@ -55,8 +56,12 @@ TARGET_INPUTS: dict[str, tuple[str, ...]] = {
 }
 
 
-class PitBuildError(RuntimeError):
+class PitBuildError(AlphahomeError):
     """Raised when the PIT build cannot start: bad arguments or no raw data at all."""
+
+
+class PitRequestError(PitBuildError, UsageError):
+    """A PIT build asked for with a target or mode that does not exist (a usage error)."""
 
 
 @dataclass(frozen=True)
@@ -199,10 +204,10 @@ def _expand_targets(targets: Iterable[str]) -> tuple[str, ...]:
             chosen.add(target)
         else:
             msg = f"unknown PIT target {target!r}; expected one of {', '.join((*TARGETS, 'all'))}"
-            raise PitBuildError(msg)
+            raise PitRequestError(msg)
     if not chosen:
         msg = f"no PIT target given; expected one or more of {', '.join((*TARGETS, 'all'))}"
-        raise PitBuildError(msg)
+        raise PitRequestError(msg)
     return tuple(t for t in TARGETS if t in chosen)
 
 
@@ -323,7 +328,7 @@ def build_pit(
     started = time.perf_counter()
     if mode not in ("incremental", "full"):
         msg = f"unknown PIT build mode {mode!r}; expected incremental or full"
-        raise PitBuildError(msg)
+        raise PitRequestError(msg)
     validate_executor_spec(executor)
     chosen = _expand_targets(targets)
     inputs = sorted({d for t in chosen for d in TARGET_INPUTS[t]})

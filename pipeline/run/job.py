@@ -18,6 +18,7 @@ from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger
 from foundation.progress import stage_progress
+from pipeline.executor import validate_executor_spec
 from pipeline.factor_step import compute_factors
 from pipeline.load import load_datasets
 from pipeline.pit.step import build_pit
@@ -88,8 +89,12 @@ def _stage(
 
 
 def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
-    """Run the selected stages in order; a failed stage stops the stages after it."""
+    """Run the selected stages in order; a failed stage stops the stages after it.
+
+    Bad arguments (a stage, the executor) raise `UsageError` before any stage starts.
+    """
     stages = _check_stages(request.stages)
+    validate_executor_spec(request.executor)
     layout = CacheLayout(settings.cache.dir)
     workers = request.workers or settings.run.workers
     started = time.monotonic()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from foundation.errors import AlphahomeError
 from pipeline.sync.tasks import INCOME_EVENTS, VIP_POINTS, TaskSpec
 
 SNAPSHOT_UNIT = "*"
@@ -470,7 +471,7 @@ def plan_task(spec: TaskSpec, committed: set[str], market: Market, opts: PlanOpt
 # ------------------------------------------------------------------ cut-short answers
 
 
-class CannotSplit(Exception):
+class CannotSplit(AlphahomeError):
     """A cut-short answer that no narrower request can complete."""
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factors.calendar import calc_dates, year_ago_dates
+from foundation.errors import UsageError
 from tests.factors.reference import ref_calc_dates, ref_year_ago
 
 D = dt.date
@@ -66,7 +67,7 @@ def test_only_sse_open_days_count_and_duplicates_are_harmless() -> None:
 
 
 def test_unknown_frequency_is_an_error() -> None:
-    with pytest.raises(ValueError, match="quarterly"):
+    with pytest.raises(UsageError, match="quarterly"):
         calc_dates(_calendar(D(2024, 1, 1), D(2024, 1, 7)), D(2024, 2, 1), "quarterly")  # type: ignore[arg-type]
 
 

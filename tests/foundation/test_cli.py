@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli_runner import ah
 
 
@@ -52,3 +54,24 @@ def test_config_check_exit_codes(tmp_path: Path) -> None:
 def test_unknown_option_is_usage_error(tmp_path: Path) -> None:
     out = ah("--no-such-flag", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("pit", "--target", "bogus"), ["'bogus'", "income", "industry", "all"]),
+        (("pit", "--executor", "bogus"), ["'bogus'", "inline", "process", "dask://HOST:PORT"]),
+        (("run", "--executor", "bogus"), ["'bogus'", "inline", "process", "dask://HOST:PORT"]),
+        (("sim", "serve", "--stocks", "9000"), ["9000", "between 1 and 8000"]),
+    ],
+)
+def test_bad_values_are_usage_errors(
+    tmp_path: Path, args: tuple[str, ...], named: list[str]
+) -> None:
+    out = ah("--cache-dir", str(tmp_path / "cache"), *args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    for word in named:
+        assert word in lines[0]

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from cache.catalogue.datasets import dataset
+from foundation.errors import InternalError
 from pipeline.pit import maths as pit
 from tests.pit.histories import History, frames, histories, tied_rows
 from tests.pit.reference import FLOWS, Reference
@@ -281,7 +282,7 @@ def test_read_as_of_keeps_pair_order_and_refuses_null_keys() -> None:
         ("A", dt.date(2023, 12, 31), None),
         ("B", dt.date(2024, 1, 14), None),
     ]
-    with pytest.raises(ValueError, match="null"):
+    with pytest.raises(InternalError, match="null"):
         pit.read_as_of(pairs.with_columns(date=pl.lit(None, dtype=pl.Date)), table)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.sources.simulator import Simulator, SimulatorConfig
 from pipeline.sources.simulator.calendar import TradingCalendar, holidays, spring_festival
+from pipeline.sources.simulator.config import SimulatorConfigError
 from pipeline.sources.simulator.universe import build_universe
 from tests.simulator.helpers import SMALL
 
@@ -381,5 +382,5 @@ def test_the_largest_configuration_fits_the_real_code_ranges() -> None:
     config = SimulatorConfig(stocks=8000, start=dt.date(2010, 1, 1))
     universe = build_universe(config, TradingCalendar(2027))
     assert len(set(universe.ts_code.tolist())) == universe.count > 8000
-    with pytest.raises(ValueError, match="stocks must be between"):
+    with pytest.raises(SimulatorConfigError, match="stocks must be between"):
         SimulatorConfig(stocks=9000)

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from pipeline.sources.simulator import Simulator
+from pipeline.sources.simulator.config import SimulatorConfigError
 from tests.simulator.helpers import SMALL, body
 
 EARLY = dt.date(2022, 3, 15)
@@ -91,9 +92,9 @@ def test_advance_moves_by_trading_days(fresh: Simulator) -> None:
     assert fresh.advance(0) == dt.date(2024, 9, 27)
     assert fresh.advance(1) == dt.date(2024, 9, 30)
     assert fresh.advance(1) == dt.date(2024, 10, 8)  # National Day week
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(SimulatorConfigError, match="non-negative"):
         fresh.advance(-1)
-    with pytest.raises(ValueError, match="start of history"):
+    with pytest.raises(SimulatorConfigError, match="start of history"):
         fresh.set_today(dt.date(2010, 1, 1))
 
 

@@ -13,6 +13,7 @@ import statistics
 import time
 from typing import Any
 
+from foundation.errors import AlphahomeError
 from pipeline.sources.simulator.config import SimulatorConfig
 from pipeline.sources.simulator.simulator import Simulator
 
@@ -30,7 +31,7 @@ def _timed(simulator: Simulator, body: bytes) -> tuple[float, int]:
     answer = json.loads(reply)
     if status != 200 or answer["code"] != 0:
         msg = f"benchmark request failed: {status} {answer.get('msg')}"
-        raise RuntimeError(msg)
+        raise AlphahomeError(msg)
     return elapsed, len(answer["data"]["items"])
 
 

@@ -6,9 +6,15 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from foundation.errors import UsageError
+
 EXCHANGES = ("SSE", "SZSE", "BSE")
 MAX_STOCKS = 8000  # the real code ranges of the smallest boards hold no more at this board mix
 FIRST_START = dt.date(1995, 1, 1)
+
+
+class SimulatorConfigError(UsageError):
+    """A setting the simulated market cannot take: a config value or a new today."""
 
 
 @dataclass(frozen=True)
@@ -37,24 +43,24 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.stocks <= MAX_STOCKS:
             msg = f"stocks must be between 1 and {MAX_STOCKS}, got {self.stocks}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)
         if not FIRST_START <= self.start < self.today:
             msg = f"start must be on or after {FIRST_START} and before today, got {self.start}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)
         if not 0.0 <= self.fault_rate <= 1.0:
             msg = f"fault_rate must be between 0 and 1, got {self.fault_rate}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)
         if self.slow_response_s < 0:
             msg = f"slow_response_s must be >= 0, got {self.slow_response_s}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)
         for name, value in (
             ("limit_per_min", self.limit_per_min),
             ("daily_quota", self.daily_quota),
         ):
             if value is not None and value < 0:
                 msg = f"{name} must be >= 0 or None, got {value}"
-                raise ValueError(msg)
+                raise SimulatorConfigError(msg)
         bad = [e for e in self.exchanges if e not in EXCHANGES]
         if bad or not self.exchanges:
             msg = f"exchanges must be a non-empty subset of {EXCHANGES}, got {self.exchanges}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pipeline.sources.simulator.calendar import TradingCalendar
-from pipeline.sources.simulator.config import SimulatorConfig
+from pipeline.sources.simulator.config import SimulatorConfig, SimulatorConfigError
 from pipeline.sources.simulator.fundamentals import Fundamentals, build_fundamentals
 from pipeline.sources.simulator.prices import Tape, build_tape
 from pipeline.sources.simulator.schedule import Schedule, build_schedule
@@ -44,7 +44,7 @@ class Market:
     def today(self, day: dt.date) -> None:
         if day < self.config.start:
             msg = f"today must not be before the start of history {self.config.start}, got {day}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)
         with self._lock:
             self._today = day
             horizon = self.horizon_year
@@ -54,7 +54,7 @@ class Market:
         """Move today forward by `sessions` open days of the SSE calendar; the new today."""
         if sessions < 0:
             msg = f"can only advance by a non-negative number of trading days, got {sessions}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)
         calendar = TradingCalendar(self.horizon_year + _CALENDAR_MARGIN_YEARS + sessions // 200)
         later = calendar.open_days[calendar.open_days > self.today_ordinal]
         if sessions:

@@ -13,6 +13,8 @@ import hashlib
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from foundation.errors import InternalError
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -38,7 +40,7 @@ def hash64(seed: int, tag: str, *keys: ArrayLike) -> NDArray[np.uint64]:
     """A well-mixed 64-bit hash of (seed, tag, keys), broadcast over the keys."""
     if len(keys) > len(_KEY_MULTIPLIERS):
         msg = f"at most {len(_KEY_MULTIPLIERS)} keys are supported, got {len(keys)}"
-        raise ValueError(msg)
+        raise InternalError(msg)
     with np.errstate(over="ignore"):
         arrays = np.broadcast_arrays(*(np.asarray(k, dtype=np.int64) for k in keys)) if keys else []
         shape = arrays[0].shape if arrays else ()

@@ -11,6 +11,8 @@ import datetime as dt
 import numpy as np
 from numpy.typing import NDArray
 
+from foundation.errors import InternalError
+
 _ENDS = ((3, 31), (6, 30), (9, 30), (12, 31))
 # Deadlines: Q1 by 30 Apr, H1 by 31 Aug, Q3 by 31 Oct, annual by 30 Apr of the next year.
 _DEADLINES = ((0, 4, 30), (0, 8, 31), (0, 10, 31), (1, 4, 30))
@@ -20,7 +22,7 @@ def pid_of(day: dt.date) -> int:
     """The id of the period that ends on `day` (which must be a quarter end)."""
     if (day.month, day.day) not in _ENDS:
         msg = f"{day} is not a quarter end"
-        raise ValueError(msg)
+        raise InternalError(msg)
     return day.year * 4 + (day.month - 1) // 3
 
 

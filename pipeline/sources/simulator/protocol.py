@@ -31,9 +31,10 @@ from typing import Any
 import polars as pl
 
 from cache.catalogue.apis import api_spec
+from foundation.errors import AlphahomeError
 from pipeline.sources.simulator import wire
 from pipeline.sources.simulator.apis import HANDLERS
-from pipeline.sources.simulator.config import SimulatorConfig
+from pipeline.sources.simulator.config import SimulatorConfig, SimulatorConfigError
 from pipeline.sources.simulator.faults import Fault, FaultPlan
 from pipeline.sources.simulator.limits import CallLimiter
 from pipeline.sources.simulator.market import Market
@@ -66,8 +67,8 @@ class Reply:
     delay_s: float = 0.0
 
 
-class Refused(Exception):
-    """A request answered with code != 0."""
+class Refused(AlphahomeError):
+    """A request answered with code != 0 (caught by the service, which sends the answer)."""
 
     def __init__(self, code: int, msg: str, outcome: str) -> None:
         super().__init__(msg)
@@ -227,13 +228,13 @@ class Service:
         try:
             if request is None:
                 msg = "body must be a JSON object"
-                raise ValueError(msg)
+                raise ParamError(msg)
             if "today" in request:
                 text = str(request["today"])
                 self.market.today = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
             elif "advance" in request:
                 self.market.advance(int(request["advance"]))
-        except (ValueError, TypeError) as problem:
+        except (ParamError, SimulatorConfigError, ValueError, TypeError) as problem:
             return Reply(
                 400, JSON_HEADERS, json.dumps({"error": str(problem)}, ensure_ascii=False).encode()
             )

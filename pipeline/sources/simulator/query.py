@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from foundation.errors import UsageError
+
 _DATE = re.compile(r"^\d{8}$")
 
 
-class ParamError(ValueError):
+class ParamError(UsageError):
     """A parameter the service cannot use (bad date, missing required one)."""
 
 

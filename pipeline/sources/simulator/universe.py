@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from pipeline.sources.simulator import names, noise
 from pipeline.sources.simulator.calendar import TradingCalendar
-from pipeline.sources.simulator.config import MAX_STOCKS, SimulatorConfig
+from pipeline.sources.simulator.config import MAX_STOCKS, SimulatorConfig, SimulatorConfigError
 from pipeline.sources.simulator.industries import tree
 from pipeline.sources.simulator.steps import StepSeries
 
@@ -237,7 +237,7 @@ def _codes(
         if len(members) > len(codes):
             where = f"{spec.market}.{spec.suffix}"
             msg = f"{len(members)} stocks exceed the {len(codes)} codes of {where}"
-            raise ValueError(msg)
+            raise SimulatorConfigError(msg)
         spacing = len(codes) // max(len(members), 1)
         picked = codes[
             np.arange(len(members)) * spacing + (jitter[members] * spacing).astype(np.int64)

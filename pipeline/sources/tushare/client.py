@@ -150,8 +150,9 @@ class TushareClient:
         attempt = limit_waits = 0
         limiter = self.limits.limiter(api)
         while True:
-            if api in self._exhausted:
-                raise self._exhausted[api]
+            spent = self._exhausted.get(api)
+            if spent is not None:  # the quota of the day is gone: say so again, without a call
+                raise QuotaExhausted(api, spent.message, spent.code, spent.request_id)
             await limiter.acquire()
             self.stats.count("calls", api, tag)
             try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from foundation.errors import AlphahomeError
+from foundation.errors import AlphahomeError, AuthenticationError
 
 _LIMIT = re.compile(r"每(分钟|小时|天)最多访问该接口\s*(\d+)\s*次")
 _PERIODS = {"分钟": "minute", "小时": "hour"}
@@ -43,10 +43,8 @@ class TushareError(AlphahomeError):
         super().__init__(f"tushare {api}: {message}" + (f" ({detail})" if detail else ""))
 
 
-class AuthError(TushareError):
-    """The token was refused: nothing can be fetched with it."""
-
-    exit_code = 3
+class AuthError(TushareError, AuthenticationError):
+    """The token was refused: nothing can be fetched with it (an authentication error)."""
 
 
 class PermissionDenied(TushareError):
