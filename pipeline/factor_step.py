@@ -21,6 +21,7 @@ from typing import Literal
 
 import polars as pl
 
+from cache.asof import data_as_of
 from cache.atomic import write_parquet_atomic
 from cache.layout import CacheLayout, Layer
 from factors.calendar import (
@@ -257,7 +258,9 @@ def compute_shard(shard: Shard) -> ShardOutcome:
 
 
 def _as_of_date(layout: CacheLayout) -> dt.date | None:
-    return _require(layout, "raw", "daily").select(pl.col("trade_date").max()).collect().item()
+    """The data's as-of date (cache/asof.py); raw/daily must be there."""
+    _require(layout, "raw", "daily")
+    return data_as_of(layout)
 
 
 def _stored_dates(layout: CacheLayout, factor: Factor) -> set[dt.date]:

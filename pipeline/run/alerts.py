@@ -13,49 +13,34 @@ import datetime as dt
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 
 from cache.layout import CacheLayout
 from foundation.config import Settings
-from foundation.logs import get_logger, scrub
+from foundation.logs import get_logger
 from pipeline.ops.health import UNIT_NAMES, dataset_freshness
-from pipeline.ops.stats import parse_time, success_rate, task_records
+from pipeline.ops.stats import success_rate, task_records
+from pipeline.run.report import Alert, AlertKind
+from pipeline.sources import market_today
+from pipeline.sync.runner import recorded_source
+
+__all__ = ["Alert", "AlertKind", "announce_alerts", "evaluate_alerts", "send_webhook"]
 
 log = get_logger("alerts")
 
-AlertKind = Literal["success_rate", "failed_task", "long_task", "stale_data"]
 DEFAULT_WEBHOOK_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
-class Alert:
-    """One thing an operator must look at."""
-
-    kind: AlertKind
-    subject: str
-    message: str
-    value: float | None = None
-    threshold: float | None = None
-
-    def line(self) -> str:
-        """The `ALERT …` line printed and logged."""
-        return scrub(f"ALERT {self.kind} {self.subject}: {self.message}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (report section `alerts`, webhook body)."""
-        return {k: (scrub(v) if isinstance(v, str) else v) for k, v in asdict(self).items()}
-
-
-def _report_day(report: Mapping[str, Any]) -> dt.date:
-    """The source's as-of date of the run (staleness is relative to what the source had)."""
-    if report.get("as_of"):
-        return dt.date.fromisoformat(str(report["as_of"]))
-    finished = parse_time(report.get("finished")) or parse_time(report.get("started"))
-    return finished.astimezone().date() if finished else dt.date.today()
+def reference_day(settings: Settings, report: Mapping[str, Any]) -> dt.date:
+    """The day staleness is judged on: the market's today the run recorded, else the
+    source's today (`market_today`: the simulator's today for a simulated cache)."""
+    if report.get("market_today"):
+        return dt.date.fromisoformat(str(report["market_today"]))
+    layout = CacheLayout(settings.cache.dir)
+    return market_today(settings, recorded_source(layout))
 
 
 def evaluate_alerts(
@@ -65,8 +50,10 @@ def evaluate_alerts(
 
     Success rate (success and no_data over all tasks, as the sync counts it) under
     `run.success_rate_alert`; each failed task; each task longer than
-    `run.max_task_seconds_alert`; each per-trade-date dataset more than `stale_after`
-    due units behind the calendar on the day the run finished.
+    `run.max_task_seconds_alert`; each per-trade-date dataset (raw/daily's newest date
+    is the data's as-of date) more than `stale_after` due units (open days of the
+    calendar, week or month ends) behind the market's today (`reference_day`), never
+    the wall clock.
     """
     records = task_records(report)
     alerts: list[Alert] = []
@@ -85,10 +72,11 @@ def evaluate_alerts(
             message = f"took {r.duration_s:.0f} s, alert over {limit:g} s"
             alerts.append(Alert("long_task", r.task, message, r.duration_s, limit))
     layout = CacheLayout(settings.cache.dir)
-    for f in dataset_freshness(layout, _report_day(report), stale_after):
+    today = reference_day(settings, report)
+    for f in dataset_freshness(layout, today, stale_after):
         if f.stale:
             unit = UNIT_NAMES[f.cadence or "daily"]
-            message = f"newest {f.date_column} {f.newest}, {f.behind} {unit} behind"
+            message = f"newest {f.date_column} {f.newest}, {f.behind} {unit} behind {today}"
             alerts.append(Alert("stale_data", f.dataset, message, f.behind, stale_after))
     return alerts
 

@@ -2,8 +2,9 @@
 
 `<cache>/reports/<run_id>.html` and `latest.html`: a summary, the alerts, task
 durations coloured by outcome, run history (durations and success rates), rows per
-trade date of each per-trade-date dataset against the trading calendar (missing open
-days in red), and the distribution of P and G scores per calc date (box plots).
+trade date of each per-trade-date dataset against the trading calendar up to the
+data's as-of date (cache/asof.py; missing open days in red), and the distribution of
+P and G scores per calc date (box plots).
 
 The page is rendered from the report dict alone; the facts it needs from the cache
 (coverage, score distributions, history) are added to the report as the `ops`
@@ -22,13 +23,13 @@ from typing import Any
 
 import polars as pl
 
+from cache.asof import data_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
     dataset_files,
     load_reports,
-    parse_time,
     run_duration_s,
     run_history,
     scan_files,
@@ -58,20 +59,23 @@ BAR = "#1565c0"
 # ---------------------------------------------------------------- facts from the cache
 
 
-def _report_day(report: Mapping[str, Any]) -> dt.date:
-    finished = parse_time(report.get("finished")) or parse_time(report.get("started"))
-    return finished.astimezone().date() if finished else dt.date.today()
+def _as_of(layout: CacheLayout, report: Mapping[str, Any]) -> dt.date | None:
+    """The data's as-of date the run recorded, else the cache's (cache/asof.py)."""
+    if report.get("as_of"):
+        return dt.date.fromisoformat(str(report["as_of"]))
+    return data_as_of(layout)
 
 
 def coverage(
-    layout: CacheLayout, day: dt.date, window: int = COVERAGE_WINDOW
+    layout: CacheLayout, day: dt.date | None, window: int = COVERAGE_WINDOW
 ) -> list[dict[str, Any]]:
     """Rows per expected unit date over the last `window` units of each per-trade-date dataset.
 
-    Expected dates come from the calendar (from the dataset's first date to `day`);
-    without a calendar the dates present are shown and nothing counts as missing.
+    Expected dates come from the calendar (from the dataset's first date to `day`, the
+    data's as-of date); without a calendar or an as-of date the dates present are
+    shown and nothing counts as missing.
     """
-    calendar = trade_calendar(layout)
+    calendar = trade_calendar(layout) if day is not None else pl.DataFrame()
     found = []
     for name, cadence in TRADE_DATE_CADENCE.items():
         files = dataset_files(layout, "raw", name)
@@ -81,10 +85,11 @@ def coverage(
         first = dates.select(pl.col("trade_date").min()).collect().item()
         if first is None:
             continue
-        expected = unit_dates(calendar, cadence, day)
-        expected = expected.filter(expected >= first)
-        if calendar.is_empty():
+        if calendar.is_empty() or day is None:
             expected = dates.select(pl.col("trade_date").unique().sort()).collect()["trade_date"]
+        else:
+            expected = unit_dates(calendar, cadence, day)
+            expected = expected.filter(expected >= first)
         expected = expected.tail(window)
         if expected.is_empty():
             continue
@@ -153,9 +158,9 @@ def add_report_sections(layout: CacheLayout, report: Mapping[str, Any]) -> dict[
     """
     reports = [r for r in load_reports(layout) if r.get("run_id") != report.get("run_id")]
     history = run_history([*reports, dict(report)])[-HISTORY_RUNS:]
-    day = _report_day(report)
+    day = _as_of(layout, report)
     ops = {
-        "report_day": day.isoformat(),
+        "as_of": day.isoformat() if day else None,
         "coverage": coverage(layout, day),
         "scores": score_distributions(layout),
         "history": [asdict(h) for h in history],

@@ -2,6 +2,13 @@
 
 Each stage reads only the stage above it from the cache, so a stage can be skipped or
 run alone; the run report lists the sync tasks and then one entry per compute stage.
+Every compute stage has the same shape, `stage(settings, request, on_progress) ->
+StageResult`, over the stage's own entry point (build_pit, compute_factors,
+load_datasets). A stage that fails, for any reason, is recorded as failed and the
+stages after it are skipped; the run still finishes its report.
+
+The report is completed (the data's as-of date, the market's today, the alerts) and
+then saved once; the HTML page and the metrics are written from that same report.
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
+from cache.asof import data_as_of
 from cache.layout import CacheLayout
 from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
@@ -26,11 +34,14 @@ from pipeline.run.alerts import announce_alerts, evaluate_alerts
 from pipeline.run.html import add_report_sections, write_run_report_html
 from pipeline.run.metrics import write_metrics
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
-from pipeline.sync.runner import SyncRequest, run_sync
+from pipeline.sources import market_today
+from pipeline.sync.runner import SyncRequest, recorded_source, run_sync
 
 STAGES = ("sync", "pit", "factors", "load")
 
 log = get_logger("run")
+
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -49,11 +60,66 @@ class RunRequest:
 
 @dataclass
 class RunResult:
-    """The report document of the run and the process exit status it implies."""
+    """The run's report (saved, alerts included), the exit status it implies, the lines
+    to print."""
 
-    report: dict[str, Any]
+    report: SyncReport
     exit_code: int
     lines: list[str]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a compute stage did: rows written, a one-line note, lines to print."""
+
+    rows: int
+    note: str
+    lines: tuple[str, ...] = ()
+
+
+Stage = Callable[[Settings, RunRequest, Progress], StageResult]
+
+
+def _workers(settings: Settings, request: RunRequest) -> int:
+    return request.workers or settings.run.workers
+
+
+def pit_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
+    """Build every PIT table (incremental, or full with `--full`)."""
+    layout = CacheLayout(settings.cache.dir)
+    mode: Literal["full", "incremental"] = "full" if request.full else "incremental"
+    workers = _workers(settings, request)
+    result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
+    return StageResult(sum(result.rows_written.values()), f"{result.stocks_rebuilt} stocks rebuilt")
+
+
+def factor_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
+    """Compute P and G at the calc dates up to the data's as-of date."""
+    result = compute_factors(
+        CacheLayout(settings.cache.dir), "all", freq=request.freq,  # type: ignore[arg-type]
+        mode="backfill" if request.full else "incremental", executor=request.executor,
+        workers=_workers(settings, request), on_progress=on_progress,
+    )  # fmt: skip
+    dates = ", ".join(f"{k} {v}" for k, v in result.dates_computed.items())
+    return StageResult(sum(result.rows_written.values()), f"calc dates: {dates}")
+
+
+def load_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
+    """Load the PIT and factor tables (and the configured raw ones) into the sink."""
+    result = load_datasets(
+        CacheLayout(settings.cache.dir), settings.database.url, full=request.full,
+        raw_datasets=settings.sinks.raw_datasets,
+        duckdb_materialize=settings.sinks.duckdb.materialize, on_progress=on_progress,
+    )  # fmt: skip
+    rows = sum(t.inserted + t.updated for t in result.tables)
+    return StageResult(rows, f"{result.sink}: {result.target}", tuple(result.lines()))
+
+
+COMPUTE_STAGES: tuple[tuple[str, Stage], ...] = (
+    ("pit", pit_stage),
+    ("factors", factor_stage),
+    ("load", load_stage),
+)
 
 
 def _check_stages(stages: Sequence[str]) -> list[str]:
@@ -64,103 +130,89 @@ def _check_stages(stages: Sequence[str]) -> list[str]:
     return [s for s in STAGES if s in stages]
 
 
-def _stage(
-    report: SyncReport,
-    name: str,
-    work: Callable[[Callable[[int, int], None]], tuple[int, str]],
-    progress: bool | None,
-) -> bool:
-    """Run one compute stage into the report; False when it failed."""
+def _run_stage(
+    settings: Settings, request: RunRequest, name: str, stage: Stage, lines: list[str]
+) -> TaskOutcome:
+    """Run one compute stage; any exception becomes a failed outcome (its traceback goes
+    to the log files only)."""
     outcome = TaskOutcome(task=name, api="-", strategy="stage")
     started = time.monotonic()
     try:
-        with stage_progress(name, progress) as on_progress:
-            rows, note = work(on_progress)
-        outcome.status, outcome.rows_saved, outcome.reason = "success", rows, note
+        with stage_progress(name, request.progress) as on_progress:
+            result = stage(settings, request, on_progress)
+        outcome.status, outcome.rows_saved, outcome.reason = "success", result.rows, result.note
         outcome.units_done = outcome.units_total = 1
-    except AlphahomeError as exc:
-        outcome.status, outcome.reason = "failed", str(exc)
-        outcome.errors = [str(exc)]
-        log.error("stage %s failed: %s", name, exc)
+        lines.extend(result.lines)
+    except Exception as exc:  # a stage's failure is the run's record, not a traceback
+        reason = str(exc) if isinstance(exc, AlphahomeError) else f"{type(exc).__name__}: {exc}"
+        outcome.status, outcome.reason, outcome.errors = "failed", reason, [reason]
+        log.error("stage %s failed: %s", name, reason)
+        log.debug("stage %s failed", name, exc_info=True)  # the traceback: log files only
     outcome.duration_s = round(time.monotonic() - started, 3)
-    report.tasks.append(outcome)
     log.info("stage %s: %s in %.1f s %s", name, outcome.status, outcome.duration_s, outcome.reason)
-    return outcome.status == "success"
+    return outcome
+
+
+def _new_report(settings: Settings, request: RunRequest, stages: list[str]) -> SyncReport:
+    return SyncReport(
+        run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+        started=now_iso(),
+        source=request.source or settings.source.kind,
+        cache_dir=str(CacheLayout(settings.cache.dir).root),
+        arguments={"stages": stages},
+        success_rate_alert=settings.run.success_rate_alert,
+    )
 
 
 def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     """Run the selected stages in order; a failed stage stops the stages after it.
 
     Bad arguments (a stage, the executor) raise `UsageError` before any stage starts.
+    The report is saved once, after the alerts are evaluated, and the HTML page and
+    the metrics are written from it, whatever the stages did.
     """
     stages = _check_stages(request.stages)
     validate_executor_spec(request.executor)
     layout = CacheLayout(settings.cache.dir)
-    workers = request.workers or settings.run.workers
     started = time.monotonic()
     lines: list[str] = []
     if "sync" in stages:
         sync_request = SyncRequest(
             **{**request.sync.__dict__, "source": request.source, "full": request.full,
-               "progress": request.progress}
+               "progress": request.progress, "save_report": False}
         )  # fmt: skip
         report = run_sync(settings, sync_request)
         lines.append(report.render())
         ok = all(t.status != "failed" for t in report.tasks)
     else:
-        report = SyncReport(
-            run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-            started=now_iso(),
-            source=request.source or settings.source.kind,
-            cache_dir=str(layout.root),
-            arguments={"stages": stages},
-            success_rate_alert=settings.run.success_rate_alert,
-        )
+        report = _new_report(settings, request, stages)
         ok = True
     report.arguments = {**report.arguments, "stages": stages}
-
-    def pit(on_progress: Callable[[int, int], None]) -> tuple[int, str]:
-        mode = "full" if request.full else "incremental"
-        result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
-        return sum(result.rows_written.values()), f"{result.stocks_rebuilt} stocks rebuilt"
-
-    def factors(on_progress: Callable[[int, int], None]) -> tuple[int, str]:
-        result = compute_factors(
-            layout, "all", freq=request.freq, mode="backfill" if request.full else "incremental",
-            executor=request.executor, workers=workers, on_progress=on_progress,
-        )  # fmt: skip
-        dates = ", ".join(f"{k} {v}" for k, v in result.dates_computed.items())
-        return sum(result.rows_written.values()), f"calc dates: {dates}"
-
-    def load(on_progress: Callable[[int, int], None]) -> tuple[int, str]:
-        result = load_datasets(
-            layout, settings.database.url, full=request.full,
-            raw_datasets=settings.sinks.raw_datasets,
-            duckdb_materialize=settings.sinks.duckdb.materialize, on_progress=on_progress,
-        )  # fmt: skip
-        lines.extend(result.lines())
-        return sum(t.inserted + t.updated for t in result.tables), f"{result.sink}: {result.target}"
-
-    for name, work in (("pit", pit), ("factors", factors), ("load", load)):
-        if name in stages:
-            if not ok:
-                report.tasks.append(
-                    TaskOutcome(task=name, status="skipped", reason="an earlier stage failed")
-                )
-                continue
-            ok = _stage(report, name, work, request.progress)
+    for name, stage in COMPUTE_STAGES:
+        if name not in stages:
+            continue
+        if not ok:
+            report.tasks.append(
+                TaskOutcome(task=name, status="skipped", reason="an earlier stage failed")
+            )
+            continue
+        outcome = _run_stage(settings, request, name, stage, lines)
+        report.tasks.append(outcome)
+        ok = outcome.status == "success"
     report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
+    as_of = data_as_of(layout)
+    report.as_of = as_of.isoformat() if as_of else None
+    kind = request.source or recorded_source(layout) or settings.source.kind
+    report.market_today = report.market_today or market_today(settings, kind).isoformat()
+    report.alerts = evaluate_alerts(settings, report.to_dict())
     report.save(layout)
-    doc = report.to_dict()
-    alerts = evaluate_alerts(settings, doc)
-    doc["alerts"] = [a.to_dict() for a in alerts]
-    doc = add_report_sections(layout, doc)
+    doc = add_report_sections(layout, report.to_dict())
     html = write_run_report_html(layout, doc)
     write_metrics(layout, doc)
     lines.append(
         f"run {report.run_id}: success rate {report.success_rate:.0%} in "
-        f"{report.duration_s:.1f} s; report {html}"
+        f"{report.duration_s:.1f} s; as of {report.as_of or '-'}; report {html}"
     )
-    exit_code = max(report.exit_code, announce_alerts(settings, alerts, run_id=report.run_id))
-    return RunResult(report=doc, exit_code=exit_code, lines=lines)
+    announce_alerts(settings, report.alerts, run_id=report.run_id)
+    return RunResult(report=report, exit_code=report.exit_code, lines=lines)

@@ -1,19 +1,22 @@
-"""The report of one sync run: structured JSON under `<cache>/reports/` and a summary table.
+"""The report of one run (`ah sync` or `ah run`): JSON under `<cache>/reports/` and a table.
 
-The JSON is the record other tools build on (HTML pages, metrics, alerts): run id,
-start and end, the arguments, per task the outcome and its reason, units, calls, rows
-fetched and saved, retries, duration and errors, and the totals that decide the exit
-status.
+The JSON is the record other tools build on (HTML pages, metrics, history): run id,
+start and end, the arguments, per task (sync task or compute stage) the outcome and
+its reason, units, calls, rows fetched and saved, retries, duration and errors; the
+data's as-of date (cache/asof.py) and the market's today it was judged against; the
+alerts the run raised; and the totals that decide the exit status. A run saves it
+once, when it is complete (alerts included).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +27,29 @@ from foundation.logs import scrub
 
 OUTCOMES = ("success", "partial", "no_data", "skipped", "failed")
 SUCCESSFUL = ("success", "no_data")
+
+AlertKind = Literal["success_rate", "failed_task", "long_task", "stale_data"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing an operator must look at (evaluated by pipeline/run/alerts.py)."""
+
+    kind: AlertKind
+    subject: str
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+
+    def line(self) -> str:
+        """The `ALERT …` line printed and logged."""
+        return scrub(f"ALERT {self.kind} {self.subject}: {self.message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (report section `alerts`, webhook body)."""
+        return {
+            k: (scrub(v) if isinstance(v, str) else v) for k, v in dataclasses.asdict(self).items()
+        }
 
 
 @dataclass
@@ -49,7 +75,8 @@ class TaskOutcome:
 
 @dataclass
 class SyncReport:
-    """Everything a sync run did; `exit_code` applies the alert rules."""
+    """Everything a run did (the sync's tasks, then one entry per compute stage) and the
+    alerts it raised; `exit_code` applies the alert rules."""
 
     run_id: str
     started: str
@@ -58,13 +85,16 @@ class SyncReport:
     arguments: dict[str, Any]
     success_rate_alert: float
     finished: str | None = None
-    as_of: str | None = None  # the newest trade date the source had data for
+    as_of: str | None = None  # the data's as-of date after the run (cache/asof.py)
+    source_as_of: str | None = None  # the newest trade date the source had (sync only)
+    market_today: str | None = None  # the source's today, the reference for staleness
     dry_run: bool = False
     tasks: list[TaskOutcome] = field(default_factory=list)
     calls_by_api: dict[str, int] = field(default_factory=dict)
     estimated_seconds: float = 0.0
     duration_s: float = 0.0
     path: str | None = None
+    alerts: list[Alert] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float:
@@ -75,15 +105,18 @@ class SyncReport:
 
     @property
     def exit_code(self) -> int:
-        """0, or 1 when a task failed hard or the success rate is under the alert level."""
+        """0, or 1 when a task failed hard, the success rate is under the alert level or
+        the run raised an alert."""
         if self.dry_run:
             return 0
         failed = any(t.status == "failed" for t in self.tasks)
-        return 1 if failed or self.success_rate < self.success_rate_alert else 0
+        low = self.success_rate < self.success_rate_alert
+        return 1 if failed or low or self.alerts else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""
         doc = dataclasses.asdict(self)
+        doc["alerts"] = [a.to_dict() for a in self.alerts]
         doc["success_rate"] = round(self.success_rate, 4)
         doc["exit_code"] = self.exit_code
         doc["calls"] = sum(self.calls_by_api.values())
@@ -122,7 +155,7 @@ class SyncReport:
 
     def render(self) -> str:
         """The summary as text: the table and one closing line."""
-        console = Console(width=140, record=True, file=_NullFile(), force_terminal=False)
+        console = Console(width=140, record=True, file=io.StringIO(), force_terminal=False)
         console.print(self.table())
         total = sum(self.calls_by_api.values())
         if self.dry_run:
@@ -137,14 +170,6 @@ class SyncReport:
                 + (f"; report {self.path}" if self.path else "")
             )
         return console.export_text() + tail
-
-
-class _NullFile:
-    def write(self, _text: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        return None
 
 
 def _duration(seconds: float) -> str:

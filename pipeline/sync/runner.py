@@ -9,7 +9,9 @@ task state, so a killed run resumes where it stopped. Afterwards the DuckDB cata
 of views is rebuilt and a report is written.
 
 Before anything is written, the run fetches the calendar (which also proves the token)
-and finds the source's as-of date, the newest trade date with daily bars.
+and finds the newest trade date the source has daily bars for, up to the source's today
+(`pipeline.sources.market_today`): that is what the run plans up to. After the commits
+the data's as-of date (cache/asof.py) is recorded for the steps and reports after it.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import anyio
 import polars as pl
 from anyio.abc import ObjectReceiveStream
 
+from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from cache.read import has_files, read_dataset, summarize
@@ -43,7 +45,7 @@ from foundation.errors import UsageError
 from foundation.logs import get_logger, register_secrets, slow_operation
 from pipeline.locks import FileLocks, PostgresLocks, TaskLocks
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
-from pipeline.sources import Source, open_source
+from pipeline.sources import Source, market_today, open_source
 from pipeline.sources.tushare.errors import (
     AuthError,
     PermissionDenied,
@@ -69,7 +71,6 @@ from pipeline.sync.tasks import TASKS, TaskSpec, select_tasks, task
 
 log = get_logger("sync")
 
-MARKET_TZ = ZoneInfo("Asia/Shanghai")
 DEFAULT_CONCURRENCY = 4
 DEFAULT_BATCH_ITEMS = 64
 BATCH_ROWS = 100_000
@@ -166,11 +167,6 @@ class Prefetched:
         return self.frames.pop(item_id, None)
 
 
-def market_today() -> dt.date:
-    """Today in China."""
-    return dt.datetime.now(MARKET_TZ).date()
-
-
 async def pages(
     source: Source,
     spec: TaskSpec,
@@ -233,7 +229,9 @@ async def _whole(
 
 
 async def find_as_of(source: Source, hi: dt.date) -> dt.date | None:
-    """The newest trade date with daily bars on or before `hi` (None: no bars at all).
+    """The newest trade date the source has daily bars for on or before `hi` (None: no
+    bars at all): what the sync plans up to. The data's as-of date, what the cache
+    holds, is cache/asof.py's.
 
     One call: rows come newest first, so the first page holds the newest date.
     """
@@ -263,14 +261,16 @@ async def load_market(
     specs: Sequence[TaskSpec],
     end: dt.date | None,
     layout: CacheLayout,
+    today: dt.date,
 ) -> tuple[Market, Prefetched]:
-    """Calendar, as-of date, listings and codes, fetched fresh for this run; the
-    calendar comes first, so a bad token stops the run before anything is written."""
+    """Calendar, the source's newest trade date up to `today` (the source's today) or
+    `end`, listings and codes, fetched fresh for this run; the calendar comes first,
+    so a bad token stops the run before anything is written."""
     prefetched = Prefetched()
     empty = Market((), None, pl.DataFrame(schema=LISTING_SCHEMA))
     calendar = await _whole(source, "trade_cal", {"exchange": "SSE"}, prefetched, empty)
     open_days = tuple(sorted(calendar.filter(pl.col("is_open") == "1")["cal_date"].to_list()))
-    hi = min(end, market_today()) if end else market_today()
+    hi = min(end, today) if end else today
     try:
         as_of = await find_as_of(source, hi)
     except PermissionDenied:
@@ -695,6 +695,7 @@ class SyncRequest:
     workers: int | None = None
     filters: Mapping[str, str] = field(default_factory=dict)
     progress: bool | None = None
+    save_report: bool = True  # False: the caller completes and saves it (`ah run`)
 
 
 def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
@@ -730,6 +731,7 @@ def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncRepo
     `UsageError` (bad arguments, no token, mixed sources) before anything is written.
     The report's `exit_code` is non-zero when a task failed or the success rate fell
     under `run.success_rate_alert`. With `dry_run` the report holds the plan only.
+    The report is saved unless `request.save_report` is False.
     """
     request = request or SyncRequest()
     register_secrets(settings.secrets())
@@ -761,14 +763,16 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
         dry_run=request.dry_run,
     )
     names = [s.name for s in specs]
+    today = market_today(settings, source.kind)
+    report.market_today = today.isoformat()
     check_source(layout, source.kind)
     store = _read_only_state(settings, layout) if request.dry_run else open_state(settings)
     locks = _locks(settings, layout, store)
     try:
         locks.check(names)  # a running task refuses at once, before any call
         async with source.client:
-            market, prefetched = await load_market(source, specs, request.end, layout)
-            report.as_of = market.as_of.isoformat() if market.as_of else None
+            market, prefetched = await load_market(source, specs, request.end, layout, today)
+            report.source_as_of = market.as_of.isoformat() if market.as_of else None
             log.info(
                 "source %s: as of %s, %d listings",
                 source.label, market.as_of, market.listings.height,
@@ -792,11 +796,14 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     finally:
         locks.release()
         store.close()
+    as_of = record_as_of(layout)
+    report.as_of = as_of.isoformat() if as_of else None
     crash_point("views")
     rebuild_catalog(layout)
     report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
-    report.save(layout)
+    if request.save_report:
+        report.save(layout)
     return report
 
 

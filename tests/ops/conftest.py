@@ -318,6 +318,7 @@ def make_report(
         finished=(started + dt.timedelta(seconds=total)).isoformat(timespec="seconds"),
         tasks=outcomes,
         duration_s=total,
+        market_today=TODAY.isoformat(),
     )
     return report.to_dict()
 

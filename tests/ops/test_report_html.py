@@ -23,6 +23,7 @@ from tests.ops.conftest import (
     make_report,
     open_days_between,
     save_report,
+    write_bars,
 )
 
 CHROMIUM = (
@@ -60,8 +61,9 @@ def test_run_id_cannot_escape_the_reports_folder(tmp_path: Path) -> None:
 
 
 def test_sections_are_added_without_touching_existing_keys(tmp_path: Path) -> None:
-    newest = dt.date(2024, 6, 24)
-    cache = build_cache(tmp_path / "cache", daily_until=newest)
+    cache = build_cache(tmp_path / "cache")
+    holes = [dt.date(2024, 6, d) for d in (17, 18, 19, 20)]
+    write_bars(cache.layout, "daily", [d for d in cache.daily_dates if d not in holes])
     for i in range(3):
         save_report(
             cache.layout, make_report(f"old{i}", dt.datetime(2024, 6, 20 + i, 10, tzinfo=dt.UTC))
@@ -70,16 +72,18 @@ def test_sections_are_added_without_touching_existing_keys(tmp_path: Path) -> No
     full = add_report_sections(cache.layout, report)
     assert {k: full[k] for k in report} == report
     ops = full["ops"]
-    assert ops["report_day"] == TODAY.isoformat()
+    assert ops["as_of"] == TODAY.isoformat()
     assert [h["run_id"] for h in ops["history"]] == ["old0", "old1", "old2", report["run_id"]]
     coverage = {c["dataset"]: c for c in ops["coverage"]}
     daily = coverage["raw.daily"]
     expected = open_days_between(cache.daily_dates[0], TODAY)
     assert daily["dates"] == [d.isoformat() for d in expected]
-    missing = [d.isoformat() for d in expected if d > newest]
-    assert daily["missing"] == missing and len(missing) == 4
+    missing = [d.isoformat() for d in holes]
+    assert daily["missing"] == missing
     assert daily["coverage"] == pytest.approx(1 - len(missing) / len(expected))
-    assert set(daily["rows"][: -len(missing)]) == {4}
+    assert {r for d, r in zip(daily["dates"], daily["rows"], strict=True) if d not in missing} == {
+        4
+    }
     assert coverage["raw.weekly"]["missing"] == []
     scores = ops["scores"]["p"]
     assert [s["calc_date"] for s in scores] == [d.isoformat() for d in cache.calc_dates]
@@ -91,6 +95,18 @@ def test_sections_are_added_without_touching_existing_keys(tmp_path: Path) -> No
         assert s["median"] == pytest.approx(float(np.median(values)))
         assert s["q1"] == pytest.approx(float(np.quantile(values, 0.25)))
         assert (s["min"], s["max"]) == (min(values), max(values))
+
+
+def test_coverage_ends_at_the_data_as_of_date_not_the_run_day(tmp_path: Path) -> None:
+    newest = dt.date(2024, 6, 24)  # the run finishes on the 28th: a lag is not a hole
+    cache = build_cache(tmp_path / "cache", daily_until=newest)
+    full = add_report_sections(cache.layout, make_report())
+    assert full["ops"]["as_of"] == newest.isoformat()
+    daily = next(c for c in full["ops"]["coverage"] if c["dataset"] == "raw.daily")
+    assert daily["dates"][-1] == newest.isoformat()
+    assert daily["missing"] == [] and daily["coverage"] == 1.0
+    page = write_run_report_html(cache.layout, make_report()).read_text(encoding="utf-8")
+    assert f"100.0% of {len(daily['dates'])} dates" in page
 
 
 def test_empty_cache_still_renders(tmp_path: Path) -> None:

@@ -1,0 +1,109 @@
+"""The run report of `ah run`: saved once with its alerts, judged on the data's as-of date
+and the market's today (never the wall clock), and written even when a stage fails."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_runner import ah
+
+TODAY = "2024-03-29"  # the simulator's today, a Friday (the wall clock is years later)
+CONFIG = f"""
+[simulator]
+stocks = 30
+start = 2022-01-01
+today = {TODAY}
+[run]
+workers = 2
+"""
+
+
+def run_id(out: subprocess.CompletedProcess[str]) -> str:
+    found = re.search(r"^run (\S+): success rate", out.stdout, re.MULTILINE)
+    assert found, out.stdout[-2000:] + out.stderr[-2000:]
+    return found.group(1)
+
+
+def saved_report(cache: Path, out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((cache / "reports" / f"sync-{run_id(out)}.json").read_text())
+    return doc
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A small simulated market after a full `ah run --source sim`: (work dir, its report)."""
+    work = tmp_path_factory.mktemp("run-report")
+    (work / "alphahome.toml").write_text(CONFIG)
+    out = ah("run", "--source", "sim", cwd=work, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return work, saved_report(work / "data", out)
+
+
+def test_full_run_report_holds_the_as_of_date_and_its_alerts(
+    synced: tuple[Path, dict[str, Any]],
+) -> None:
+    work, report = synced
+    assert report["alerts"] == [] and report["exit_code"] == 0
+    assert report["as_of"] == TODAY and report["source_as_of"] == TODAY
+    assert report["market_today"] == TODAY
+    persisted = json.loads((work / "data" / "state" / "asof.json").read_text())
+    assert persisted["as_of"] == TODAY
+
+
+def test_compute_stages_on_a_healthy_cache_raise_no_alert(
+    synced: tuple[Path, dict[str, Any]],
+) -> None:
+    work, _ = synced
+    cache = work / "data"
+    before = set((cache / "reports").glob("*.json"))
+    out = ah("run", "--stages", "pit,factors,load", cwd=work, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "ALERT" not in out.stderr and "Traceback" not in out.stderr
+    assert f"as of {TODAY}" in out.stdout
+    report = saved_report(cache, out)
+    assert set((cache / "reports").glob("*.json")) - before == {
+        cache / "reports" / f"sync-{report['run_id']}.json"
+    }  # one JSON per run
+    assert [t["task"] for t in report["tasks"]] == ["pit", "factors", "load"]
+    assert {t["status"] for t in report["tasks"]} == {"success"}
+    assert report["alerts"] == [] and report["exit_code"] == 0
+    assert report["as_of"] == TODAY and report["market_today"] == TODAY
+    page = (cache / "reports" / f"{report['run_id']}.html").read_text(encoding="utf-8")
+    assert "No alerts." in page
+    shares = re.findall(r"([0-9.]+)% of (\d+) dates", page)
+    assert len(shares) >= 5  # daily, weekly, monthly, daily_basic, …
+    assert {share for share, _ in shares} == {"100.0"}
+    assert f"{TODAY}: " in page  # the coverage runs up to the data's as-of date
+    metrics = (cache / "metrics" / "alphahome.prom").read_text()
+    assert "alphahome_run_alerts 0" in metrics
+
+
+def test_failed_stage_on_an_empty_cache_still_writes_the_report(tmp_path: Path) -> None:
+    (tmp_path / "alphahome.toml").write_text(CONFIG)
+    out = ah("run", "--stages", "pit,factors", cwd=tmp_path, timeout=300)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    cache = tmp_path / "data"
+    report = saved_report(cache, out)
+    assert [(t["task"], t["status"]) for t in report["tasks"]] == [
+        ("pit", "failed"),
+        ("factors", "skipped"),
+    ]
+    assert "no raw data for the PIT build" in report["tasks"][0]["reason"]
+    kinds = {(a["kind"], a["subject"]) for a in report["alerts"]}
+    assert ("failed_task", "pit") in kinds and ("success_rate", "run") in kinds
+    assert report["exit_code"] == 1 and report["as_of"] is None
+    for alert in report["alerts"]:
+        assert f"ALERT {alert['kind']} {alert['subject']}" in out.stderr
+    page = (cache / "reports" / "latest.html").read_text(encoding="utf-8")
+    assert page == (cache / "reports" / f"{report['run_id']}.html").read_text(encoding="utf-8")
+    assert "ALERT failed_task pit" in page
+    metrics = (cache / "metrics" / "alphahome.prom").read_text()
+    assert f"alphahome_run_alerts {len(report['alerts'])}" in metrics
+    assert 'alphahome_task_status{task="pit",status="failed"} 1' in metrics
