@@ -15,7 +15,7 @@ BENCH_ARGS ?=
 help:
 	@echo "make demo        run the whole pipeline on a simulated market into ./$(DEMO_DIR)"
 	@echo "make test        run the test suite (starts a throwaway PostgreSQL server)"
-	@echo "make lint / fmt  ruff check / ruff format"
+	@echo "make lint / fmt  ruff check and mypy / ruff format"
 	@echo "make bench       benchmarks, small scenario; make bench-full for 5,000 stocks x 15 years"
 	@echo "make clean       remove the environment, caches and ./$(DEMO_DIR)"
 
@@ -38,6 +38,7 @@ test-fast: $(SYNCED)
 lint: $(SYNCED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 fmt: $(SYNCED)
 	$(VENV)/bin/ruff format .

@@ -65,13 +65,16 @@ def es_values(history: pl.DataFrame) -> pl.DataFrame:
     n, sum d and sum d^2 are rolling integer sums over (s - 730 days, s] per stock.
     Rows come in no particular order.
     """
-    by_date = {"by": "calc_date", "window_size": ES_WINDOW, "closed": "right"}
+
+    def window_sum(value: pl.Expr) -> pl.Expr:
+        return value.rolling_sum_by("calc_date", window_size=ES_WINDOW, closed="right")
+
     d = pl.col("d")
     # sorting by date is enough: each stock's rows are then in date order within `over`
     moments = history.sort("calc_date").with_columns(
-        n=d.is_not_null().cast(pl.Int64).rolling_sum_by(**by_date).over("ts_code"),
-        s1=d.rolling_sum_by(**by_date).over("ts_code"),
-        s2=(d * d).rolling_sum_by(**by_date).over("ts_code"),
+        n=window_sum(d.is_not_null().cast(pl.Int64)).over("ts_code"),
+        s1=window_sum(d).over("ts_code"),
+        s2=window_sum(d * d).over("ts_code"),
     )
     n = pl.col("n")
     spread = n.cast(pl.Int128) * pl.col("s2").cast(pl.Int128) - pl.col("s1").cast(

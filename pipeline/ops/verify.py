@@ -19,6 +19,7 @@ Each finding names the first offending keys.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,7 +270,10 @@ def verify_dataset(
         else:
             present = scan.select(pl.col("trade_date").unique().sort()).collect()["trade_date"]
             present = present.drop_nulls()
-            expected = unit_dates(calendar, cadence, present.max()) if present.len() else present
+            newest = present.max()  # None when no row has a trade date
+            expected = (
+                unit_dates(calendar, cadence, newest) if isinstance(newest, dt.date) else present
+            )
             gaps = missing_dates(present, expected)
             if not gaps.is_empty():
                 message = f"{gaps.len()} expected {cadence} dates without rows"
@@ -337,8 +341,9 @@ def verify_cache(
     if database_url:
         loaded = [(lay, n) for lay, n in chosen if lay != "raw" or n in sink_raw_datasets]
         counts = sink_counts(database_url, loaded)
-        for (layer, name), in_sink in counts.items():
-            in_cache = dataset_stats(layout, layer, name).rows  # type: ignore[arg-type]
+        for layer, name in loaded:
+            in_sink = counts[(layer, name)]
+            in_cache = dataset_stats(layout, layer, name).rows
             if in_sink is None:
                 message = f"missing in PostgreSQL ({in_cache} rows in the cache): run ah load"
                 findings.append(Finding("drift", f"{layer}.{name}", message))

@@ -437,7 +437,9 @@ def industry_monthly(industry_table: pl.DataFrame, through: dt.date) -> pl.DataF
     bounds = pl.concat([industry_table["in_date"], industry_table["out_date"]]).drop_nulls()
     if bounds.is_empty():
         return _typed_empty(INDUSTRY_MONTHLY_SCHEMA)
-    first = min(bounds.min(), through).replace(day=1)
+    earliest = bounds.min()
+    assert isinstance(earliest, dt.date)  # in_date and out_date are DATE columns
+    first = min(earliest, through).replace(day=1)
     month_ends = pl.date_range(first, through, interval="1mo", eager=True).dt.month_end()
     pairs = (
         industry_table.select("ts_code")

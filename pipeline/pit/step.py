@@ -196,7 +196,7 @@ def _write_state(layout: CacheLayout, state: dict[str, Any]) -> None:
 
 
 def _expand_targets(targets: Iterable[str]) -> tuple[str, ...]:
-    chosen = set()
+    chosen: set[str] = set()
     for target in targets:
         if target == "all":
             chosen.update(TARGETS)
@@ -222,6 +222,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
             continue
         mine = fetches.filter(pl.col("dataset").is_in(TARGET_INPUTS[target]))
         newest = mine["fetched"].max()
+        assert newest is None or isinstance(newest, dt.date)  # a timestamp column
         plan.watermarks[target] = None if newest is None else newest.isoformat()
         previous = state.get("targets", {}).get(target, {})
         built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES[target])
@@ -285,7 +286,7 @@ def build_industry(job: IndustryJob) -> dict[str, int]:
         members["in_date"].max(),
         members["out_date"].max(),
     ]
-    dates = [d.date() if isinstance(d, dt.datetime) else d for d in known if d is not None]
+    dates = [d.date() if isinstance(d, dt.datetime) else d for d in known if isinstance(d, dt.date)]
     monthly = pit.industry_monthly(table, max(dates)) if dates else table.clear()
     outputs = {"industry": table, "industry_monthly": monthly}
     for name, frame in outputs.items():

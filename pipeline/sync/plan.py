@@ -362,9 +362,9 @@ def day_items(
     if spec.events == "open_plans":
         asked = set(missing)
         oldest = hi - dt.timedelta(OPEN_PLAN_DAYS)
-        for day in market.open_plans:
-            if unit_key(day) not in asked and day >= oldest:
-                items.append(_item(api, {"ann_date": unit_key(day)}, missing, 1.0))
+        for plan_day in market.open_plans:
+            if unit_key(plan_day) not in asked and plan_day >= oldest:
+                items.append(_item(api, {"ann_date": unit_key(plan_day)}, missing, 1.0))
     return items
 
 
@@ -432,12 +432,12 @@ def _candidates(
         return out
     rows = _rows_per_unit(spec, market, missing)
     if spec.date_param and not spec.needs_code:
-        out.append(("per_unit", _per_unit(spec, api, missing, rows)))
+        out.append(("per_unit", _per_unit(spec, api, missing, rows), 0))
     if spec.ranged:
-        out.append(("ranges", _ranges(spec, api, wanted, missing, rows)))
+        out.append(("ranges", _ranges(spec, api, wanted, missing, rows), 0))
     if spec.code_param and spec.unit == "trade_date":
-        out.append(("per_code", _per_code_ranges(spec, api, market, missing)))
-    return [(name, items, 0) for name, items in out]  # type: ignore[misc]
+        out.append(("per_code", _per_code_ranges(spec, api, market, missing), 0))
+    return out
 
 
 def plan_task(spec: TaskSpec, committed: set[str], market: Market, opts: PlanOptions) -> TaskPlan:
@@ -448,8 +448,10 @@ def plan_task(spec: TaskSpec, committed: set[str], market: Market, opts: PlanOpt
         reason = f"needs {spec.min_points} points, the account has {opts.points}"
         return TaskPlan(spec, spec.api, "none", lo, hi, (), (), (), skip_reason=reason)
     if spec.unit == "snapshot":
-        unit, items = (SNAPSHOT_UNIT,), tuple(_snapshot(spec, api, opts))
-        return TaskPlan(spec, api, "snapshot", lo, hi, unit, unit, items, expected_calls=len(items))
+        unit, snapshots = (SNAPSHOT_UNIT,), tuple(_snapshot(spec, api, opts))
+        return TaskPlan(
+            spec, api, "snapshot", lo, hi, unit, unit, snapshots, expected_calls=len(snapshots)
+        )
     if lo is not None and lo > hi:
         return TaskPlan(spec, api, "none", lo, hi, (), (), ())
     wanted = wanted_units(spec, market, lo, hi)
@@ -501,9 +503,13 @@ def follow_ups(
     if field_ and field_ in frame.columns:
         dates = frame[field_].drop_nulls()
         lo, hi = params.get("start_date"), params.get("end_date")
-        if dates.len() and dates.is_sorted(descending=True) and dates.min() < dates.max():
-            oldest = dates.min()
-            assert isinstance(oldest, dt.date)
+        oldest, newest = dates.min(), dates.max()  # None when no row has the date
+        if (
+            isinstance(oldest, dt.date)
+            and isinstance(newest, dt.date)
+            and dates.is_sorted(descending=True)
+            and oldest < newest
+        ):
             keep = frame.filter(pl.col(field_) > oldest)
             return FollowUp(keep, [{**params, "end_date": unit_key(oldest)}], oldest)
         if lo and hi and lo < hi:

@@ -97,7 +97,8 @@ def express(market: Market, q: Query) -> pl.DataFrame:
 
     def growth(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.round(np.where(b != 0, (a - b) / np.abs(b) * 100, np.nan), 4)
+            ratio: NDArray[np.float64] = np.where(b != 0, (a - b) / np.abs(b) * 100, np.nan)
+            return np.round(ratio, 4)
 
     shares = market.fundamentals.shares[market.fundamentals.row(p), s]
     revenue, op, tp = (
@@ -275,9 +276,9 @@ def dividend(market: Market, q: Query) -> pl.DataFrame:
     stages = (("预案", plans.ann), ("股东大会通过", plans.agm), ("实施", plans.imp_ann))
     chosen = u.select(q.items("ts_code"))
     parts = []
-    for rank, (label, seen) in enumerate(stages):
+    for level, (label, seen) in enumerate(stages):
         pick = np.flatnonzero((seen <= today) & np.isin(plans.stock, chosen))
-        parts.append((pick, np.full(len(pick), label), np.full(len(pick), rank)))
+        parts.append((pick, np.full(len(pick), label), np.full(len(pick), level)))
     pick = np.concatenate([x[0] for x in parts])
     stage = np.concatenate([x[1] for x in parts])
     rank = np.concatenate([x[2] for x in parts])
@@ -344,7 +345,8 @@ def fina_mainbz(market: Market, q: Query) -> pl.DataFrame:
     row, kind, item = _business_items(market, s, p, kinds)
     position, size = _positions(row, kind)
     window = q.window(len(row))
-    row, kind, item, position, size = (x[window] for x in (row, kind, item, position, size))
+    row, kind, item = row[window], kind[window], item[window]
+    position, size = position[window], size[window]
     if not len(row):
         return frames.empty("fina_mainbz")
     needed, local = np.unique(row, return_inverse=True)

@@ -260,10 +260,13 @@ def moneyflow(market: Market, q: Query) -> pl.DataFrame:
                 columns[f"{side}_{size}_amount"] = np.round(
                     lots[:, k] * price / 100, 2
                 )  # lots * 100 * price / 1e4
-        buy_vol = sum(columns[f"buy_{k}_vol"] for k in ("sm", "md", "lg", "elg"))
-        sell_vol = sum(columns[f"sell_{k}_vol"] for k in ("sm", "md", "lg", "elg"))
-        buy_amount = sum(columns[f"buy_{k}_amount"] for k in ("sm", "md", "lg", "elg"))
-        sell_amount = sum(columns[f"sell_{k}_amount"] for k in ("sm", "md", "lg", "elg"))
+
+        def total(side: str, what: str) -> NDArray[np.float64]:
+            sm, md, lg, elg = (columns[f"{side}_{k}_{what}"] for k in ("sm", "md", "lg", "elg"))
+            return sm + md + lg + elg
+
+        buy_vol, sell_vol = total("buy", "vol"), total("sell", "vol")
+        buy_amount, sell_amount = total("buy", "amount"), total("sell", "amount")
         ints = {k: v.astype(np.int64) for k, v in columns.items() if k.endswith("_vol")}
         return frames.build(
             "moneyflow",
@@ -387,9 +390,10 @@ def limit_list_d(market: Market, q: Query) -> pl.DataFrame:
                 ],
                 "last_time": _session_times(last, sealed & (limit != "Z")),
                 "open_times": np.where(limit == "Z", 1 + opens, np.where(sealed, 0, opens)),
-                "up_stat": np.where(
-                    limit == "U", [f"{n}/10" for n in ups_in_window], None
-                ).tolist(),
+                "up_stat": [
+                    f"{n}/10" if k == "U" else None
+                    for k, n in zip(limit, ups_in_window, strict=True)
+                ],
                 "limit_times": np.where(
                     limit == "U", streak_up, np.where(limit == "D", streak_down, 0)
                 ),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -122,7 +124,7 @@ def namechange(market: Market, q: Query) -> pl.DataFrame:
             if lo <= g.ann <= hi:
                 rows.append((s, g.ann, g.start, nxt.start - 1 if nxt else 0, g.name, g.reason))
     rows.sort(key=lambda r: (-r[1], u.ts_code[r[0]], -r[2]))
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[]] * 6
     return frames.build(
         "namechange",
         len(rows),

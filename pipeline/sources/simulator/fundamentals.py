@@ -396,7 +396,10 @@ def _dividends(
         ev_stock.append(split_done)
         ev_day.append(ex[split_done])
         ev_mult.append(1.0 + bonus[split_done] + conversion[split_done])
-    table = DividendPlans(**{k: np.concatenate(v) if v else np.zeros(0) for k, v in plans.items()})
+    columns: dict[str, NDArray] = {
+        k: np.concatenate(v) if v else np.zeros(0) for k, v in plans.items()
+    }
+    table = DividendPlans(**columns)
     events = (
         np.concatenate(ev_stock) if ev_stock else np.zeros(0, dtype=np.int64),
         np.concatenate(ev_day) if ev_day else np.zeros(0, dtype=np.int64),

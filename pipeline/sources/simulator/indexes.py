@@ -193,8 +193,8 @@ class IndexHistory:
     members: tuple[NDArray[np.int64], ...]  # stocks chosen at each review
 
 
-def _scaled(size: int | None, stocks: int) -> int | None:
-    return None if size is None else max(5, round(size * stocks / 5000))
+def _scaled(size: int, stocks: int) -> int:
+    return max(5, round(size * stocks / 5000))
 
 
 def _review_positions(days: NDArray[np.int64], first: int, monthly: bool) -> NDArray[np.int64]:
@@ -214,10 +214,8 @@ def _history(market: Market, spec: IndexSpec) -> IndexHistory | None:
     first = int(np.searchsorted(days, base, side="right"))
     if first >= len(days):
         return None
-    size, skip = (
-        _scaled(spec.size, market.config.stocks),
-        _scaled(spec.skip, market.config.stocks) if spec.skip else 0,
-    )
+    size = None if spec.size is None else _scaled(spec.size, market.config.stocks)
+    skip = _scaled(spec.skip, market.config.stocks) if spec.skip else 0
     on_board = np.flatnonzero(np.isin(u.board, spec.boards))
     reviews = _review_positions(days, first, spec.monthly)
     level = spec.level if days[0] > base else spec.base_point

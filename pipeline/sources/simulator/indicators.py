@@ -38,7 +38,7 @@ A = NDArray[np.float64]
 def _div(a: A, b: A, scale: float = 1.0) -> A:
     """a / b * scale, null where b is zero or null, rounded to 4 decimals."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where((b != 0) & np.isfinite(b), a / np.where(b == 0, 1.0, b) * scale, np.nan)
+        out: A = np.where((b != 0) & np.isfinite(b), a / np.where(b == 0, 1.0, b) * scale, np.nan)
     return np.round(out, 4)
 
 
@@ -163,8 +163,8 @@ def _field_formulas(x: _Inputs, d: dict[str, A]) -> dict[str, Callable[[], A]]:
 
     y = x.ytd_year_ago
     financial_margin = np.isnan(x.ytd.get("oper_cost", np.full(n, np.nan)))
-    gross = np.where(financial_margin, np.nan, d["gross"])
-    q_gross = np.where(financial_margin, np.nan, qv(q, "revenue") - qv(q, "oper_cost"))
+    gross: A = np.where(financial_margin, np.nan, d["gross"])
+    q_gross: A = np.where(financial_margin, np.nan, qv(q, "revenue") - qv(q, "oper_cost"))
     q_dedt = qv(q, "n_income_attr_p") - d["extra"] / (x.days / 91.25)
     return {
         "eps": lambda: i("basic_eps"),

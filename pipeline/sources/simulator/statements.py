@@ -13,6 +13,7 @@ later of its ann_date and f_ann_date.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from pipeline.sources.simulator.templates import (
     INCOME,
     Lines,
     Rows,
+    Template,
     cash_of,
     cents,
     evaluate,
@@ -36,7 +38,7 @@ from pipeline.sources.simulator.templates import (
 
 SINGLE_QUARTER_PUBLISHERS = 0.3
 DUPLICATE_SHARE = 0.005
-FLOWS = {"income": INCOME, "cashflow": CASHFLOW}
+FLOWS: dict[str, Mapping[int, Template]] = {"income": INCOME, "cashflow": CASHFLOW}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class StepSeries:
         found = (i >= 0) & (self._stocks[np.maximum(i, 0)] == s)
         return np.where(found, i, -1)
 
-    def at(self, name: str, stocks: ArrayLike, days: ArrayLike, default: object) -> NDArray:
+    def at(self, name: str, stocks: ArrayLike, days: ArrayLike, default: ArrayLike) -> NDArray:
         """The value of column `name` in force for each (stock, day), `default` before any."""
         i = self.index_at(stocks, days)
         values = self.columns[name]

@@ -35,12 +35,16 @@ class Rows:
     seed: int
     stock: NDArray[np.int64]
     pid: NDArray[np.int64]
-    d: Mapping[str, NDArray[np.float64]]
+    d: Lines
+
+
+Template = Callable[[Rows], Lines]  # the lines one company type reports of a statement
 
 
 def cents(x: NDArray[np.float64] | float) -> NDArray[np.float64]:
     """Amounts rounded to the cent."""
-    return np.round(np.asarray(x, dtype=np.float64), 2)
+    amounts = np.asarray(x, dtype=np.float64)
+    return np.round(amounts, 2)
 
 
 def add(v: Lines, *parts: str, minus: tuple[str, ...] = ()) -> NDArray[np.float64]:
@@ -767,8 +771,8 @@ def _investing_financing_and_reconciliation(r: Rows, v: Lines, inc: Lines, scale
 
 
 def _cashflow(
-    operating: Callable[[Rows, Lines, Lines], None], income: Callable[[Rows], Lines], scale: float
-):
+    operating: Callable[[Rows, Lines, Lines], None], income: Template, scale: float
+) -> Template:
     def build(r: Rows) -> Lines:
         inc = income(r)
         v: Lines = {}

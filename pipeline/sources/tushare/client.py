@@ -211,7 +211,7 @@ class TushareClient:
         request_id = payload.get("request_id")
         if payload["code"] != 0:
             raise classify(api, payload["code"], payload.get("msg"), request_id)
-        data = payload.get("data")
+        data: Any = payload.get("data")  # decoded JSON: its shape is checked by the reads below
         try:
             frame = to_frame(api, list(data["fields"]), list(data["items"]))
         except (TypeError, KeyError, IndexError, ValueError) as exc:
