@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
+from foundation.errors import InternalError
 
 AS_OF_FILE = "asof.json"
 AS_OF_DATASET = "daily"
@@ -83,7 +84,7 @@ def _as_date(value: object) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     msg = f"raw/{AS_OF_DATASET}.{AS_OF_COLUMN} holds {value!r}, not a date"
-    raise TypeError(msg)
+    raise InternalError(msg)
 
 
 def _newest(files: list[Path]) -> dt.date | None:

@@ -33,7 +33,7 @@ import polars as pl
 from cache.atomic import TMP_SUFFIX, atomic_path
 from cache.catalogue.datasets import FETCHED_AT, FETCHED_AT_TYPE, DatasetSpec
 from cache.layout import CacheLayout
-from foundation.errors import AlphahomeError
+from foundation.errors import AlphahomeError, InternalError
 
 Mode = Literal["upsert", "append"]
 
@@ -59,7 +59,7 @@ def partition_expr(spec: DatasetSpec) -> pl.Expr:
     """The relative file of each row of a raw dataset, from its date column."""
     if spec.partitioning == "stock_bucket":
         msg = f"{spec.qualified} is written by the PIT build, not committed by the store"
-        raise ValueError(msg)
+        raise InternalError(msg)
     if spec.partitioning == "single" or spec.date_field is None:
         return pl.lit(SINGLE_FILE)
     fmt = "%Y/%Y-%m.parquet" if spec.partitioning == "month" else "%Y.parquet"
