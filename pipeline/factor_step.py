@@ -96,8 +96,8 @@ class FactorRunResult:
     raw/daily is empty, and nothing was computed).
     """
 
-    dates_computed: dict[str, int]
-    rows_written: dict[str, int]
+    dates_computed: dict[Factor, int]
+    rows_written: dict[Factor, int]
     duration_s: float
     as_of: dt.date | None
 
