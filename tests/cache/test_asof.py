@@ -13,16 +13,16 @@ import pytest
 
 from cache.asof import as_of_path, compute_as_of, data_as_of, record_as_of
 from cache.atomic import write_parquet_atomic
+from cache.catalogue.datasets import raw_dataset
 from cache.layout import CacheLayout
 from cache.store import commit, write_empty
-from pipeline.sync.tasks import task
 
 FETCHED = dt.datetime(2024, 6, 28, 12, tzinfo=dt.UTC)
-DAILY = task("daily")
+DAILY = raw_dataset("daily")
 
 
 def bars(days: list[dt.date], codes: tuple[str, ...] = ("000001.SZ", "600000.SH")) -> pl.DataFrame:
-    schema = DAILY.schema()
+    schema = dict(DAILY.schema)
     rows = [
         {c: (code if c == "ts_code" else day if c == "trade_date" else 1.0) for c in schema}
         for code in codes
@@ -33,7 +33,7 @@ def bars(days: list[dt.date], codes: tuple[str, ...] = ("000001.SZ", "600000.SH"
 
 def save(layout: CacheLayout, days: list[dt.date]) -> None:
     """Commit daily bars as the sync does (one file per month)."""
-    commit(layout, DAILY.store_spec(), bars(days), FETCHED)
+    commit(layout, DAILY, bars(days), FETCHED)
 
 
 def persisted(layout: CacheLayout) -> dict:
@@ -48,7 +48,7 @@ def layout(tmp_path: Path) -> CacheLayout:
 def test_no_daily_bars_means_no_as_of_date(layout: CacheLayout) -> None:
     assert data_as_of(layout) is None and compute_as_of(layout) is None
     assert not as_of_path(layout).exists()
-    write_empty(layout, DAILY.store_spec(), DAILY.schema())  # a dataset with no rows
+    write_empty(layout, DAILY)  # a dataset with no rows
     assert data_as_of(layout) is None
 
 
