@@ -1,0 +1,15 @@
+"""Operations tools: health, verify, stats, backup and restore, schedule."""
+
+from foundation.exports import lazy_exports
+
+_EXPORTS = {
+    "check_health": "pipeline.ops.health",
+    "verify_cache": "pipeline.ops.verify",
+    "collect_stats": "pipeline.ops.stats",
+    "create_backup": "pipeline.ops.backup",
+    "restore_backup": "pipeline.ops.backup",
+    "list_backups": "pipeline.ops.backup",
+    "render_schedule": "pipeline.ops.schedule",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

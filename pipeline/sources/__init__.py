@@ -20,6 +20,8 @@ from pipeline.sources.tushare.limits import RateLimits
 if TYPE_CHECKING:
     from pipeline.sources.simulator import SimulatorConfig
 
+__all__ = ["SOURCE_KINDS", "Source", "market_today", "open_source", "simulator_config"]
+
 SOURCE_KINDS = ("tushare", "sim")
 
 
