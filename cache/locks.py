@@ -66,6 +66,10 @@ class TaskLocks(Protocol):
         """Release every lock taken."""
         ...
 
+    def known_tasks(self) -> list[str]:
+        """Tasks the backend itself remembers (lock files); the stored states name the rest."""
+        ...
+
 
 class FileLocks:
     """`flock` locks under `<cache>/state/locks/`."""

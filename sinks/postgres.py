@@ -64,7 +64,6 @@ from sinks.ddl import (
     row_hash_sql,
 )
 
-
 PAUSE_ENV = "AH_TEST_LOAD_PAUSE_S"
 APPLICATION_NAME = "alphahome"
 CONNECT_TIMEOUT_S = 10

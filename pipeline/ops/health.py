@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 
 from cache.layout import CacheLayout
+from cache.locks import LOCKS_SUBDIR
 from foundation.config import ConfigError, Settings, mask_url
 from foundation.logs import scrub
 from pipeline.ops.stats import (
@@ -48,7 +49,7 @@ Status = Literal["ok", "warn", "fail", "skip"]
 
 GB = 1_000_000_000
 DB_CONNECT_TIMEOUT_S = 5
-LOCKS_SUBDIR = "locks"
+
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 UNIT_NAMES: dict[Calendar, str] = {"daily": "open days", "weekly": "weeks", "monthly": "months"}
@@ -284,7 +285,7 @@ def _try_flock(fd: int) -> bool:
 
 
 def _holder(path: Path) -> tuple[str, dt.datetime | None]:
-    """What the holder wrote (pipeline.locks: JSON pid, host, since) as text, and since
+    """What the holder wrote (cache.locks: JSON pid, host, since) as text, and since
     when (its `since`, else the file's mtime)."""
     since = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC)
     info: Any = None

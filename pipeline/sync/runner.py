@@ -36,12 +36,13 @@ from anyio.abc import ObjectReceiveStream
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from cache.read import has_files, read_dataset, summarize
+from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
 from cache.views import rebuild_catalog
 from foundation.config import Settings
 from foundation.errors import UsageError
 from foundation.logs import get_logger, register_secrets, slow_operation
-from pipeline.locks import FileLocks, PostgresLocks, TaskLocks
+from pipeline.backends import open_locks, open_state
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
 from pipeline.sources import Source, open_source
 from pipeline.sources.tushare.errors import (
@@ -50,7 +51,6 @@ from pipeline.sources.tushare.errors import (
     QuotaExhausted,
     TushareError,
 )
-from pipeline.state import FileStateStore, PostgresStateStore, StateStore, TaskState, open_state
 from pipeline.sync.plan import (
     CannotSplit,
     Market,
@@ -715,13 +715,6 @@ def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
     return specs
 
 
-def _locks(settings: Settings, layout: CacheLayout, store: StateStore) -> TaskLocks:
-    if isinstance(store, PostgresStateStore):
-        assert settings.database.url is not None
-        return PostgresLocks(settings.database.url)
-    return FileLocks(layout)
-
-
 def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncReport:
     """Sync the selected tasks into `<cache>/raw/` and return the run's report.
 
@@ -761,8 +754,8 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     )
     names = [s.name for s in specs]
     check_source(layout, source.kind)
-    store = _read_only_state(settings, layout) if request.dry_run else open_state(settings)
-    locks = _locks(settings, layout, store)
+    store = open_state(settings)
+    locks = open_locks(settings)
     try:
         locks.check(names)  # a running task refuses at once, before any call
         async with source.client:
@@ -797,12 +790,6 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     report.duration_s = round(time.monotonic() - started, 3)
     report.save(layout)
     return report
-
-
-def _read_only_state(settings: Settings, layout: CacheLayout) -> StateStore:
-    if settings.state.backend == "postgres":
-        return open_state(settings)
-    return FileStateStore(layout)
 
 
 @dataclass
@@ -1005,7 +992,7 @@ def render_tasks(rows: Sequence[DatasetRow]) -> str:
 def list_tasks(settings: Settings) -> list[DatasetRow]:
     """Every task with its dataset's rows, first/last date and last success (`ah tasks`)."""
     layout = CacheLayout(settings.cache.dir)
-    store = _read_only_state(settings, layout)
+    store = open_state(settings)
     try:
         rows = []
         for spec in TASKS:

@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 
 from cache.layout import CacheLayout
-from pipeline.locks import FileLocks, LockHeld, PostgresLocks
-from pipeline.state import FileStateStore, PostgresStateStore, TaskState
+from cache.locks import FileLocks, LockHeld
+from cache.state import FileStateStore, TaskState
+from sinks.pg_state import PostgresLocks, PostgresStateStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
 HOLDER = """
 import sys, time
 from cache.layout import CacheLayout
-from pipeline.locks import {cls}
+from cache.locks import FileLocks
+from sinks.pg_state import PostgresLocks
 locks = {cls}({arg})
 locks.acquire(["daily", "weekly"])
 print("locked", flush=True)
