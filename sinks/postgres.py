@@ -77,7 +77,11 @@ log = get_logger("sinks.postgres")
 
 
 class DatabaseUnavailableError(AlphahomeError):
-    """The server cannot be reached or refuses the login."""
+    """The server cannot be reached or refuses the login; `reason` is libpq's, one line."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class LoadError(AlphahomeError):
@@ -137,8 +141,9 @@ def connect(url: str, autocommit: bool = False) -> Connection:
     try:
         conn = pgdb.connect(_libpq_url(url), autocommit=autocommit)
     except adbc_driver_manager.Error as exc:
-        msg = f"cannot connect to PostgreSQL at {describe_url(url)}: {error_reason(exc)}"
-        raise DatabaseUnavailableError(msg) from None
+        reason = error_reason(exc)
+        msg = f"cannot connect to PostgreSQL at {describe_url(url)}: {reason}"
+        raise DatabaseUnavailableError(msg, reason) from None
     with conn.cursor() as cur:
         # Must be set before the session first touches a temporary table.
         cur.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")

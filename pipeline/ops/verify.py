@@ -38,6 +38,7 @@ from pipeline.ops.stats import (
 )
 from pipeline.sync.tasks import TASKS_BY_NAME
 from sinks.ddl import DERIVED_TABLE_KEYS
+from sinks.pg_inspect import row_counts
 
 EXAMPLES = 5
 # Natural keys of the derived tables (DESIGN sections 6 and 7; pipeline/pit.py).
@@ -202,24 +203,6 @@ def out_of_range(
     )
 
 
-def sink_counts(url: str, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
-    """count(*) of each (schema, table) in PostgreSQL; None when the table does not exist."""
-    import adbc_driver_postgresql.dbapi as pgdb
-
-    counts: dict[tuple[str, str], int | None] = {}
-    with pgdb.connect(url) as conn, conn.cursor() as cur:
-        for schema, table in tables:
-            cur.execute("SELECT to_regclass($1) IS NOT NULL", (f'"{schema}"."{table}"',))
-            (exists,) = cur.fetchone()
-            if not exists:
-                counts[(schema, table)] = None
-                continue
-            quoted = '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
-            cur.execute(f"SELECT count(*) FROM {quoted}")
-            counts[(schema, table)] = int(cur.fetchone()[0])
-    return counts
-
-
 # ---------------------------------------------------------------- one dataset
 
 
@@ -335,7 +318,7 @@ def verify_cache(
         notes += noted
     if database_url:
         loaded = [(lay, n) for lay, n in chosen if lay != "raw" or n in sink_raw_datasets]
-        counts = sink_counts(database_url, loaded)
+        counts = row_counts(database_url, loaded)
         for (layer, name), in_sink in counts.items():
             in_cache = dataset_stats(layout, layer, name).rows  # type: ignore[arg-type]
             if in_sink is None:
