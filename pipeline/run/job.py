@@ -19,7 +19,7 @@ from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger
 from foundation.progress import stage_progress
 from pipeline.factor_step import compute_factors
-from pipeline.load import load_datasets
+from pipeline.load import load_from_settings
 from pipeline.pit.step import build_pit
 from pipeline.run.alerts import announce_alerts, evaluate_alerts
 from pipeline.run.html import add_report_sections, write_run_report_html
@@ -128,11 +128,7 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
         return sum(result.rows_written.values()), f"calc dates: {dates}"
 
     def load(on_progress: Callable[[int, int], None]) -> tuple[int, str]:
-        result = load_datasets(
-            layout, settings.database.url, full=request.full,
-            raw_datasets=settings.sinks.raw_datasets,
-            duckdb_materialize=settings.sinks.duckdb.materialize, on_progress=on_progress,
-        )  # fmt: skip
+        result = load_from_settings(settings, full=request.full, on_progress=on_progress)
         lines.extend(result.lines())
         return sum(t.inserted + t.updated for t in result.tables), f"{result.sink}: {result.target}"
 

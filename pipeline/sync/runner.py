@@ -38,7 +38,7 @@ from cache.layout import CacheLayout
 from cache.read import has_files, read_dataset, summarize
 from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
-from cache.views import rebuild_catalog
+from cache.views import refresh_catalog
 from foundation.config import Settings
 from foundation.errors import UsageError
 from foundation.logs import get_logger, register_secrets, slow_operation
@@ -586,8 +586,8 @@ class TaskRunner:
         async with self.ctx.catalog_lock:
             if name not in self.ctx.views and has_files(self.ctx.layout, name):
                 crash_point("views")
-                built = await anyio.to_thread.run_sync(rebuild_catalog, self.ctx.layout)
-                self.ctx.views.update(built.get("raw", []))
+                built = await anyio.to_thread.run_sync(refresh_catalog, self.ctx.settings, True)
+                self.ctx.views.update(built.get("raw", []) if built is not None else [name])
 
     async def committer(self, results: ObjectReceiveStream[Piece]) -> None:
         """Batch the arriving rows by pieces, rows and time; commit each batch."""
@@ -785,7 +785,7 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
         locks.release()
         store.close()
     crash_point("views")
-    rebuild_catalog(layout)
+    refresh_catalog(settings)
     report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
     report.save(layout)
