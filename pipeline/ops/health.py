@@ -50,7 +50,6 @@ from sinks.postgres import DatabaseUnavailableError
 Status = Literal["ok", "warn", "fail", "skip"]
 
 GB = 1_000_000_000
-
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 UNIT_NAMES: dict[Calendar, str] = {"daily": "open days", "weekly": "weeks", "monthly": "months"}
