@@ -401,7 +401,7 @@ def pit_command(
 ) -> None:
     """Build the point-in-time tables from the raw statements."""
     from cache.layout import CacheLayout
-    from cache.views import rebuild_catalog
+    from cache.views import refresh_catalog
     from foundation.progress import stage_progress
     from pipeline.pit.step import build_pit
 
@@ -410,7 +410,7 @@ def pit_command(
     layout = CacheLayout(settings.cache.dir)
     with stage_progress("pit") as on_progress:
         result = build_pit(layout, (target,), mode, executor, settings.run.workers, on_progress)  # type: ignore[arg-type]
-    rebuild_catalog(layout)
+    refresh_catalog(settings)
     for table, rows in result.rows_written.items():
         typer.echo(
             f"pit.{table}: {rows} rows written, {result.table_rows.get(table, 0)} in the table"
@@ -429,7 +429,7 @@ def _factors(
     recompute_since: datetime | None,
 ) -> None:
     from cache.layout import CacheLayout
-    from cache.views import rebuild_catalog
+    from cache.views import refresh_catalog
     from foundation.progress import stage_progress
     from pipeline.factor_step import compute_factors
 
@@ -443,7 +443,7 @@ def _factors(
             recompute_since=recompute_since.date() if recompute_since else None,
             executor=executor, workers=settings.run.workers, on_progress=on_progress,
         )  # fmt: skip
-    rebuild_catalog(layout)
+    refresh_catalog(settings)
     for factor, dates in result.dates_computed.items():
         typer.echo(f"factors.{factor}: {dates} calc dates, {result.rows_written[factor]} rows")
     typer.echo(f"as of {result.as_of}, {result.duration_s:.1f} s")

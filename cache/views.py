@@ -7,7 +7,11 @@ copy of the data with `materialize=True` (`[sinks.duckdb] materialize = true`: f
 queries, a file as large as the data, a snapshot as of the rebuild). Either way the file
 is built under a temporary name and renamed over the old one, so a reader holding the
 old file open is never blocked and never sees a half-built catalogue. This is also the
-sink `ah load` uses when no database URL is configured.
+sink `ah load` uses when no database URL is configured (`sinks.duckdb`).
+
+`refresh_catalog(settings)` is how every caller (the sync, `ah pit`, `ah factors`, the
+load) rebuilds the file: it alone reads `[sinks.duckdb] materialize`, so a materialized
+catalogue stays materialized whoever rebuilds it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import duckdb
 
 from cache.atomic import atomic_path
 from cache.layout import LAYERS, CacheLayout
+from foundation.config import Settings
 
 
 def _quote(identifier: str) -> str:
@@ -29,10 +34,30 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def catalog_materialized(settings: Settings) -> bool:
+    """True when the catalogue holds native tables (a copy), False for views."""
+    return settings.sinks.duckdb.materialize
+
+
+def refresh_catalog(settings: Settings, early: bool = False) -> dict[str, list[str]] | None:
+    """Rebuild the catalogue file as the settings want it (views, or tables when
+    materialized); the names per schema.
+
+    `early` is a mid-sync refresh that only shows a newly arrived dataset at once: a
+    materialized catalogue skips it (None), as it would copy the whole cache for every
+    new dataset; the rebuild after the sync copies it once.
+    """
+    materialize = catalog_materialized(settings)
+    if early and materialize:
+        return None
+    return rebuild_catalog(CacheLayout(settings.cache.dir), materialize=materialize)
+
+
 def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str, list[str]]:
     """Rebuild the catalogue of every dataset in the cache; returns the names per schema.
 
-    Views by default, tables with `materialize`. Paths in the views are absolute, so
+    Views by default, tables with `materialize`; callers go through `refresh_catalog`,
+    which reads the choice from the settings. Paths in the views are absolute, so
     the file can be opened from any working directory (`duckdb -readonly
     data/alphahome.duckdb`).
     """

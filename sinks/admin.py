@@ -22,6 +22,7 @@ from sinks.postgres import (
     DatabaseUnavailableError,
     connect,
     describe_url,
+    fetch_row,
     with_database,
     with_password,
 )
@@ -109,7 +110,7 @@ def database_status(url: str, ask_password: PasswordPrompt | None = None) -> Dat
     with connect_with_prompt(url, ask_password) as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT current_setting('server_version')")
-            version = cur.fetchone()[0]
+            version = fetch_row(cur)[0]
             cur.execute(
                 "SELECT n.nspname, c.relname FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -120,7 +121,7 @@ def database_status(url: str, ask_password: PasswordPrompt | None = None) -> Dat
             counts = {}
             for schema, name in names:
                 cur.execute(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(name)}")
-                counts[(schema, name)] = cur.fetchone()[0]
+                counts[(schema, name)] = fetch_row(cur)[0]
             loads = _last_loads(cur)
         conn.commit()
         done = applied_versions(conn)
@@ -134,7 +135,7 @@ def database_status(url: str, ask_password: PasswordPrompt | None = None) -> Dat
 
 def _last_loads(cur: Cursor) -> dict[str, tuple[int, dt.datetime]]:
     cur.execute("SELECT to_regclass('ops.load_state') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    if not fetch_row(cur)[0]:
         return {}
     cur.execute(
         "SELECT table_name, count(*), max(loaded_at) FROM ops.load_state GROUP BY table_name"
@@ -215,7 +216,7 @@ def rename_database(
                 "WHERE datname = $1 AND pid <> pg_backend_pid()",
                 (old,),
             )
-            ended = cur.fetchone()[0]
+            ended = fetch_row(cur)[0]
             cur.execute(f"ALTER DATABASE {quote_ident(old)} RENAME TO {quote_ident(new)}")
             current = new
         finally:

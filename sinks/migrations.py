@@ -9,10 +9,11 @@ hold the schemas and the sink's bookkeeping, and any later change to a contract 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sinks.ddl import SCHEMAS, quote_ident
-from sinks.postgres import Connection, connect
+from sinks.postgres import Connection, connect, fetch_row
 
 MIGRATION_LOCK = "alphahome.migrate"
 
@@ -61,11 +62,11 @@ _BOOTSTRAP = (
 )
 
 
-def applied_versions(conn: Connection) -> dict[int, tuple[str, object]]:
+def applied_versions(conn: Connection) -> dict[int, tuple[str, dt.datetime]]:
     """Version -> (name, applied_at) of the migrations recorded in the database."""
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('ops.schema_migrations') IS NOT NULL")
-        if not cur.fetchone()[0]:
+        if not fetch_row(cur)[0]:
             conn.commit()
             return {}
         cur.execute("SELECT version, name, applied_at FROM ops.schema_migrations")

@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_manager
@@ -41,6 +41,7 @@ import adbc_driver_postgresql.dbapi as pgdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from adbc_driver_manager.dbapi import Connection, Cursor
 
 from foundation.errors import AlphahomeError
 from foundation.logs import get_logger, register_secrets, scrub
@@ -63,9 +64,6 @@ from sinks.ddl import (
     row_hash_sql,
 )
 
-Connection = pgdb.Connection
-Cursor = pgdb.Cursor
-
 PAUSE_ENV = "AH_TEST_LOAD_PAUSE_S"
 APPLICATION_NAME = "alphahome"
 CONNECT_TIMEOUT_S = 10
@@ -79,7 +77,11 @@ log = get_logger("sinks.postgres")
 
 
 class DatabaseUnavailableError(AlphahomeError):
-    """The server cannot be reached or refuses the login."""
+    """The server cannot be reached or refuses the login; `reason` is libpq's, one line."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class LoadError(AlphahomeError):
@@ -139,14 +141,24 @@ def connect(url: str, autocommit: bool = False) -> Connection:
     try:
         conn = pgdb.connect(_libpq_url(url), autocommit=autocommit)
     except adbc_driver_manager.Error as exc:
-        msg = f"cannot connect to PostgreSQL at {describe_url(url)}: {error_reason(exc)}"
-        raise DatabaseUnavailableError(msg) from None
+        reason = error_reason(exc)
+        msg = f"cannot connect to PostgreSQL at {describe_url(url)}: {reason}"
+        raise DatabaseUnavailableError(msg, reason) from None
     with conn.cursor() as cur:
         # Must be set before the session first touches a temporary table.
         cur.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
     if not autocommit:
         conn.commit()
     return conn
+
+
+def fetch_row(cur: Cursor) -> tuple[Any, ...]:
+    """The one row a statement returns (an aggregate, an EXISTS, a RETURNING)."""
+    row = cur.fetchone()
+    if row is None:
+        msg = "the statement returned no row"
+        raise AlphahomeError(msg)
+    return row
 
 
 # ------------------------------------------------------------------------------ table shape
@@ -362,7 +374,7 @@ def _begin(cur: Cursor, spec: TableSpec) -> bool:
         "set_config('DateStyle', 'ISO, YMD', true), pg_try_advisory_xact_lock(hashtext($1))",
         (lock_name,),
     )
-    if cur.fetchone()[-1]:
+    if fetch_row(cur)[-1]:
         return False
     log.info("%s: waiting for another loader of this table", spec.qualified)
     cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", (lock_name,))
@@ -431,7 +443,8 @@ def load_partition(
         values = pc.unique(pa.concat_arrays([changed, _unclaimed(cur, spec, source)]))
         if len(values):
             slice_values = values.cast(source.rows.schema.field(spec.slice_column).type)
-            inserted, updated, deleted, method = _write(cur, spec, rows, columns, slice_values)
+            inserted, updated, deleted, written = _write(cur, spec, rows, columns, slice_values)
+            method: Literal["copy", "merge", "unchanged"] = written
         else:
             inserted, updated, deleted, method = 0, 0, 0, "unchanged"
         _record(cur, spec, source)
@@ -507,7 +520,7 @@ def _unclaimed(cur: Cursor, spec: TableSpec, source: PartitionSource) -> pa.Arra
             names=["t", "p", "v"],
         ),
     )
-    return pa.array(cur.fetchone()[0], pa.string())
+    return pa.array(fetch_row(cur)[0], pa.string())
 
 
 def _null_join_value(pgtype: str) -> str:
@@ -550,7 +563,7 @@ def _write(
         f"WHERE EXISTS (SELECT 1 FROM {target} t WHERE t.{quote_ident(spec.slice_column)} = v))",
         slice_param,
     )
-    occupied = cur.fetchone()[0]
+    occupied = fetch_row(cur)[0]
     if not occupied and not spec.row_hash:
         cur.adbc_ingest(spec.name, _reader(rows), mode="append", db_schema_name=spec.schema)
         return rows.num_rows, 0, 0, "copy"
@@ -599,7 +612,7 @@ def _write(
         "count(*) FILTER (WHERE _ah_in AND _ah_old IS NOT NULL), "
         "count(*) FILTER (WHERE _ah_in IS NULL) FROM _ah_diff"
     )
-    inserted, updated, deleted = cur.fetchone()
+    inserted, updated, deleted = fetch_row(cur)
     cur.execute(f"DROP TABLE {', '.join(dict.fromkeys(['_ah_diff', '_ah_stage', source]))}")
     return inserted, updated, deleted, "merge"
 
@@ -685,7 +698,7 @@ def forget_partition(conn: Connection, spec: TableSpec, partition: str) -> int:
                 "SELECT count(*) FROM gone",
                 (spec.qualified, partition),
             )
-            deleted = cur.fetchone()[0]
+            deleted = fetch_row(cur)[0]
         cur.execute(
             "DELETE FROM ops.load_state WHERE table_name = $1 AND partition = $2",
             (spec.qualified, partition),

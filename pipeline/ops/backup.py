@@ -37,11 +37,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cache.atomic import TMP_SUFFIX, write_bytes_atomic
 from cache.layout import CacheLayout
+from cache.locks import TaskLocks, task_locks
 from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger, scrub
-from pipeline.locks import FileLocks, PostgresLocks, TaskLocks, task_locks
-from pipeline.state import open_state
+from pipeline.backends import open_locks, open_state
 
 log = get_logger("backup")
 
@@ -212,18 +212,13 @@ def verify_snapshot(snapshot: Path, manifest: Mapping[str, Any], previous: Path 
 
 def sync_locks(settings: Settings) -> tuple[TaskLocks, list[str]]:
     """The sync's lock backend and every task it may lock (lock files and stored states)."""
-    layout = CacheLayout(settings.cache.dir)
     store = open_state(settings)
     try:
         tasks = set(store.tasks())
     finally:
         store.close()
-    if settings.state.backend == "postgres" and settings.database.url:
-        return PostgresLocks(settings.database.url), sorted(tasks)
-    folder = layout.state_dir / "locks"
-    if folder.is_dir():
-        tasks |= {p.stem for p in folder.glob("*.lock")}
-    return FileLocks(layout), sorted(tasks)
+    locks = open_locks(settings)
+    return locks, sorted(tasks | set(locks.known_tasks()))
 
 
 # ---------------------------------------------------------------- PostgreSQL

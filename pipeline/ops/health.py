@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 
 from cache.layout import CacheLayout
+from cache.locks import LOCKS_SUBDIR
 from foundation.config import ConfigError, Settings, mask_url
 from foundation.logs import scrub
 from pipeline.ops.stats import (
@@ -43,12 +44,12 @@ from pipeline.sources.tushare.errors import TushareError
 from pipeline.sources.tushare.limits import RateLimits
 from pipeline.sync.runner import recorded_source
 from pipeline.sync.tasks import Calendar
+from sinks.pg_inspect import migrations_applied
+from sinks.postgres import DatabaseUnavailableError
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
 GB = 1_000_000_000
-DB_CONNECT_TIMEOUT_S = 5
-LOCKS_SUBDIR = "locks"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 UNIT_NAMES: dict[Calendar, str] = {"daily": "open days", "weekly": "weeks", "monthly": "months"}
@@ -184,14 +185,6 @@ def check_disk(root: Path, min_free_gb: float) -> Check:
 # ---------------------------------------------------------------- database and API
 
 
-def with_connect_timeout(url: str, seconds: int = DB_CONNECT_TIMEOUT_S) -> str:
-    """The URL with libpq's connect_timeout set (unless it already has one)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.setdefault("connect_timeout", str(seconds))
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 def _one_line(exc: BaseException, secrets: list[str]) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     for secret in secrets:
@@ -200,29 +193,20 @@ def _one_line(exc: BaseException, secrets: list[str]) -> str:
 
 
 def check_database(url: str | None) -> Check:
-    """Connect through ADBC and look for ops.schema_migrations."""
+    """Reach the database through the sink and look for ops.schema_migrations."""
     if url is None:
         return Check("database", "skip", "no database.url: results go to the embedded DuckDB")
-    import adbc_driver_postgresql.dbapi as pgdb
-
     shown = mask_url(url)
-    password = [p for p in [urlsplit(url).password] if p]
     try:
-        with pgdb.connect(with_connect_timeout(url)) as conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('ops.schema_migrations') IS NOT NULL")
-            (migrated,) = cur.fetchone()
-            applied = 0
-            if migrated:
-                cur.execute("SELECT count(*) FROM ops.schema_migrations")
-                (applied,) = cur.fetchone()
-    except pgdb.Error as exc:
-        detail = f"cannot reach {shown}: {_one_line(exc, password)}"
+        applied = migrations_applied(url)
+    except DatabaseUnavailableError as exc:
+        detail = f"cannot reach {shown}: {scrub(exc.reason)}"
         return Check("database", "fail", detail, {"url": shown})
-    if not migrated:
+    if applied is None:
         detail = f"{shown} reachable but not migrated (no ops.schema_migrations): run ah db migrate"
         return Check("database", "fail", detail, {"url": shown})
     detail = f"{shown} reachable, {applied} migrations applied"
-    return Check("database", "ok", detail, {"url": shown, "migrations": int(applied)})
+    return Check("database", "ok", detail, {"url": shown, "migrations": applied})
 
 
 async def _trade_cal_days(settings: Settings, token: str, today: dt.date) -> int:
@@ -284,7 +268,7 @@ def _try_flock(fd: int) -> bool:
 
 
 def _holder(path: Path) -> tuple[str, dt.datetime | None]:
-    """What the holder wrote (pipeline.locks: JSON pid, host, since) as text, and since
+    """What the holder wrote (cache.locks: JSON pid, host, since) as text, and since
     when (its `since`, else the file's mtime)."""
     since = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC)
     info: Any = None

@@ -25,6 +25,7 @@ from factors.calendar import calc_dates
 from foundation.logs import get_logger
 from pipeline.run.report import SUCCESSFUL
 from pipeline.sync.tasks import TASKS, Calendar
+from sinks.pg_inspect import table_stats
 
 log = get_logger("stats")
 
@@ -372,35 +373,6 @@ def task_history(reports: list[dict[str, Any]]) -> pl.DataFrame:
 # ---------------------------------------------------------------- the PostgreSQL sink
 
 
-@dataclass(frozen=True)
-class TableStats:
-    """One sink table: estimated rows (planner statistics) and total size on disk."""
-
-    schema: str
-    name: str
-    rows_estimate: int
-    bytes: int
-
-
-def postgres_table_stats(url: str) -> list[TableStats]:
-    """Tables of the raw/pit/factors/ops schemas with planner row estimates and sizes.
-
-    Cheap (catalogue only, no count(*)); `ah verify` does the exact counts.
-    """
-    import adbc_driver_postgresql.dbapi as pgdb
-
-    sql = (
-        "SELECT n.nspname, c.relname, GREATEST(c.reltuples, 0)::bigint, "
-        "pg_total_relation_size(c.oid) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('raw', 'pit', 'factors', 'ops') "
-        "ORDER BY 1, 2"
-    )
-    with pgdb.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        return [TableStats(s, n, int(r), int(b)) for s, n, r, b in cur.fetchall()]
-
-
 # ---------------------------------------------------------------- `ah stats`
 
 
@@ -435,7 +407,7 @@ def collect_stats(layout: CacheLayout, database_url: str | None = None) -> dict[
     return {
         "cache": str(layout.root),
         "datasets": [asdict(s) | {"key": s.key} for s in cache_stats(layout)],
-        "sink": [asdict(t) for t in postgres_table_stats(database_url)] if database_url else None,
+        "sink": [asdict(t) for t in table_stats(database_url)] if database_url else None,
         "runs": [asdict(r) for r in run_history(reports)],
         "tasks": task_history(reports).to_dicts(),
     }

@@ -38,6 +38,7 @@ from pipeline.ops.stats import (
     trade_calendar,
     unit_dates,
 )
+from sinks.pg_inspect import row_counts
 
 EXAMPLES = 5
 SCORE_COLUMNS = ("p_score", "s_gpa", "s_roe", "s_roa", "g_score")
@@ -204,24 +205,6 @@ def out_of_range(
     )
 
 
-def sink_counts(url: str, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
-    """count(*) of each (schema, table) in PostgreSQL; None when the table does not exist."""
-    import adbc_driver_postgresql.dbapi as pgdb
-
-    counts: dict[tuple[str, str], int | None] = {}
-    with pgdb.connect(url) as conn, conn.cursor() as cur:
-        for schema, table in tables:
-            cur.execute("SELECT to_regclass($1) IS NOT NULL", (f'"{schema}"."{table}"',))
-            (exists,) = cur.fetchone()
-            if not exists:
-                counts[(schema, table)] = None
-                continue
-            quoted = '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
-            cur.execute(f"SELECT count(*) FROM {quoted}")
-            counts[(schema, table)] = int(cur.fetchone()[0])
-    return counts
-
-
 # ---------------------------------------------------------------- one dataset
 
 
@@ -340,7 +323,7 @@ def verify_cache(
         notes += noted
     if database_url:
         loaded = [(lay, n) for lay, n in chosen if lay != "raw" or n in sink_raw_datasets]
-        counts = sink_counts(database_url, loaded)
+        counts = row_counts(database_url, loaded)
         for layer, name in loaded:
             in_sink = counts[(layer, name)]
             in_cache = dataset_stats(layout, layer, name).rows

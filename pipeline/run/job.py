@@ -28,7 +28,7 @@ from foundation.logs import get_logger
 from foundation.progress import stage_progress
 from pipeline.executor import validate_executor_spec
 from pipeline.factor_step import compute_factors
-from pipeline.load import load_datasets
+from pipeline.load import load_from_settings
 from pipeline.pit.step import build_pit
 from pipeline.run.alerts import announce_alerts, evaluate_alerts
 from pipeline.run.html import add_report_sections, write_run_report_html
@@ -106,11 +106,7 @@ def factor_stage(settings: Settings, request: RunRequest, on_progress: Progress)
 
 def load_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
     """Load the PIT and factor tables (and the configured raw ones) into the sink."""
-    result = load_datasets(
-        CacheLayout(settings.cache.dir), settings.database.url, full=request.full,
-        raw_datasets=settings.sinks.raw_datasets,
-        duckdb_materialize=settings.sinks.duckdb.materialize, on_progress=on_progress,
-    )  # fmt: skip
+    result = load_from_settings(settings, full=request.full, on_progress=on_progress)
     rows = sum(t.inserted + t.updated for t in result.tables)
     return StageResult(rows, f"{result.sink}: {result.target}", tuple(result.lines()))
 

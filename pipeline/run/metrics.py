@@ -23,6 +23,7 @@ from typing import Any
 
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
+from cache.state import FileStateStore
 from pipeline.ops.stats import (
     cache_stats,
     parse_time,
@@ -31,7 +32,6 @@ from pipeline.ops.stats import (
     task_records,
 )
 from pipeline.run.report import OUTCOMES
-from pipeline.state import FileStateStore
 
 PROM_FILE = "alphahome.prom"
 PROM_MODE = 0o644  # node_exporter runs as another user
@@ -258,7 +258,7 @@ def carried_over(previous: list[Sample], current: list[Sample]) -> list[Sample]:
 
 
 def state_last_success(layout: CacheLayout) -> list[Sample]:
-    """Last success times recorded in the task state files (pipeline/state.py)."""
+    """Last success times recorded in the task state files (cache/state.py)."""
     store = FileStateStore(layout)
     samples: list[Sample] = []
     for task in store.tasks():

@@ -38,12 +38,13 @@ from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from cache.read import has_files, read_dataset, summarize
+from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
-from cache.views import rebuild_catalog
+from cache.views import refresh_catalog
 from foundation.config import Settings
 from foundation.errors import UsageError
 from foundation.logs import get_logger, register_secrets, slow_operation
-from pipeline.locks import FileLocks, PostgresLocks, TaskLocks
+from pipeline.backends import open_locks, open_state
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
 from pipeline.sources import Source, market_today, open_source
 from pipeline.sources.tushare.errors import (
@@ -52,7 +53,6 @@ from pipeline.sources.tushare.errors import (
     QuotaExhausted,
     TushareError,
 )
-from pipeline.state import FileStateStore, PostgresStateStore, StateStore, TaskState, open_state
 from pipeline.sync.plan import (
     CannotSplit,
     Market,
@@ -587,8 +587,8 @@ class TaskRunner:
         async with self.ctx.catalog_lock:
             if name not in self.ctx.views and has_files(self.ctx.layout, name):
                 crash_point("views")
-                built = await anyio.to_thread.run_sync(rebuild_catalog, self.ctx.layout)
-                self.ctx.views.update(built.get("raw", []))
+                built = await anyio.to_thread.run_sync(refresh_catalog, self.ctx.settings, True)
+                self.ctx.views.update(built.get("raw", []) if built is not None else [name])
 
     async def committer(self, results: ObjectReceiveStream[Piece]) -> None:
         """Batch the arriving rows by pieces, rows and time; commit each batch."""
@@ -717,13 +717,6 @@ def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
     return specs
 
 
-def _locks(settings: Settings, layout: CacheLayout, store: StateStore) -> TaskLocks:
-    if isinstance(store, PostgresStateStore):
-        assert settings.database.url is not None
-        return PostgresLocks(settings.database.url)
-    return FileLocks(layout)
-
-
 def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncReport:
     """Sync the selected tasks into `<cache>/raw/` and return the run's report.
 
@@ -766,8 +759,8 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     today = market_today(settings, source.kind)
     report.market_today = today.isoformat()
     check_source(layout, source.kind)
-    store = _read_only_state(settings, layout) if request.dry_run else open_state(settings)
-    locks = _locks(settings, layout, store)
+    store = open_state(settings)
+    locks = open_locks(settings)
     try:
         locks.check(names)  # a running task refuses at once, before any call
         async with source.client:
@@ -799,18 +792,12 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     as_of = record_as_of(layout)
     report.as_of = as_of.isoformat() if as_of else None
     crash_point("views")
-    rebuild_catalog(layout)
+    refresh_catalog(settings)
     report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
     if request.save_report:
         report.save(layout)
     return report
-
-
-def _read_only_state(settings: Settings, layout: CacheLayout) -> StateStore:
-    if settings.state.backend == "postgres":
-        return open_state(settings)
-    return FileStateStore(layout)
 
 
 @dataclass
@@ -1013,7 +1000,7 @@ def render_tasks(rows: Sequence[DatasetRow]) -> str:
 def list_tasks(settings: Settings) -> list[DatasetRow]:
     """Every task with its dataset's rows, first/last date and last success (`ah tasks`)."""
     layout = CacheLayout(settings.cache.dir)
-    store = _read_only_state(settings, layout)
+    store = open_state(settings)
     try:
         rows = []
         for spec in TASKS:

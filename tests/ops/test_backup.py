@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cache.locks import FileLocks, LockHeld
 from foundation.errors import UsageError
-from pipeline.locks import FileLocks, LockHeld
 from pipeline.ops.backup import (
     MANIFEST,
     BackupError,

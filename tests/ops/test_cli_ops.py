@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.locks import FileLocks
+from cache.locks import FileLocks
 from tests.cli_runner import ah
 from tests.ops.conftest import SyntheticCache
 

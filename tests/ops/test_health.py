@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from cache.layout import CacheLayout
+from cache.locks import FileLocks
 from foundation.config import ConfigError
-from pipeline.locks import FileLocks
 from pipeline.ops.health import (
     check_health,
     dataset_freshness,

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
+from cache.state import FileStateStore, TaskState
 from pipeline.run.metrics import METRICS, metrics_path, write_metrics
 from pipeline.run.report import TaskOutcome
-from pipeline.state import FileStateStore, TaskState
 from tests.ops.conftest import SyntheticCache, make_report
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

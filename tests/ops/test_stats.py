@@ -15,12 +15,12 @@ from pipeline.ops.stats import (
     collect_stats,
     dataset_stats,
     load_reports,
-    postgres_table_stats,
     render_stats,
     run_history,
     task_history,
 )
 from pipeline.run.report import TaskOutcome
+from sinks.pg_inspect import table_stats
 from tests.ops.conftest import CODES, SyntheticCache, make_report, save_report
 
 
@@ -127,7 +127,7 @@ def test_postgres_table_stats(synthetic: SyntheticCache, pg_url: str) -> None:
             "INSERT INTO raw.daily SELECT 'x', DATE '2024-01-01' + i FROM generate_series(1, 250) i"
         )
         cur.execute("ANALYZE raw.daily")
-    found = postgres_table_stats(pg_url)
+    found = table_stats(pg_url)
     assert [(t.schema, t.name, t.rows_estimate) for t in found] == [("raw", "daily", 250)]
     assert found[0].bytes > 0
     text = render_stats(collect_stats(synthetic.layout, pg_url))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 
@@ -10,8 +11,12 @@ import polars as pl
 
 from cache.layout import CacheLayout
 from cache.views import rebuild_catalog
-from pipeline.load import load_datasets
+from pipeline.load import load_from_settings
+from pipeline.sync.runner import SyncRequest, run_sync
+from sinks import open_sink
+from tests.ops.conftest import make_settings
 from tests.sinks.helpers import codes, daily_frame, factor_frame, write_partition
+from tests.sync.conftest import START, settings_for, start_simulator
 
 
 def _cache(tmp_path: Path) -> CacheLayout:
@@ -75,8 +80,44 @@ def test_a_reader_of_the_old_file_is_never_blocked(tmp_path: Path) -> None:
 
 def test_load_without_a_database_rebuilds_the_catalogue(tmp_path: Path) -> None:
     layout = _cache(tmp_path)
-    result = load_datasets(layout, None, duckdb_materialize=True)
+    config = tmp_path / "alphahome.toml"
+    config.write_text("[sinks.duckdb]\nmaterialize = true\n")
+    settings = make_settings(layout.root, config)
+    sink = open_sink(settings)
+    assert sink.capabilities.name == "duckdb" and sink.capabilities.durable
+    assert not sink.capabilities.supports_upsert
+    result = load_from_settings(settings)
     assert result.sink == "duckdb" and result.target == str(layout.duckdb_path)
-    assert result.duckdb_catalogue["factors"] == ["p"]
+    assert result.catalogue["factors"] == ["p"]
     assert "3 datasets as tables" in result.lines()[0]
     assert set(_objects(layout.duckdb_path)) == {"raw.daily", "pit.indicators", "factors.p"}
+    counts = sink.counts([("factors", "p"), ("raw", "daily"), ("raw", "nothing")])
+    assert counts == {("factors", "p"): 4, ("raw", "daily"): 3, ("raw", "nothing"): None}
+
+
+def test_views_sink_does_not_hold_a_copy(tmp_path: Path) -> None:
+    layout = _cache(tmp_path)
+    sink = open_sink(make_settings(layout.root))
+    assert not sink.capabilities.durable
+    assert "3 datasets as views" in load_from_settings(make_settings(layout.root)).lines()[0]
+    assert set(_objects(layout.duckdb_path).values()) == {"view"}
+
+
+def test_a_materialized_catalogue_stays_materialized_after_a_sync(tmp_path: Path) -> None:
+    extra = "[sinks.duckdb]\nmaterialize = true\n"
+    with contextlib.ExitStack() as stack:
+        served = start_simulator(stack, stocks=5)
+        settings = settings_for(tmp_path, served.url, extra=extra)
+        layout = CacheLayout(settings.cache.dir)
+        request = SyncRequest(tasks=("stock_basic", "trade_cal"), start=START, progress=False)
+        assert run_sync(settings, request).exit_code == 0
+        load_from_settings(settings)
+        assert set(_objects(layout.duckdb_path).values()) == {"table"}
+        request = SyncRequest(tasks=("daily",), start=START, progress=False)
+        assert run_sync(settings, request).exit_code == 0
+    objects = _objects(layout.duckdb_path)
+    assert {"raw.stock_basic", "raw.trade_cal", "raw.daily"} <= set(objects)
+    assert set(objects.values()) == {"table"}
+    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+        (rows,) = con.execute("SELECT count(*) FROM raw.daily").fetchone() or (0,)
+    assert rows > 0

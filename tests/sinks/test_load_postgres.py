@@ -10,8 +10,10 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
+from foundation.config import load_settings
 from foundation.errors import UsageError
-from pipeline.load import load_datasets, resolve_datasets
+from pipeline.load import load_datasets, load_from_settings, resolve_datasets
+from sinks import open_sink
 from sinks.postgres import DatabaseUnavailableError, LoadError
 from tests.sinks.helpers import (
     assert_same_rows,
@@ -448,3 +450,25 @@ def test_only_the_changed_slices_of_a_partition_are_written(
         pg_url, f"SELECT count(*) FROM factors.p WHERE gpa IS NULL AND ts_code = '{target}'"
     )
     assert nulls == [(1,)]
+
+
+def test_the_settings_pick_the_postgres_sink_behind_the_seam(
+    layout: CacheLayout, tmp_path: Path, pg_url: str
+) -> None:
+    write_partition(
+        layout, "factors", "p", "2020.parquet", factor_frame([FRIDAY_2020], codes(3), 1)
+    )
+    config = tmp_path / "alphahome.toml"
+    config.write_text(f'[database]\nurl = "{pg_url}"\n[cache]\ndir = "{layout.root}"\n')
+    settings = load_settings(config, None, {}, env={})
+    sink = open_sink(settings)
+    assert sink.capabilities.name == "postgres" and sink.capabilities.supports_upsert
+    assert sink.capabilities.durable and "password" not in sink.target
+    result = load_from_settings(settings)
+    assert result.sink == "postgres" and result.lines()[0].startswith("loaded into PostgreSQL")
+    assert [t.inserted for t in result.tables] == [3]
+    assert sink.counts([("factors", "p"), ("factors", "nothing")]) == {
+        ("factors", "p"): 3,
+        ("factors", "nothing"): None,
+    }
+    assert not layout.duckdb_path.exists()  # the catalogue is the other sink's

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from cache.locks import LockHeld
 from foundation.config import load_settings
-from pipeline.locks import LockHeld, PostgresLocks
 from pipeline.sources.tushare import limits
 from pipeline.state import show_state
 from pipeline.sync.runner import SyncRequest, run_sync
 from pipeline.sync.tasks import task
+from sinks.pg_state import PostgresLocks
 from tests.sync.conftest import (
     START,
     TODAY,

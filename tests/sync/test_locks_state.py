@@ -13,15 +13,21 @@ from pathlib import Path
 import pytest
 
 from cache.layout import CacheLayout
-from pipeline.locks import FileLocks, LockHeld, PostgresLocks
-from pipeline.state import FileStateStore, PostgresStateStore, TaskState
+from cache.locks import FileLocks, LockHeld
+from cache.state import FileStateStore, TaskState
+from foundation.config import Settings, load_settings
+from foundation.errors import UsageError
+from pipeline.backends import open_locks, open_state
+from sinks.pg_state import PostgresLocks, PostgresStateStore
+from sinks.postgres import DatabaseUnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 HOLDER = """
 import sys, time
 from cache.layout import CacheLayout
-from pipeline.locks import {cls}
+from cache.locks import FileLocks
+from sinks.pg_state import PostgresLocks
 locks = {cls}({arg})
 locks.acquire(["daily", "weekly"])
 print("locked", flush=True)
@@ -115,3 +121,64 @@ def test_postgres_state_roundtrip(pg_url: str) -> None:
         roundtrip(store)
     finally:
         store.close()
+
+
+def _settings(tmp_path: Path, config: str) -> Settings:
+    path = tmp_path / "alphahome.toml"
+    path.write_text(config)
+    return load_settings(path, None, {"cache.dir": str(tmp_path / "data")}, env={})
+
+
+def test_the_file_backend_is_the_default(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "")
+    store, locks = open_state(settings), open_locks(settings)
+    try:
+        assert isinstance(store, FileStateStore) and isinstance(locks, FileLocks)
+        locks.acquire(["daily"])
+        assert locks.known_tasks() == ["daily"]
+    finally:
+        locks.release()
+        store.close()
+
+
+def test_the_postgres_backend_needs_a_database(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, '[state]\nbackend = "postgres"\n')
+    with pytest.raises(UsageError, match=r"needs database\.url"):
+        open_state(settings)
+    with pytest.raises(UsageError, match=r"needs database\.url"):
+        open_locks(settings)
+
+
+@pytest.mark.postgres
+def test_the_postgres_backend_holds_state_and_locks_in_the_database(
+    tmp_path: Path, pg_url: str
+) -> None:
+    settings = _settings(tmp_path, f'[state]\nbackend = "postgres"\n[database]\nurl = "{pg_url}"\n')
+    store, locks = open_state(settings), open_locks(settings)
+    try:
+        assert isinstance(store, PostgresStateStore) and isinstance(locks, PostgresLocks)
+        locks.acquire(["weekly"])
+        other = open_locks(settings)
+        try:
+            with pytest.raises(LockHeld, match="weekly"):
+                other.check(["weekly"])
+        finally:
+            other.release()
+    finally:
+        locks.release()
+        store.close()
+    assert not (tmp_path / "data" / "state").exists()  # nothing written to the cache
+
+
+def test_an_unreachable_state_database_names_the_server_not_the_password(tmp_path: Path) -> None:
+    url = f"postgresql://ah:pw-never-shown@127.0.0.1:{_closed_port()}/ah"
+    settings = _settings(tmp_path, f'[state]\nbackend = "postgres"\n[database]\nurl = "{url}"\n')
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        open_state(settings)
+    assert "ah@127.0.0.1" in str(caught.value) and "pw-never-shown" not in str(caught.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,11 +1,11 @@
-"""One process per task at a time: file locks, or PostgreSQL advisory locks.
+"""One process per task at a time: the lock protocol and its file backend.
 
 File locks are `fcntl.flock` on `<cache>/state/locks/<task>.lock` with the holder (pid,
 host, since) written inside; the operating system releases them when the holder dies,
 even by `kill -9`, so a crash never leaves a stale "running" lock. With the state in
-PostgreSQL, `pg_try_advisory_lock` on the session plays the same part across hosts, and
-the holder is recorded in `ops.sync_locks`. Either way a second instance fails at once
-with a message naming the holder.
+PostgreSQL, advisory locks play the same part across hosts (`sinks.pg_state.
+PostgresLocks`); `pipeline.backends.open_locks` picks one. Either way a second instance
+fails at once with a message naming the holder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -22,7 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cache.layout import CacheLayout
-from foundation.errors import AlphahomeError, AlreadyRunningError
+from foundation.errors import AlreadyRunningError
+
+LOCKS_SUBDIR = "locks"
 
 
 class LockHeld(AlreadyRunningError):
@@ -63,12 +64,16 @@ class TaskLocks(Protocol):
         """Release every lock taken."""
         ...
 
+    def known_tasks(self) -> list[str]:
+        """Tasks the backend itself remembers (lock files); the stored states name the rest."""
+        ...
+
 
 class FileLocks:
     """`flock` locks under `<cache>/state/locks/`."""
 
     def __init__(self, layout: CacheLayout) -> None:
-        self.folder = layout.state_dir / "locks"
+        self.folder = layout.state_dir / LOCKS_SUBDIR
         self._held: dict[str, int] = {}
 
     def _path(self, task: str) -> Path:
@@ -118,6 +123,10 @@ class FileLocks:
         os.fsync(fd)
         self._held[task] = fd
 
+    def known_tasks(self) -> list[str]:
+        """Tasks that have a lock file (held or not)."""
+        return sorted(p.stem for p in self.folder.glob("*.lock")) if self.folder.is_dir() else []
+
     def release(self) -> None:
         """Empty and unlock every held file (the files stay: unlinking would race)."""
         for fd in self._held.values():
@@ -125,82 +134,6 @@ class FileLocks:
                 os.ftruncate(fd, 0)
             os.close(fd)
         self._held.clear()
-
-
-def advisory_key(task: str) -> int:
-    """A stable signed 64-bit key for a task's advisory lock."""
-    digest = hashlib.sha256(f"alphahome.sync:{task}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-class PostgresLocks:
-    """Session advisory locks on one connection; holders listed in `ops.sync_locks`."""
-
-    DDL = (
-        "CREATE SCHEMA IF NOT EXISTS ops",
-        "CREATE TABLE IF NOT EXISTS ops.sync_locks (task TEXT PRIMARY KEY,"
-        " holder TEXT NOT NULL, taken_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-
-    def __init__(self, url: str) -> None:
-        import adbc_driver_postgresql.dbapi as pgdb
-
-        try:
-            self._conn = pgdb.connect(url, autocommit=True)
-        except Exception as exc:
-            msg = f"lock backend postgres: cannot connect ({type(exc).__name__})"
-            raise AlphahomeError(msg) from None
-        with self._conn.cursor() as cur:
-            for statement in self.DDL:
-                cur.execute(statement)
-        self._held: list[str] = []
-
-    def check(self, tasks: Iterable[str]) -> None:
-        """Refuse when a task's advisory lock is held elsewhere (taken and given back)."""
-        for task in tasks:
-            self._try_or_refuse(task)
-            with self._conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock($1)", (advisory_key(task),))
-
-    def acquire(self, tasks: Iterable[str]) -> None:
-        """Take every lock or none; the holder is recorded for whoever is refused."""
-        try:
-            for task in tasks:
-                self._try_or_refuse(task)
-                self._held.append(task)
-                with self._conn.cursor() as cur:
-                    cur.execute(
-                        "INSERT INTO ops.sync_locks (task, holder, taken_at) "
-                        "VALUES ($1, $2, now()) ON CONFLICT (task) DO UPDATE "
-                        "SET holder = EXCLUDED.holder, taken_at = now()",
-                        (task, json.dumps(holder_info())),
-                    )
-        except LockHeld:
-            self.release()
-            raise
-
-    def _try_or_refuse(self, task: str) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock($1)", (advisory_key(task),))
-            row = cur.fetchone()
-            if row and row[0]:
-                return
-            cur.execute("SELECT holder FROM ops.sync_locks WHERE task = $1", (task,))
-            found = cur.fetchone()
-        holder = None
-        if found:
-            with contextlib.suppress(ValueError):
-                holder = json.loads(found[0])
-        raise LockHeld(describe_holder(task, holder))
-
-    def release(self) -> None:
-        """Unlock every held task and close the session."""
-        with contextlib.suppress(Exception), self._conn.cursor() as cur:
-            for task in self._held:
-                cur.execute("SELECT pg_advisory_unlock($1)", (advisory_key(task),))
-        self._held.clear()
-        with contextlib.suppress(Exception):
-            self._conn.close()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,46 @@
+"""Where the sync keeps its task state and takes its task locks: the one place that reads
+`[state] backend`.
+
+`files` (the default): documents under `<cache>/state/tasks/` and `flock` files under
+`<cache>/state/locks/` (`cache.state`, `cache.locks`). `postgres`: `ops.sync_state`
+and session advisory locks in the configured database (`sinks.pg_state`), for several
+hosts sharing one database.
+"""
+
+from __future__ import annotations
+
+from cache.layout import CacheLayout
+from cache.locks import FileLocks, TaskLocks
+from cache.state import FileStateStore, StateStore
+from foundation.config import Settings
+from foundation.errors import UsageError
+
+
+def _postgres_url(settings: Settings) -> str | None:
+    """The database URL when the state lives in PostgreSQL, None for the file backend."""
+    if settings.state.backend != "postgres":
+        return None
+    if not settings.database.url:
+        msg = "state.backend = 'postgres' needs database.url (or DATABASE_URL)"
+        raise UsageError(msg)
+    return settings.database.url
+
+
+def open_state(settings: Settings) -> StateStore:
+    """The task state store chosen by `[state] backend` (close it when done)."""
+    url = _postgres_url(settings)
+    if url is None:
+        return FileStateStore(CacheLayout(settings.cache.dir))
+    from sinks.pg_state import PostgresStateStore
+
+    return PostgresStateStore(url)
+
+
+def open_locks(settings: Settings) -> TaskLocks:
+    """The task locks chosen by `[state] backend` (release them when done)."""
+    url = _postgres_url(settings)
+    if url is None:
+        return FileLocks(CacheLayout(settings.cache.dir))
+    from sinks.pg_state import PostgresLocks
+
+    return PostgresLocks(url)
