@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from cache.layout import CacheLayout
 from foundation.config import Settings
-from sinks.base import Sink
+from sinks.base import LoadResult, Sink, SinkCapabilities, TableLoad
+
+__all__ = ["LoadResult", "Sink", "SinkCapabilities", "TableLoad", "open_sink"]
 
 
 def open_sink(settings: Settings) -> Sink:

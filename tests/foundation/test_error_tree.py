@@ -262,7 +262,7 @@ def test_exit_codes_are_set_only_in_foundation_errors() -> None:
         ("cache.catalogue.apis.UnknownApiError", 2),
         ("sinks.admin.RenameRefusedError", 2),
         ("pipeline.sources.tushare.errors.AuthError", 3),
-        ("pipeline.locks.LockHeld", 4),
+        ("cache.locks.LockHeld", 4),
         ("sinks.postgres.LoadError", 1),
     ],
 )
