@@ -17,6 +17,7 @@ from pipeline.sync import SyncRequest, run_sync
 from pipeline.tasks import TASKS
 from tests.sync.conftest import START, Served, cache_rows, copy_cache, settings_for
 from tests.sync.reference import (
+    DATASETS,
     calendar_days,
     duplicate_keys,
     income_pairs,
@@ -39,11 +40,12 @@ def sync(folder: Path, served: Served, request: SyncRequest = REQUEST) -> dict[s
 
 
 def assert_matches_source(sim: Simulator, root: Path) -> None:
-    for spec in TASKS:
-        expected = truth_rows(sim, spec, START)
-        got = cache_rows(root, spec.name)
-        assert got == expected, (spec.name, len(got - expected), len(expected - got))
-        assert duplicate_keys(root, spec) == 0, spec.name
+    assert {spec.name for spec in TASKS} == set(DATASETS)  # the reference covers every task
+    for name in DATASETS:
+        expected = truth_rows(sim, name, START)
+        got = cache_rows(root, name)
+        assert got == expected, (name, len(got - expected), len(expected - got))
+        assert duplicate_keys(root, name) == 0, name
 
 
 def test_full_sync_holds_exactly_the_source(synced: Path, serve: Callable[..., Served]) -> None:
@@ -55,9 +57,9 @@ def test_full_sync_holds_exactly_the_source(synced: Path, serve: Callable[..., S
     assert set(income["update_flag"]) == {"0", "1"}
     # the analysts' catalogue reads every dataset
     with duckdb.connect(str(root / "alphahome.duckdb"), read_only=True) as con:
-        for spec in TASKS:
-            count = con.execute(f"select count(*) from raw.{spec.name}").fetchone()
-            assert count is not None and count[0] == len(cache_rows(root, spec.name))
+        for name in DATASETS:
+            count = con.execute(f"select count(*) from raw.{name}").fetchone()
+            assert count is not None and count[0] == len(cache_rows(root, name))
 
 
 def expected_day_calls(
@@ -111,8 +113,8 @@ def test_5_and_30_days_later_the_cache_equals_a_fresh_full_sync(
         assert_matches_source(sim, root)
     fresh = sync(tmp_path / "b", served)
     assert sum(calls.values()) < sum(fresh.values())
-    for spec in TASKS:
-        assert cache_rows(root, spec.name) == cache_rows(tmp_path / "b" / "data", spec.name)
+    for name in DATASETS:
+        assert cache_rows(root, name) == cache_rows(tmp_path / "b" / "data", name)
 
 
 @pytest.mark.slow
@@ -123,10 +125,10 @@ def test_full_sync_of_300_stocks_over_5_years(tmp_path: Path, serve: Callable[..
     report = run_sync(settings_for(tmp_path, served.url), request)
     assert report.exit_code == 0
     root = tmp_path / "data"
-    for spec in TASKS:
-        expected = truth_rows(served.sim, spec, dt.date(2019, 7, 1))
-        assert cache_rows(root, spec.name) == expected, spec.name
-        assert duplicate_keys(root, spec) == 0, spec.name
+    for name in DATASETS:
+        expected = truth_rows(served.sim, name, dt.date(2019, 7, 1))
+        assert cache_rows(root, name) == expected, name
+        assert duplicate_keys(root, name) == 0, name
 
 
 # Which units a sync re-fetches although they are committed: the latest N, per DESIGN 5
