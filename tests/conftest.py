@@ -1,4 +1,8 @@
-"""Fixtures shared by every test package: the throwaway PostgreSQL server."""
+"""Fixtures shared by every test package: the throwaway PostgreSQL server.
+
+Under REQUIRE_ALL=1 (set by .ci/run) a skipped test or module that is not listed in
+EXPECTED_SKIPS fails the session: a clean CI must run everything it claims to.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,48 @@ from collections.abc import Iterator
 import pytest
 
 from tests.postgres_server import PostgresServer, PostgresUnavailable, throwaway_server
+
+# Node ids that may skip even under REQUIRE_ALL=1 (none: CI installs what tests need).
+EXPECTED_SKIPS: frozenset[str] = frozenset()
+_unexpected_skips: list[str] = []
+
+
+def _require_all() -> bool:
+    return os.environ.get("REQUIRE_ALL") == "1"
+
+
+def _note_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    """Remember a skip (of a test or of a whole module) that EXPECTED_SKIPS does not list."""
+    if not report.skipped or hasattr(report, "wasxfail") or report.nodeid in EXPECTED_SKIPS:
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    _unexpected_skips.append(f"{report.nodeid or '<session>'}: {reason}")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """Module-level skips (importorskip, pytest.skip at import) are skips too."""
+    _note_skip(report)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A test skipped in setup or in its body."""
+    _note_skip(report)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Under REQUIRE_ALL=1, list the unexpected skips (or say there were none)."""
+    if not _require_all():
+        return
+    terminalreporter.section("REQUIRE_ALL=1: unexpected skips")
+    terminalreporter.line(f"{len(_unexpected_skips)} unexpected skips")
+    for line in _unexpected_skips:
+        terminalreporter.line(f"UNEXPECTED SKIP {line}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under REQUIRE_ALL=1, an unexpected skip makes the session fail."""
+    if _require_all() and _unexpected_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,51 @@ from polars.testing import assert_frame_equal
 from factors.calendar import Freq, calc_dates
 from factors.g import g_inputs, g_scores
 from factors.p import p_inputs, p_scores
-from factors.schema import G_SCHEMA, P_SCHEMA
 from factors.universe import universe
 from tests.factors.reference import ref_factors
 from tests.factors.synthetic import INDICATOR_SCHEMA, INDUSTRY_SCHEMA, Market
 
 ES_REL_TOL = 1e-12
+
+# The output contract of factors.p and factors.g as DESIGN section 7 states it (columns,
+# order, types), written here rather than read from factors.schema: a wrong entry
+# there must not be wrong in the reference too.
+P_CONTRACT = pl.Schema(
+    {
+        "ts_code": pl.String,
+        "calc_date": pl.Date,
+        "p_score": pl.Float64,
+        "p_rank": pl.Int64,
+        "gpa": pl.Float64,
+        "roe": pl.Float64,
+        "roa": pl.Float64,
+        "s_gpa": pl.Float64,
+        "s_roe": pl.Float64,
+        "s_roa": pl.Float64,
+        "is_financial": pl.Boolean,
+        "industry_l1": pl.String,
+        "end_date": pl.Date,
+        "ann_date": pl.Date,
+    }
+)
+G_CONTRACT = pl.Schema(
+    {
+        "ts_code": pl.String,
+        "calc_date": pl.Date,
+        "g_score": pl.Float64,
+        "g_rank": pl.Int64,
+        "em": pl.Float64,
+        "es": pl.Float64,
+        "rm": pl.Float64,
+        "pm": pl.Float64,
+        "rank_em": pl.Float64,
+        "rank_es": pl.Float64,
+        "rank_rm": pl.Float64,
+        "rank_pm": pl.Float64,
+        "end_date": pl.Date,
+        "ann_date": pl.Date,
+    }
+)
 
 
 def product_factors(
@@ -43,8 +82,8 @@ def reference_factors(
         freq,
         include_bj,
     )
-    p = pl.DataFrame(p_rows, schema=P_SCHEMA, orient="row" if not p_rows else None)
-    g = pl.DataFrame(g_rows, schema=G_SCHEMA, orient="row" if not g_rows else None)
+    p = pl.DataFrame(p_rows, schema=P_CONTRACT, orient="row" if not p_rows else None)
+    g = pl.DataFrame(g_rows, schema=G_CONTRACT, orient="row" if not g_rows else None)
     return p.sort("ts_code", "calc_date"), g.sort("ts_code", "calc_date")
 
 

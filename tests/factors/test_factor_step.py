@@ -11,10 +11,9 @@ from polars.testing import assert_frame_equal
 
 import pipeline.factor_step as step
 from cache.layout import CacheLayout
-from factors.schema import G_SCHEMA, P_SCHEMA
 from foundation.errors import UsageError
 from pipeline.factor_step import FactorInputError, compute_factors, rerank_factors
-from tests.factors.helpers import product_factors
+from tests.factors.helpers import G_CONTRACT, P_CONTRACT, product_factors
 from tests.factors.synthetic import Market, known_at, synthetic_market, write_cache
 
 D = dt.date
@@ -49,7 +48,7 @@ def test_backfill_writes_sorted_year_files_equal_to_the_pure_chain(
     assert result.as_of == LAST
     assert result.rows_written == {"p": p.height, "g": g.height}
     assert result.dates_computed["p"] == p.get_column("calc_date").n_unique()
-    for factor, schema in (("p", P_SCHEMA), ("g", G_SCHEMA)):
+    for factor, schema in (("p", P_CONTRACT), ("g", G_CONTRACT)):
         files = sorted(layout.dataset_dir("factors", factor).glob("*.parquet"))
         years = sorted(set(p.get_column("calc_date").dt.year()))
         assert [f.name for f in files] == [f"{y}.parquet" for y in years]

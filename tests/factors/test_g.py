@@ -11,8 +11,7 @@ import polars as pl
 import pytest
 
 from factors.g import g_inputs, g_scores
-from factors.schema import G_SCHEMA
-from tests.factors.helpers import ES_REL_TOL
+from tests.factors.helpers import ES_REL_TOL, G_CONTRACT
 from tests.factors.reference import ref_es
 
 FIRST = dt.date(2020, 1, 3)  # a Friday
@@ -150,7 +149,7 @@ def test_ranks_and_score_from_hand_values() -> None:
     # A: (50 + 83.33..) / 2 ; B: (100 + 83.33..) / 2 ; C: 33.33..
     assert [got[c]["g_score"] for c in "ABC"] == [66.666667, 91.666667, 33.333333]
     assert [got[c]["g_rank"] for c in "ABC"] == [2, 1, 3]
-    assert g_scores(inputs).schema == G_SCHEMA
+    assert g_scores(inputs).schema == G_CONTRACT
 
 
 def test_a_stock_with_nothing_computable_keeps_its_row() -> None:

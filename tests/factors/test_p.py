@@ -8,8 +8,7 @@ from typing import Any
 import polars as pl
 
 from factors.p import p_scores
-from factors.schema import P_SCHEMA
-from tests.factors.helpers import frame_of
+from tests.factors.helpers import P_CONTRACT, frame_of
 from tests.factors.reference import ref_p_scores
 
 T = dt.date(2024, 4, 30)
@@ -133,7 +132,7 @@ def test_dates_are_separate_cross_sections() -> None:
 
 def test_output_contract_columns_and_types() -> None:
     got = p_scores(_inputs([{"ts_code": "A", "gpa": 1.0}]))
-    assert got.schema == P_SCHEMA
+    assert got.schema == P_CONTRACT
     assert got.columns == [
         "ts_code",
         "calc_date",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.factors.helpers import (
+    P_CONTRACT,
     assert_g_equal,
     assert_p_equal,
     indicators_of,
@@ -23,6 +25,7 @@ from tests.factors.helpers import (
     reference_factors,
     stocks_of,
 )
+from tests.factors.reference import ref_average_ranks
 from tests.factors.synthetic import Market, synthetic_market
 
 D = dt.date
@@ -149,3 +152,64 @@ def test_small_synthetic_market_covers_es_cases() -> None:
     ref_p, ref_g = reference_factors(market, D(2020, 12, 31))
     assert_p_equal(p, ref_p)
     assert_g_equal(g, ref_g)
+
+
+WIDE_STOCKS = 160  # > 101: the 1st/99th percentiles fall inside the two outermost gaps
+
+
+def _wide_market(seed: int) -> Market:
+    """WIDE_STOCKS stocks with one report each, a few far outliers, some financials."""
+    rng = np.random.default_rng(seed)
+    codes = [f"{i:06d}.SZ" for i in range(1, WIDE_STOCKS + 1)]
+    stocks = [{"ts_code": c, "list_date": D(2015, 1, 5), "delist_date": None} for c in codes]
+    metrics = {m: rng.normal(10.0, 4.0, WIDE_STOCKS) for m in ("gpa", "roe", "roa")}
+    for values in metrics.values():  # outliers on both sides, on different stocks
+        picks = rng.choice(WIDE_STOCKS, size=6, replace=False)
+        values[picks] = [900.0, 400.0, 250.0, -300.0, -80.0, -70.0]
+    indicators = [
+        {
+            "ts_code": c,
+            "knowledge_date": D(2018, 11, 1) + dt.timedelta(days=int(rng.integers(0, 20))),
+            "end_date": D(2018, 9, 30),
+            "comp_type": "2" if i % 17 == 0 else "1",
+            "gpa": float(metrics["gpa"][i]),
+            "roe": float(metrics["roe"][i]),
+            "roa": float(metrics["roa"][i]),
+            "revenue_yoy": float(rng.normal(0, 30)),
+            "profit_yoy": float(rng.normal(0, 30)),
+        }
+        for i, c in enumerate(codes)
+    ]
+    return Market(
+        trade_cal=_calendar(120, set()),
+        stock_basic=stocks_of(stocks),
+        daily=pl.DataFrame(),
+        indicators=indicators_of(indicators),
+        industry=industry_of([]),
+    )
+
+
+def test_a_wide_cross_section_with_outliers_where_clipping_changes_ranks() -> None:
+    market = _wide_market(seed=20)
+    as_of = _day(119)
+    p, g = product_factors(market, as_of, "monthly")
+    ref_p, ref_g = reference_factors(market, as_of, "monthly")
+    assert_p_equal(p, ref_p)
+    assert_g_equal(g, ref_g)
+    assert p.schema == P_CONTRACT
+    assert p.get_column("calc_date").n_unique() == 4  # one per month, Jan to Apr 2019
+    assert p.group_by("calc_date").len().get_column("len").to_list() == [WIDE_STOCKS] * 4
+
+    # the case is one where winsorising matters: without it, the sub-scores would differ
+    one_date = ref_p.filter(pl.col("calc_date") == pl.col("calc_date").min())
+    for metric in ("gpa", "roe", "roa"):
+        present = one_date.filter(pl.col(metric).is_not_null())
+        values = dict(zip(present["ts_code"], present[metric], strict=True))
+        n = len(values)
+        assert n > 101 and len(set(values.values())) == n  # wide, and no ties to begin with
+        unclipped = {c: 100 * (r - 1) / (n - 1) for c, r in ref_average_ranks(values).items()}
+        clipped = dict(zip(present["ts_code"], present[f"s_{metric}"], strict=True))
+        changed = [c for c in values if clipped[c] != unclipped[c]]
+        # the two lowest and the two highest tie once clipped (1st/99th percentiles)
+        assert len(changed) == 4, (metric, changed)
+        assert present[f"s_{metric}"].n_unique() == n - 2

@@ -11,11 +11,42 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import polars as pl
+
 Row = dict[str, Any]
 
 QUARTER_ENDS = {(3, 31), (6, 30), (9, 30), (12, 31)}
 FORMAL = ("income", "balancesheet", "cashflow")
 FLOWS = ("revenue", "oper_cost", "operate_profit", "n_income", "n_income_attr_p")
+
+# pit.indicators as DESIGN 6 states it (columns, order, types), written here rather than
+# read from the product: the compared columns and the schema check must not share its errors.
+INDICATOR_CONTRACT = pl.Schema(
+    {
+        "ts_code": pl.String,
+        "knowledge_date": pl.Date,
+        "end_date": pl.Date,
+        "bs_end_date": pl.Date,
+        "vis_date": pl.Date,
+        "comp_type": pl.String,
+        "revenue_ttm": pl.Float64,
+        "oper_cost_ttm": pl.Float64,
+        "n_income_attr_p_ttm": pl.Float64,
+        "total_assets": pl.Float64,
+        "total_hldr_eqy_exc_min_int": pl.Float64,
+        "gpa": pl.Float64,
+        "roe": pl.Float64,
+        "roa": pl.Float64,
+        "revenue_q": pl.Float64,
+        "revenue_q_ly": pl.Float64,
+        "revenue_yoy": pl.Float64,
+        "n_income_attr_p_q": pl.Float64,
+        "n_income_attr_p_q_ly": pl.Float64,
+        "profit_yoy": pl.Float64,
+        "ann_date": pl.Date,
+    }
+)
+INDICATOR_VALUES = [c for c in INDICATOR_CONTRACT if c not in ("ts_code", "knowledge_date")]
 
 
 def is_quarter_end(day: dt.date | None) -> bool:

@@ -13,14 +13,13 @@ from cache.catalogue.datasets import dataset
 from foundation.errors import InternalError
 from pipeline.pit import maths as pit
 from tests.pit.histories import History, frames, histories, tied_rows
-from tests.pit.reference import FLOWS, Reference
+from tests.pit.reference import FLOWS, INDICATOR_CONTRACT, INDICATOR_VALUES, Reference
 
 PROPERTY = settings(
     max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-INDICATOR_VALUES = [c for c in pit.INDICATOR_SCHEMA if c not in ("ts_code", "knowledge_date")]
 QUARTERLY_VALUES = [
     "vis_date",
     "comp_type",
@@ -165,7 +164,7 @@ def test_income_quarterly_matches_reference_on_every_date(history: History) -> N
 def test_indicators_match_reference_on_every_date(history: History) -> None:
     ref = Reference(history)
     table = build(history)["indicators"]
-    assert table.schema == pl.Schema(pit.INDICATOR_SCHEMA)
+    assert table.schema == INDICATOR_CONTRACT
     dates = probe_dates(ref)
     keys = [(c, d) for c in ref.codes() for d in dates]
     expected = {k: ref.indicators_at(*k) for k in keys}

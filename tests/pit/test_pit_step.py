@@ -15,7 +15,7 @@ from cache.layout import CacheLayout
 from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
 from pipeline.pit.step import PitBuildError, bucket_of, build_pit, verify_pit
-from tests.pit.reference import Reference
+from tests.pit.reference import INDICATOR_VALUES, Reference
 from tests.pit.synthetic import FETCHED_TYPE, FIRST_FETCH, write_raw
 
 STOCK_TABLES = ("statement_versions", "income_quarterly", "balance", "indicators")
@@ -128,7 +128,7 @@ def test_indicators_of_the_full_columns_agree_with_the_reference(
         schema={"ts_code": pl.String, "date": pl.Date},
         orient="row",
     )
-    columns = [c for c in pit.INDICATOR_SCHEMA if c not in ("ts_code", "knowledge_date")]
+    columns = INDICATOR_VALUES
     seen = pit.read_as_of(pairs, table(raw_cache, "indicators"))
     for row in seen.iter_rows(named=True):
         expected = ref.indicators_at(row["ts_code"], row["date"])

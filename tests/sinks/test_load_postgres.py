@@ -472,3 +472,69 @@ def test_the_settings_pick_the_postgres_sink_behind_the_seam(
         ("factors", "nothing"): None,
     }
     assert not layout.duckdb_path.exists()  # the catalogue is the other sink's
+
+
+# The merge joins nullable key columns through a fill value (DATE '1970-01-01', '');
+# a NULL key must still never meet a row that holds the fill value itself.
+NULL_VERSUS_FILL = {
+    "pit.industry": (
+        ("ts_code", "l3_code", "in_date"),
+        "in_date",
+        dt.date(1970, 1, 1),
+        pl.Date,
+    ),
+    "pit.statement_versions": (
+        ("ts_code", "end_date", "source", "vis_date", "update_flag"),
+        "update_flag",
+        "",
+        pl.String,
+    ),
+}
+
+
+@pytest.mark.parametrize("table", sorted(NULL_VERSUS_FILL))
+def test_a_null_key_and_the_fill_value_are_two_keys(
+    layout: CacheLayout, pg_url: str, table: str
+) -> None:
+    key, nullable, fill, dtype = NULL_VERSUS_FILL[table]
+    base = {
+        "ts_code": "000001.SZ",
+        "l3_code": "857831.SI",
+        "end_date": dt.date(2023, 12, 31),
+        "source": "income",
+        "vis_date": dt.date(2024, 3, 15),
+    }
+    rows = [
+        {**base, nullable: None, "note": "null key", "value": 1.0},
+        {**base, nullable: fill, "note": "fill value", "value": 2.0},
+        {**base, "ts_code": "600000.SH", nullable: None, "note": "other stock", "value": 3.0},
+    ]
+    types = {"end_date": pl.Date, "vis_date": pl.Date, nullable: dtype, "value": pl.Float64}
+    schema = {c: types.get(c, pl.String) for c in (*key, "note", "value")}
+    frame = pl.DataFrame([{c: r[c] for c in schema} for r in rows], schema=schema)
+    name = table.split(".")[1]
+    write_partition(layout, "pit", name, "all.parquet", frame)  # type: ignore[arg-type]
+
+    first = load_datasets(layout, pg_url, [table])
+    assert first.tables[0].inserted == 3
+    again = load_datasets(layout, pg_url, [table], full=True)  # merged against itself
+    assert (again.tables[0].inserted, again.tables[0].updated, again.tables[0].deleted) == (0, 0, 0)
+    assert_same_rows(_rows(table_frame(pg_url, table)), _rows(frame), key)
+
+    changed = frame.with_columns(
+        note=pl.when(pl.col(nullable) == fill).then(pl.lit("fill value, changed")).otherwise("note")
+    )
+    write_partition(layout, "pit", name, "all.parquet", changed)  # type: ignore[arg-type]
+    result = load_datasets(layout, pg_url, [table])
+    assert (result.tables[0].inserted, result.tables[0].updated, result.tables[0].deleted) == (
+        0,
+        1,
+        0,
+    )
+    got = _rows(table_frame(pg_url, table))
+    assert_same_rows(got, _rows(changed), key)
+    assert sorted((r["note"], r[nullable] is None) for r in got) == [
+        ("fill value, changed", False),
+        ("null key", True),
+        ("other stock", True),
+    ]

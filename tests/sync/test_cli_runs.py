@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 
 from pipeline.sync.runner import SyncRequest, run_sync
-from pipeline.sync.tasks import TASKS, task
+from pipeline.sync.tasks import TASKS
 from tests.sync.conftest import (
     ROOT,
     START,
@@ -143,9 +143,7 @@ def test_an_api_above_the_points_is_skipped_and_the_rate_decides_the_exit(
     served.sim.reset_calls()
     report = run_sync(wrong, SyncRequest(tasks=("income",), start=START, progress=False))
     assert report.exit_code == 0 and served.sim.calls["income"] == 12
-    assert cache_rows(tmp_path / "b/data", "income") == truth_rows(
-        served.sim, task("income"), START
-    )
+    assert cache_rows(tmp_path / "b/data", "income") == truth_rows(served.sim, "income", START)
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(

@@ -12,7 +12,6 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline.sync.tasks import task
 from tests.sync.conftest import START, Served, ah, cache_rows, write_config
 from tests.sync.reference import truth_rows
 
@@ -63,7 +62,7 @@ def test_kill_9_then_rerun_equals_a_clean_run(
     assert rerun.returncode == 0, rerun.stderr
     assert not list(root.rglob("*.tmp")), "temporary files left behind"
     for name in TASKS:
-        assert cache_rows(root, name) == truth_rows(served.sim, task(name), START), name
+        assert cache_rows(root, name) == truth_rows(served.sim, name, START), name
     assert_readable(root)
 
 
@@ -92,7 +91,7 @@ def test_resume_fetches_only_what_is_missing_and_no_resume_starts_afresh(
     assert ah(*again, cwd=resumed_copy).returncode == 0
     assert served.sim.calls["weekly"] == 20
     for root in (tmp_path / "data", resumed_copy / "data"):
-        assert cache_rows(root, "weekly") == truth_rows(served.sim, task("weekly"), START)
+        assert cache_rows(root, "weekly") == truth_rows(served.sim, "weekly", START)
         assert last_report(root)["tasks"][0]["status"] == "success"
 
 
@@ -128,7 +127,7 @@ def test_a_ranged_backfill_commits_page_by_page_and_resumes_where_it_stopped(
     # the as-of probe, the one page left, and the refresh window (the last three dates)
     assert served.sim.calls["daily"] == 3
     assert newest_missing < max(state["committed"])
-    assert cache_rows(tmp_path / "data", "daily") == truth_rows(served.sim, task("daily"), START)
+    assert cache_rows(tmp_path / "data", "daily") == truth_rows(served.sim, "daily", START)
 
 
 def truth_dates(served: Served) -> list[str]:

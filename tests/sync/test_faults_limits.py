@@ -17,7 +17,6 @@ from foundation.config import load_settings
 from pipeline.sources.tushare import limits
 from pipeline.state import show_state
 from pipeline.sync.runner import SyncRequest, run_sync
-from pipeline.sync.tasks import task
 from sinks.pg_state import PostgresLocks
 from tests.sync.conftest import (
     START,
@@ -49,7 +48,7 @@ def test_with_5_percent_faults_nothing_is_missing_and_no_secret_leaks(
     assert report.exit_code == 0
     assert sum(t.retries for t in report.tasks) > 0 and outcomes(served, "http_50") > 0
     for name in tasks:
-        assert cache_rows(tmp_path / "data", name) == truth_rows(served.sim, task(name), START)
+        assert cache_rows(tmp_path / "data", name) == truth_rows(served.sim, name, START)
     written = [p for p in (tmp_path / "data").rglob("*") if p.suffix in (".json", ".log")]
     assert written and all(SECRET not in p.read_text() for p in written)
 
@@ -75,7 +74,7 @@ def test_rate_limits_are_kept_or_waited_out(
         else:  # too high: refusals are waited out and not failures
             assert refused > 0 and report.tasks[0].rate_limited == refused
             assert report.tasks[0].status == "success" and not report.tasks[0].errors
-        expected = {r for r in truth_rows(served.sim, task("adj_factor"), start)}
+        expected = {r for r in truth_rows(served.sim, "adj_factor", start)}
         assert cache_rows(tmp_path / "data", "adj_factor") == expected
 
 
@@ -114,7 +113,7 @@ def test_append_mode_adds_new_units_and_refuses_stored_keys(
     served.sim.reset_calls()
     report = run_sync(settings, append)
     assert report.exit_code == 0 and report.tasks[0].units_total == 1  # no refresh window
-    assert cache_rows(root, "daily") == truth_rows(served.sim, task("daily"), START)
+    assert cache_rows(root, "daily") == truth_rows(served.sim, "daily", START)
     before = {p: p.stat().st_mtime_ns for p in (root / "raw/daily").rglob("*.parquet")}
     again = SyncRequest(tasks=("daily",), start=START, mode="append", full=True, progress=False)
     report = run_sync(settings, again)

@@ -11,11 +11,13 @@ import duckdb
 import polars as pl
 import pytest
 
+from cache.atomic import write_parquet_atomic
 from pipeline.sources.simulator import Simulator
 from pipeline.sync.runner import SyncRequest, run_sync
 from pipeline.sync.tasks import TASKS
 from tests.sync.conftest import START, Served, cache_rows, copy_cache, settings_for
 from tests.sync.reference import (
+    DATASETS,
     calendar_days,
     duplicate_keys,
     income_pairs,
@@ -38,11 +40,12 @@ def sync(folder: Path, served: Served, request: SyncRequest = REQUEST) -> dict[s
 
 
 def assert_matches_source(sim: Simulator, root: Path) -> None:
-    for spec in TASKS:
-        expected = truth_rows(sim, spec, START)
-        got = cache_rows(root, spec.name)
-        assert got == expected, (spec.name, len(got - expected), len(expected - got))
-        assert duplicate_keys(root, spec) == 0, spec.name
+    assert {spec.name for spec in TASKS} == set(DATASETS)  # the reference covers every task
+    for name in DATASETS:
+        expected = truth_rows(sim, name, START)
+        got = cache_rows(root, name)
+        assert got == expected, (name, len(got - expected), len(expected - got))
+        assert duplicate_keys(root, name) == 0, name
 
 
 def test_full_sync_holds_exactly_the_source(synced: Path, serve: Callable[..., Served]) -> None:
@@ -54,9 +57,9 @@ def test_full_sync_holds_exactly_the_source(synced: Path, serve: Callable[..., S
     assert set(income["update_flag"]) == {"0", "1"}
     # the analysts' catalogue reads every dataset
     with duckdb.connect(str(root / "alphahome.duckdb"), read_only=True) as con:
-        for spec in TASKS:
-            count = con.execute(f"select count(*) from raw.{spec.name}").fetchone()
-            assert count is not None and count[0] == len(cache_rows(root, spec.name))
+        for name in DATASETS:
+            count = con.execute(f"select count(*) from raw.{name}").fetchone()
+            assert count is not None and count[0] == len(cache_rows(root, name))
 
 
 def expected_day_calls(
@@ -110,8 +113,8 @@ def test_5_and_30_days_later_the_cache_equals_a_fresh_full_sync(
         assert_matches_source(sim, root)
     fresh = sync(tmp_path / "b", served)
     assert sum(calls.values()) < sum(fresh.values())
-    for spec in TASKS:
-        assert cache_rows(root, spec.name) == cache_rows(tmp_path / "b" / "data", spec.name)
+    for name in DATASETS:
+        assert cache_rows(root, name) == cache_rows(tmp_path / "b" / "data", name)
 
 
 @pytest.mark.slow
@@ -122,7 +125,59 @@ def test_full_sync_of_300_stocks_over_5_years(tmp_path: Path, serve: Callable[..
     report = run_sync(settings_for(tmp_path, served.url), request)
     assert report.exit_code == 0
     root = tmp_path / "data"
-    for spec in TASKS:
-        expected = truth_rows(served.sim, spec, dt.date(2019, 7, 1))
-        assert cache_rows(root, spec.name) == expected, spec.name
-        assert duplicate_keys(root, spec) == 0, spec.name
+    for name in DATASETS:
+        expected = truth_rows(served.sim, name, dt.date(2019, 7, 1))
+        assert cache_rows(root, name) == expected, name
+        assert duplicate_keys(root, name) == 0, name
+
+
+# Which units a sync re-fetches although they are committed: the latest N, per DESIGN 5
+# (the vendor may still revise them). Written here, not read from the task catalogue.
+REFRESHED_UNITS = {"daily": 3, "adj_factor": 3, "index_daily": 3, "weekly": 1}
+TAMPERED_UNITS = 2  # units before the window that are tampered with too, and must stay so
+
+
+def _tamper(root: Path, name: str, dates: list[dt.date]) -> None:
+    """Change every float of the dataset's rows on `dates` in the cache (as a wrong copy
+    of the vendor's data would), keeping `_fetched_at` and the file layout."""
+    for path in sorted((root / "raw" / name).rglob("*.parquet")):
+        frame = pl.read_parquet(path)
+        hit = pl.col("trade_date").is_in(dates)
+        floats = [c for c, t in frame.schema.items() if t == pl.Float64]
+        changed = frame.with_columns(
+            pl.when(hit).then(pl.col(c) + 1000.0).otherwise(pl.col(c)).alias(c) for c in floats
+        )
+        if not changed.equals(frame):
+            write_parquet_atomic(changed, path)
+
+
+def _rows_on(frame: pl.DataFrame, day: dt.date) -> set[tuple[object, ...]]:
+    """The rows of a frame on one trade date, columns sorted, `_fetched_at` left out."""
+    frame = frame.filter(pl.col("trade_date") == day).drop("_fetched_at", strict=False)
+    return set(frame.select(sorted(frame.columns)).iter_rows())
+
+
+def test_a_sync_re_fetches_exactly_the_latest_units(
+    tmp_path: Path, synced: Path, serve: Callable[..., Served]
+) -> None:
+    served = serve()
+    sim, root = served.sim, copy_cache(synced, tmp_path)
+    tampered: dict[str, list[dt.date]] = {}
+    for name, window in REFRESHED_UNITS.items():
+        units = sorted(set(sim.ground_truth(name)["trade_date"]))  # one per unit
+        tampered[name] = units[-(window + TAMPERED_UNITS) :]
+        _tamper(root, name, tampered[name])
+        cached = pl.read_parquet(str(root / "raw" / name / "**" / "*.parquet"))
+        truth = sim.ground_truth(name)
+        assert all(not _rows_on(cached, d) & _rows_on(truth, d) for d in tampered[name])
+    sync(tmp_path, served)  # the same day: nothing new, only the refresh windows
+    for name in REFRESHED_UNITS:
+        truth = sim.ground_truth(name)
+        cached = pl.read_parquet(str(root / "raw" / name / "**" / "*.parquet"))
+        for i, day in enumerate(tampered[name]):
+            want, got = _rows_on(truth, day), _rows_on(cached, day)
+            assert want, (name, day)
+            if i < TAMPERED_UNITS:  # before the window: not fetched, still wrong
+                assert got and not got & want, (name, day, "re-fetched outside the window")
+            else:
+                assert got == want, (name, day, "not re-fetched")
