@@ -8,7 +8,8 @@ types, natural key, storage kind, partitioning, date column and sort order. The 
 - raw: the columns are the API's documented fields (`cache.catalogue.apis`), plus any
   request parameter stored as a column because the API does not return it (the
   `type` fina_mainbz is asked by); the key is the API's documented primary key
-  (limited to returned fields) plus those request columns.
+  (limited to returned fields), plus the columns that tell history rows apart where
+  the documented key cannot (index_member_all's in_date), plus those request columns.
 - pit: the PIT table schemas (DESIGN 6); the stock tables are files of hash buckets of
   ts_code, the industry tables one file each.
 - factors: the output contract of `factors.schema`; one file per year of calc dates.
@@ -64,7 +65,7 @@ FETCHED_AT_TYPE = pl.Datetime("us", "UTC")
 # Raw key columns Tushare is known to leave null in some rows (statements' update_flag
 # and report_type, announcement dates of name changes and dividends).
 NULLABLE_RAW_KEY_COLUMNS: frozenset[str] = frozenset(
-    {"ann_date", "f_ann_date", "update_flag", "report_type", "div_proc"}
+    {"ann_date", "f_ann_date", "update_flag", "report_type", "div_proc", "in_date"}
 )
 
 
@@ -133,10 +134,12 @@ def _raw(
     sort_by: tuple[str, ...],
     storage: Storage = "latest",
     request_columns: tuple[str, ...] = (),
+    history_key: tuple[str, ...] = (),
 ) -> DatasetSpec:
     api = api_spec(name)
     schema = {**api.polars_schema(), **{c: pl.String() for c in request_columns}}
-    key = (*(k for k in api.primary_key if k in api.field_names), *request_columns)
+    documented = tuple(k for k in api.primary_key if k in api.field_names)
+    key = (*documented, *history_key, *request_columns)
     return DatasetSpec(
         layer="raw",
         name=name,
@@ -210,9 +213,11 @@ def _raw_datasets() -> tuple[DatasetSpec, ...]:
         # index
         _raw("index_basic", date_field=None, partitioning="single", sort_by=("ts_code",)),
         _raw("index_classify", date_field=None, partitioning="single", sort_by=("index_code",)),
+        # With history (is_new N), a stock that leaves an industry and later rejoins it
+        # has two memberships of the same codes: in_date tells them apart.
         _raw(
             "index_member_all", date_field=None, partitioning="single",
-            sort_by=("ts_code", "in_date"),
+            sort_by=("ts_code", "in_date"), history_key=("in_date",),
         ),
         _raw(
             "index_daily", date_field="trade_date", partitioning="year",
