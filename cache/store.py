@@ -33,7 +33,7 @@ import polars as pl
 from cache.atomic import TMP_SUFFIX, atomic_path
 from cache.catalogue.datasets import FETCHED_AT, FETCHED_AT_TYPE, DatasetSpec
 from cache.layout import CacheLayout
-from foundation.errors import AlphahomeError, InternalError
+from foundation.errors import AlphahomeError, InternalError, UsageError
 
 Mode = Literal["upsert", "append"]
 
@@ -95,6 +95,22 @@ def merge(
     return merged.sort([*spec.sort_by, *key], nulls_last=False, maintain_order=True), changed.height
 
 
+class StaleLayoutError(UsageError):
+    """A stored file predates a column the dataset now has (a contract change)."""
+
+
+def _check_columns(
+    path: Path, stored: pl.DataFrame, columns: list[str], spec: DatasetSpec, folder: Path
+) -> None:
+    missing = [c for c in columns if c not in stored.columns]
+    if missing:
+        msg = (
+            f"{path} has no column {', '.join(missing)} (written by an older alphahome): "
+            f"delete {folder}, run `ah state reset {spec.name}`, then `ah sync {spec.name}`"
+        )
+        raise StaleLayoutError(msg)
+
+
 def sweep_temporary_files(layout: CacheLayout, name: str) -> int:
     """Delete temporary files a killed writer left in a dataset (the caller holds its lock)."""
     folder = layout.dataset_dir("raw", name)
@@ -130,6 +146,7 @@ def commit(
     for (relative,), part in sorted(groups.items()):
         path = folder / str(relative)
         stored = pl.read_parquet(path) if path.exists() else part.clear()
+        _check_columns(path, stored, part.columns, spec, folder)
         stored = stored.select(part.columns)
         planned.append((path, stored, part))
     merged_parts: list[tuple[Path, pl.DataFrame, int]] = []
