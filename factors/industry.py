@@ -17,7 +17,8 @@ import polars as pl
 FINANCIAL_L1_NAMES = ("银行", "非银金融")
 FINANCIAL_COMP_TYPES = ("2", "3", "4")
 
-INDUSTRY_COLUMNS = (
+# The columns of one SW membership (pit.industry is these per ts_code).
+INDUSTRY_COLUMNS: tuple[str, ...] = (
     "l1_code",
     "l1_name",
     "l2_code",

@@ -30,6 +30,7 @@ import polars as pl
 
 from cache.catalogue.apis import api_spec
 from cache.layout import LAYERS, Layer
+from factors.industry import INDUSTRY_COLUMNS as MEMBERSHIP_COLUMNS
 from factors.schema import G_SCHEMA, P_SCHEMA
 from foundation.errors import UsageError
 
@@ -344,17 +345,7 @@ INDICATOR_SCHEMA: dict[str, pl.DataType] = {
     "bs_vis_date": pl.Date(),
     "ann_date": pl.Date(),
 }
-INDUSTRY_COLUMNS: tuple[str, ...] = (
-    "ts_code",
-    "l1_code",
-    "l1_name",
-    "l2_code",
-    "l2_name",
-    "l3_code",
-    "l3_name",
-    "in_date",
-    "out_date",
-)
+INDUSTRY_COLUMNS: tuple[str, ...] = ("ts_code", *MEMBERSHIP_COLUMNS)
 INDUSTRY_SCHEMA: dict[str, pl.DataType] = {
     c: pl.Date() if c.endswith("_date") else pl.String() for c in INDUSTRY_COLUMNS
 }
