@@ -118,7 +118,7 @@ def test_the_synced_cache_holds_every_served_row_once_on_its_key(
         assert key_count(frame, spec.key) == frame.height, name
         truth = served(simulator, name)
         if task(name).unit != "snapshot" and spec.date_field is not None:
-            truth = truth.filter(pl.col(spec.date_field) >= first_date(task(name), START))
+            truth = truth.filter(pl.col(spec.date_field) >= first_date(name, START))
         assert frame.height == key_count(truth, spec.key), name
 
 
@@ -128,7 +128,7 @@ def test_fina_mainbz_keeps_the_type_it_was_asked_by(synced: Path, simulator: Sim
     assert set(by_type) == {"P", "D", "I"}
     for kind, rows in by_type.items():
         truth = simulator.ground_truth("fina_mainbz", type=kind)
-        truth = truth.filter(pl.col("end_date") >= first_date(task("fina_mainbz"), START))
+        truth = truth.filter(pl.col("end_date") >= first_date("fina_mainbz", START))
         assert rows == truth.height, kind
 
 

@@ -43,6 +43,9 @@ INDICATOR_CONTRACT = pl.Schema(
         "n_income_attr_p_q": pl.Float64,
         "n_income_attr_p_q_ly": pl.Float64,
         "profit_yoy": pl.Float64,
+        "ttm_vis_date": pl.Date,
+        "yoy_vis_date": pl.Date,
+        "bs_vis_date": pl.Date,
         "ann_date": pl.Date,
     }
 )
