@@ -114,6 +114,8 @@ def prepared(scenario: Scenario) -> Prepared | None:
     doc = read_fingerprint(root)
     if doc is None or doc.get("fingerprint") != scenario.fingerprint():
         return None
+    if doc.get("pit_version") != _pit_version():  # PIT tables of another layout
+        return None
     if not (root / "base").is_dir() or not (root / "next").is_dir():
         return None
     return Prepared(
@@ -124,6 +126,13 @@ def prepared(scenario: Scenario) -> Prepared | None:
         dt.date.fromisoformat(doc["next_day"]),
         doc.get("facts", {}),
     )
+
+
+def _pit_version() -> int:
+    """The layout version of the PIT tables the prepared base cache holds."""
+    from pipeline.pit.step import STATE_VERSION
+
+    return STATE_VERSION
 
 
 def open_days(scenario: Scenario) -> list[dt.date]:
@@ -203,6 +212,7 @@ def build(scenario: Scenario) -> dict[str, Any]:
     )
     doc = {
         "fingerprint": scenario.fingerprint(),
+        "pit_version": _pit_version(),
         "scenario": scenario.market_key(),
         "day": day.isoformat(),
         "next_day": next_day.isoformat(),
