@@ -6,8 +6,8 @@ files by default, so analysts always see the cache as it is, or native tables ho
 copy of the data with `materialize=True` (`[sinks.duckdb] materialize = true`: faster
 queries, a file as large as the data, a snapshot as of the rebuild). Either way the file
 is built under a temporary name and renamed over the old one, so a reader holding the
-old file open is never blocked and never sees a half-built catalogue. This is also the
-sink `ah load` uses when no database URL is configured (`sinks.duckdb`).
+old file open is never blocked and never sees a half-built catalogue. The sink `ah load`
+uses when no database URL is configured (`sinks.duckdb_sink.DuckDBSink`) rebuilds it here.
 
 `refresh_catalog(settings)` is how every caller (the sync, `ah pit`, `ah factors`, the
 load) rebuilds the file: it alone reads `[sinks.duckdb] materialize`, so a materialized

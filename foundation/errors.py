@@ -16,11 +16,13 @@ The kinds, with their exit codes, and the classes of each kind (where they live)
     │   ├── ParamError                   pipeline.sources.simulator.query
     │   ├── UnknownApiError              cache.catalogue.apis (also a KeyError)
     │   ├── UnknownFieldError            cache.catalogue.apis
+    │   ├── UnknownDatasetError          cache.catalogue.datasets
+    │   ├── StaleLayoutError             cache.store (a raw file older than its columns)
     │   └── RenameRefusedError           sinks.admin
     ├── AuthenticationError         3  a credential was refused
     │   └── AuthError                    pipeline.sources.tushare.errors (bad token)
     ├── AlreadyRunningError         4  another process holds the lock of the work
-    │   └── LockHeld                     pipeline.locks
+    │   └── LockHeld                     cache.locks (raised by sinks.pg_state too)
     ├── InternalError               1  alphahome broke one of its own rules: a bug
     ├── TushareError                     pipeline.sources.tushare.errors; AuthError too, and
     │                                    PermissionDenied, RateLimited, QuotaExhausted,

@@ -2,7 +2,7 @@
 
 A sink takes the cache's datasets somewhere analysts query them: PostgreSQL
 (`sinks.postgres_sink.PostgresSink`) or the embedded DuckDB catalogue
-(`sinks.duckdb.DuckDBSink`). The load step calls only `migrate`, `load` and `counts`,
+(`sinks.duckdb_sink.DuckDBSink`). The load step calls only `migrate`, `load` and `counts`,
 and asks `capabilities` instead of testing which sink it holds (as dlt's destinations
 declare theirs). `sinks.open_sink(settings)` picks one.
 """

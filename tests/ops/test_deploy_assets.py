@@ -1,6 +1,6 @@
 """deploy/: the Prometheus rules and the Grafana dashboard parse and name only exported metrics.
 
-The exported names are derived from pipeline/metrics.py (its METRICS registry, checked
+The exported names are derived from pipeline/run/metrics.py (its METRICS registry, checked
 against a textfile it actually writes), never from a list kept here.
 """
 
