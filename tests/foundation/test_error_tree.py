@@ -30,9 +30,7 @@ from foundation.errors import (
     InternalError,
     UsageError,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("foundation", "pipeline", "factors", "sinks", "cache")
+from tests.foundation.product import ROOT, module_name, product_files
 
 # Deliberate exceptions, each with its reason. Keep this list (nearly) empty.
 ALLOWED: dict[tuple[str, str], str] = {
@@ -46,19 +44,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
 }
 CLI_EXITS = (typer.Exit, SystemExit)  # how cli.py ends with a status it chose
-
-
-def product_files() -> list[Path]:
-    """cli.py and every module of the product packages."""
-    files = [ROOT / "cli.py"]
-    for package in PACKAGES:
-        files.extend(sorted((ROOT / package).rglob("*.py")))
-    return files
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 @dataclass(frozen=True)

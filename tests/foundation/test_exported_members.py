@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("foundation", "pipeline", "factors", "sinks", "cache")
-
-
-def packages() -> list[str]:
-    """Every package of the product, by dotted name."""
-    found = []
-    for layer in LAYERS:
-        for init in sorted((ROOT / layer).rglob("__init__.py")):
-            found.append(".".join(init.parent.relative_to(ROOT).parts))
-    return found
+from tests.foundation.product import packages
 
 
 def test_every_package_is_found() -> None:

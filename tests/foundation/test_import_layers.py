@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("foundation", "pipeline", "factors", "sinks", "cache")
+from tests.foundation.product import LAYERS, ROOT, module_name, product_files
+
 PURE_STDLIB = {
     "__future__",
     "collections",
@@ -35,20 +35,6 @@ PURE_STDLIB = {
 }
 PURE_THIRD_PARTY = {"polars", "numpy"}
 PURE_FOUNDATION = {"foundation.errors", "foundation.exports"}
-
-
-def product_modules() -> list[Path]:
-    """Every Python file of the product (cli.py and the layer packages)."""
-    files = [ROOT / "cli.py"]
-    for layer in LAYERS:
-        files.extend(sorted((ROOT / layer).rglob("*.py")))
-    return files
-
-
-def module_name(path: Path) -> str:
-    """`pipeline/sync/runner.py` -> `pipeline.sync.runner`."""
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def imported(path: Path, source: str | None = None) -> set[str]:
@@ -93,7 +79,7 @@ def violations(rule: str, path: Path, names: set[str]) -> list[str]:
 def test_layer_rules_hold(rule: str) -> None:
     broken = {
         module_name(p): sorted(v)
-        for p in product_modules()
+        for p in product_files()
         if (v := violations(rule, p, imported(p)))
     }
     assert broken == {}
@@ -117,7 +103,7 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
 def test_nothing_imports_cli() -> None:
     users = [
         module_name(p)
-        for p in product_modules()[1:]
+        for p in product_files()[1:]
         if "cli" in {n.split(".")[0] for n in imported(p)}
     ]
     assert users == []
