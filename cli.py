@@ -51,10 +51,6 @@ class AppState:
             register_secrets(self._settings.secrets())
         return self._settings
 
-    def start_logging(self, settings: Settings) -> None:
-        """Console plus rotating files under the cache's logs/."""
-        start_logging(settings)
-
 
 STATE = AppState()
 
@@ -127,7 +123,7 @@ def sync_command(
     from pipeline.sync.runner import SyncRequest, run_sync
 
     settings = STATE.settings()
-    STATE.start_logging(settings)
+    start_logging(settings)
     filters = {k: v for k, v in (("exchange", exchange), ("list_status", list_status)) if v}
     report = run_sync(
         settings,
@@ -240,7 +236,7 @@ def backup_command(
     from pipeline.ops.backup import create_backup, describe_backup
 
     settings = STATE.settings()
-    STATE.start_logging(settings)
+    start_logging(settings)
     typer.echo(describe_backup(create_backup(settings, dest, keep_daily, keep_weekly)))
 
 
@@ -264,7 +260,7 @@ def restore_command(
     from pipeline.ops.backup import describe_restore, restore_backup
 
     settings = STATE.settings()
-    STATE.start_logging(settings)
+    start_logging(settings)
     typer.echo(describe_restore(restore_backup(settings, snapshot, dest, with_database)))
 
 
@@ -307,7 +303,7 @@ def load_command(
     from pipeline.load import load_from_settings
 
     settings = STATE.settings()
-    STATE.start_logging(settings)
+    start_logging(settings)
     typer.echo("\n".join(load_from_settings(settings, datasets or None, full=full).lines()))
 
 
@@ -406,7 +402,7 @@ def pit_command(
     from pipeline.pit.step import build_pit
 
     settings = STATE.settings(**{"run.workers": workers})
-    STATE.start_logging(settings)
+    start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
     with stage_progress("pit") as on_progress:
         result = build_pit(layout, (target,), mode, executor, settings.run.workers, on_progress)  # type: ignore[arg-type]
@@ -434,7 +430,7 @@ def _factors(
     from pipeline.factor_step import compute_factors
 
     settings = STATE.settings(**{"run.workers": workers})
-    STATE.start_logging(settings)
+    start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
     with stage_progress(f"factors {which}") as on_progress:
         result = compute_factors(
@@ -489,7 +485,7 @@ def factors_rerank(
     from pipeline.factor_step import rerank_factors
 
     settings = STATE.settings()
-    STATE.start_logging(settings)
+    start_logging(settings)
     result = rerank_factors(
         CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
         start.date() if start else None, end.date() if end else None,
@@ -514,7 +510,7 @@ def run_command(
     from pipeline.run.job import RunRequest, run_pipeline
 
     settings = STATE.settings(**{"run.workers": workers})
-    STATE.start_logging(settings)
+    start_logging(settings)
     chosen = [s.strip() for s in stages.split(",") if s.strip() and s.strip() not in (skip or [])]
     result = run_pipeline(
         settings,
