@@ -13,7 +13,8 @@ from factors.g import g_inputs, g_scores
 from factors.p import p_inputs, p_scores
 from factors.universe import universe
 from tests.factors.reference import ref_factors
-from tests.factors.synthetic import INDICATOR_SCHEMA, INDUSTRY_SCHEMA, Market
+from tests.factors.synthetic import INDUSTRY_SCHEMA, Market
+from tests.pit.reference import INDICATOR_CONTRACT
 
 ES_REL_TOL = 1e-12
 
@@ -121,7 +122,7 @@ def indicators_of(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """pit.indicators in the shared schema; every lineage date defaults to knowledge_date."""
     lineage = ("vis_date", "ttm_vis_date", "yoy_vis_date", "bs_vis_date", "ann_date")
     full = [{**dict.fromkeys(lineage, r["knowledge_date"]), **r} for r in rows]
-    return frame_of(full, INDICATOR_SCHEMA)
+    return frame_of(full, INDICATOR_CONTRACT)
 
 
 def stocks_of(rows: list[dict[str, Any]]) -> pl.DataFrame:

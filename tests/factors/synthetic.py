@@ -19,35 +19,8 @@ import polars as pl
 
 from cache.atomic import write_parquet_atomic
 from cache.layout import CacheLayout
+from tests.pit.reference import INDICATOR_CONTRACT
 
-INDICATOR_SCHEMA = pl.Schema(
-    {
-        "ts_code": pl.String,
-        "knowledge_date": pl.Date,
-        "end_date": pl.Date,
-        "bs_end_date": pl.Date,
-        "vis_date": pl.Date,
-        "comp_type": pl.String,
-        "revenue_ttm": pl.Float64,
-        "oper_cost_ttm": pl.Float64,
-        "n_income_attr_p_ttm": pl.Float64,
-        "total_assets": pl.Float64,
-        "total_hldr_eqy_exc_min_int": pl.Float64,
-        "gpa": pl.Float64,
-        "roe": pl.Float64,
-        "roa": pl.Float64,
-        "revenue_q": pl.Float64,
-        "revenue_q_ly": pl.Float64,
-        "revenue_yoy": pl.Float64,
-        "n_income_attr_p_q": pl.Float64,
-        "n_income_attr_p_q_ly": pl.Float64,
-        "profit_yoy": pl.Float64,
-        "ttm_vis_date": pl.Date,
-        "yoy_vis_date": pl.Date,
-        "bs_vis_date": pl.Date,
-        "ann_date": pl.Date,
-    }
-)
 INDUSTRY_SCHEMA = pl.Schema(
     {
         "ts_code": pl.String,
@@ -226,7 +199,7 @@ def _indicators(
         yoy_vis_date="yoy_vis_date",
         bs_vis_date="bs_vis_date",
         ann_date="ann_date",
-    ).cast(dict(INDICATOR_SCHEMA))
+    ).cast(dict(INDICATOR_CONTRACT))
 
 
 def _industry(
