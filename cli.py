@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
-from foundation.config import Settings, describe, load_settings
-from foundation.errors import AlphahomeError
+from foundation.config import Settings, check_task_names, describe, load_settings
+from foundation.errors import AlphahomeError, StorageError, UsageError
 from foundation.logs import get_logger, register_secrets, scrub, start_logging
 
 app = typer.Typer(
@@ -47,8 +48,13 @@ class AppState:
         """Load the effective settings (command flags win over everything else)."""
         if self._settings is None or flags:
             all_flags = {"run.log_level": self.log_level, "cache.dir": self.cache_dir, **flags}
-            self._settings = load_settings(self.config, self.profile, all_flags)
-            register_secrets(self._settings.secrets())
+            settings = load_settings(self.config, self.profile, all_flags)
+            register_secrets(settings.secrets())
+            if settings.tasks or settings.run.exclude_tasks:  # names only the sync knows
+                from pipeline.sync.tasks import TASKS_BY_NAME
+
+                check_task_names(settings, TASKS_BY_NAME)
+            self._settings = settings
         return self._settings
 
 
@@ -122,7 +128,7 @@ def sync_command(
     """Fetch what is missing from the source into the cache's raw/ datasets."""
     from pipeline.sync.runner import SyncRequest, run_sync
 
-    settings = STATE.settings()
+    settings = STATE.settings(**{"run.workers": workers})  # checks --workers like the key
     start_logging(settings)
     filters = {k: v for k, v in (("exchange", exchange), ("list_status", list_status)) if v}
     report = run_sync(
@@ -526,22 +532,46 @@ def _one_line(text: str) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _usage_line(exc: ClickException) -> str:
+    """Click's own parsing error (bad option value, unknown option, missing argument) as
+    one line naming the command, instead of its boxed multi-line message."""
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"{where}{exc.format_message()}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `ah`; user errors print one line and exit non-zero, never a traceback."""
     try:
-        app(args=argv, prog_name="ah")
+        code = app(args=argv, prog_name="ah", standalone_mode=False)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else AlphahomeError.exit_code
+    except NoArgsIsHelpError as exc:  # `ah`, `ah db`: the help is the answer
+        if exc.format_message().strip():  # typer's rich help printed itself already
+            typer.echo(exc.format_message())
+        return UsageError.exit_code
+    except ClickException as exc:
+        typer.echo(f"error: {_one_line(scrub(_usage_line(exc)))}", err=True)
+        return UsageError.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return AlphahomeError.exit_code
     except AlphahomeError as exc:  # the one place an error becomes a line and an exit code
         typer.echo(f"error: {_one_line(scrub(str(exc)))}", err=True)
         return exc.exit_code
+    except OSError as exc:  # the disk or the system refused: one line naming the path
+        error = StorageError.from_os_error(exc)
+        get_logger().debug("storage error", exc_info=True)
+        typer.echo(f"error: {_one_line(scrub(str(error)))}", err=True)
+        return error.exit_code
     except Exception as exc:  # the last line of defence: one line here, traceback in the log
         get_logger().debug("unexpected error", exc_info=True)
         typer.echo(
             f"error: unexpected {type(exc).__name__}: {_one_line(scrub(str(exc)))}", err=True
         )
         return AlphahomeError.exit_code  # a bug is a failed run
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

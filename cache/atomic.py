@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+
+from foundation.errors import StorageError
 
 TMP_SUFFIX = ".tmp"
 
@@ -25,20 +28,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _polars_os_error(exc: pl.exceptions.PolarsError) -> OSError | None:
+    """The operating-system error a Polars write failed on ("... (os error 28)"), if any."""
+    found = _OS_ERROR.search(str(exc))
+    if not found:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code))
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `target` atomically."""
+    """Yield a temporary path to write; on success it replaces `target` atomically.
+
+    A refusal of the disk (full, read-only, no permission, a file where a folder should
+    be) becomes a `StorageError` naming `target`; the old file stays as it was.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, target) from None
+    except pl.exceptions.PolarsError as exc:
+        cause = _polars_os_error(exc)
+        if cause is None:
+            raise
+        raise StorageError.from_os_error(cause, target) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 

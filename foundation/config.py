@@ -11,20 +11,34 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
+import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from foundation.errors import UsageError
 
 CONFIG_FILENAME = "alphahome.toml"
 MASK = "***"
+MIN_SECRET_CHARS = 3  # shorter "secrets" would mask every matching letter of the logs
+_SECRET_PARAM = re.compile(r"token|key|secret|pass|sig|auth|credential", re.IGNORECASE)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Upper bounds: far above any sensible value, low enough that a typo (10**20) is refused.
+MAX_WORKERS = 256
+MAX_RETRIES = 100
+MAX_CONCURRENCY = 64
+MAX_POINTS = 10_000_000
+MAX_SIM_STOCKS = 8000
+HOUR_S, DAY_S, WEEK_S = 3600.0, 86400.0, 604800.0
+# `AH_` variables that are not `AH_<SECTION>_<KEY>` settings but are read all the same.
+OTHER_ENV = ("AH_CONFIG", "AH_PROFILE")
+TEST_ENV_PREFIX = "AH_TEST_"  # hooks of the crash and pause tests (pipeline, sinks)
 
 
 class ConfigError(UsageError):
@@ -53,12 +67,36 @@ def _spec(
     return field(default=default, metadata=meta)
 
 
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "a number > 0"
+def _between(lo: float, hi: float, optional: bool = False) -> Check:
+    """A check that a number lies in [lo, hi] (None passes when `optional`)."""
+
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        return None if lo <= v <= hi else f"a number between {lo:g} and {hi:g}"
+
+    return check
 
 
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "a number >= 0"
+def _above(lo: float, hi: float) -> Check:
+    """A check that a number lies in (lo, hi]: a duration that must be positive."""
+
+    def check(v: Any) -> str | None:
+        return None if lo < v <= hi else f"a number > {lo:g} and <= {hi:g}"
+
+    return check
+
+
+def _path(v: Any) -> str | None:
+    """A folder path: neither it nor the nearest existing folder above it is a file."""
+    for where in (v, *v.parents):
+        if where.exists():
+            if where.is_dir():
+                return None
+            return (
+                "a directory, not a file" if where == v else f"a directory, but {where} is a file"
+            )
+    return None
 
 
 def _share(v: Any) -> str | None:
@@ -97,6 +135,30 @@ def _optional_http_url(v: Any) -> str | None:
     return None if v is None else _http_url(v)
 
 
+# Host names that always mean this machine or a cloud's metadata service.
+_INTERNAL_NAMES = ("localhost", "metadata", "metadata.google.internal", "instance-data")
+
+
+def internal_host(host: str) -> str | None:
+    """Why `host` (a name or an address) is not a public destination, or None when it is:
+    loopback, private, link-local (cloud metadata lives there), or otherwise reserved."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name in _INTERNAL_NAMES or name.endswith((".localhost", ".internal")):
+        return "an internal host name"
+    try:
+        address = ipaddress.ip_address(name.split("%")[0])
+    except ValueError:
+        return None  # a name: its addresses are checked when it is resolved
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
+        if getattr(address, f"is_{kind}"):
+            return f"a {kind.replace('_', '-')} address"
+    if address in ipaddress.ip_network("100.64.0.0/10"):
+        return "a shared (carrier-grade NAT) address"
+    return None
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     """Where results are loaded: PostgreSQL when `url` is set, else the embedded DuckDB file."""
@@ -116,8 +178,10 @@ class TushareConfig:
 
     token: str | None = _spec(None, secret=True, env="TUSHARE_TOKEN", help="API token")
     base_url: str = _spec("http://api.tushare.pro", check=_http_url, help="service endpoint")
-    points: int = _spec(2000, check=_non_negative, help="account points (sets default limits)")
-    timeout_s: float = _spec(30.0, check=_positive, help="per-request timeout")
+    points: int = _spec(
+        2000, check=_between(0, MAX_POINTS), help="account points (sets default limits)"
+    )
+    timeout_s: float = _spec(30.0, check=_above(0, HOUR_S), help="per-request timeout")
     limits: dict[str, int] = _spec(factory=dict, help="calls per minute per API, e.g. daily = 500")
 
 
@@ -125,24 +189,33 @@ class TushareConfig:
 class CacheConfig:
     """The Parquet cache root."""
 
-    dir: Path = _spec(Path("data"), help="cache root (raw/, pit/, factors/, state/, …)")
+    dir: Path = _spec(
+        Path("data"), check=_path, help="cache root (raw/, pit/, factors/, state/, …)"
+    )
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """How runs behave and when they alert."""
 
-    workers: int = _spec(2, check=_positive, help="process-pool size")
-    max_retries: int = _spec(5, check=_non_negative, help="retries of a transient error")
-    retry_delay_s: float = _spec(1.0, check=_non_negative, help="first backoff delay")
+    workers: int = _spec(2, check=_between(1, MAX_WORKERS), help="process-pool size")
+    max_retries: int = _spec(5, check=_between(0, MAX_RETRIES), help="retries of a transient error")
+    retry_delay_s: float = _spec(1.0, check=_between(0, HOUR_S), help="first backoff delay")
     log_level: str = _spec("INFO", check=_one_of(*LOG_LEVELS), help="console log level")
     log_json: bool = _spec(False, help="also write JSON-lines logs")
     success_rate_alert: float = _spec(0.8, check=_share, help="alert under this success rate")
-    max_task_seconds_alert: float = _spec(3600.0, check=_positive, help="alert over this")
-    slow_operation_s: float = _spec(10.0, check=_positive, help="log operations slower than this")
+    max_task_seconds_alert: float = _spec(3600.0, check=_above(0, WEEK_S), help="alert over this")
+    slow_operation_s: float = _spec(
+        10.0, check=_above(0, DAY_S), help="log operations slower than this"
+    )
     exclude_tasks: list[str] = _spec(factory=list, help="tasks never run")
-    alert_webhook: str | None = _spec(None, check=_optional_http_url, help="POST alerts here")
-    min_free_disk_gb: float = _spec(1.0, check=_non_negative, help="health: free disk floor")
+    alert_webhook: str | None = _spec(
+        None, check=_optional_http_url, secret=True, help="POST alerts here (http or https)"
+    )
+    alert_allow_private: bool = _spec(
+        False, help="let alert_webhook be a loopback, private or link-local address"
+    )
+    min_free_disk_gb: float = _spec(1.0, check=_between(0, 1e6), help="health: free disk floor")
 
 
 @dataclass(frozen=True)
@@ -156,15 +229,13 @@ class StateConfig:
 class SimulatorSettings:
     """The built-in market used by `--source sim` and `ah sim serve`."""
 
-    stocks: int = _spec(300, check=_positive, help="stocks ever listed")
+    stocks: int = _spec(300, check=_between(1, MAX_SIM_STOCKS), help="stocks ever listed")
     start: dt.date = _spec(dt.date(2019, 1, 1), help="first day of history")
     today: dt.date = _spec(dt.date(2024, 6, 28), help="the simulated today")
-    seed: int = _spec(7, help="random seed")
-    points: int = _spec(5000, check=_non_negative, help="simulated account points")
+    seed: int = _spec(7, check=_between(0, 2**63 - 1), help="random seed")
+    points: int = _spec(5000, check=_between(0, MAX_POINTS), help="simulated account points")
     limit_per_min: int | None = _spec(
-        None,
-        check=lambda v: None if v is None or v >= 0 else "a number >= 0",
-        help="server calls/min per API",
+        None, check=_between(0, 10**6, optional=True), help="server calls/min per API"
     )
     fault_rate: float = _spec(0.0, check=_share, help="share of requests that fail")
 
@@ -198,22 +269,16 @@ class TaskOverride:
     enabled: bool = _spec(True, help="run this task")
     start_date: dt.date | None = _spec(None, help="first unit fetched")
     lookback_units: int | None = _spec(
-        None,
-        check=lambda v: None if v is None or v >= 0 else "a number >= 0",
-        help="refresh window",
+        None, check=_between(0, 100_000, optional=True), help="refresh window"
     )
     concurrency: int | None = _spec(
-        None,
-        check=lambda v: None if v is None or v > 0 else "a number > 0",
-        help="requests in flight",
+        None, check=_between(1, MAX_CONCURRENCY, optional=True), help="requests in flight"
     )
     max_retries: int | None = _spec(
-        None, check=lambda v: None if v is None or v >= 0 else "a number >= 0", help="retries"
+        None, check=_between(0, MAX_RETRIES, optional=True), help="retries"
     )
     batch_size: int | None = _spec(
-        None,
-        check=lambda v: None if v is None or v > 0 else "a number > 0",
-        help="units per commit",
+        None, check=_between(1, 1_000_000, optional=True), help="units per commit"
     )
 
 
@@ -251,23 +316,45 @@ class Settings:
         return self.tasks.get(name, TaskOverride())
 
     def secrets(self) -> list[str]:
-        """Secret values in force (token, database password), for log scrubbing."""
+        """Secret values in force (token, credentials in URLs), for log scrubbing."""
         found = [self.tushare.token] if self.tushare.token else []
-        if self.database.url:
-            password = urlsplit(self.database.url).password
-            if password:
-                found.append(password)
+        for url in (self.database.url, self.run.alert_webhook, self.tushare.base_url):
+            if url:
+                found += url_secrets(url)
         return found
 
 
+def url_secrets(url: str) -> list[str]:
+    """The credentials inside a URL: its password (or a lone user part), and the values of query
+    parameters whose names say they are secret (token, key, secret, password, sig)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+        if parts.username and not parts.password:
+            found.append(parts.username)  # a lone user part is a token (https://TOKEN@host)
+    except ValueError:
+        return []
+    found += [v for k, v in parse_qsl(parts.query) if _SECRET_PARAM.search(k)]
+    return [f for f in found if len(f) >= MIN_SECRET_CHARS]
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":" + MASK
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[1]}"))
+    """The URL with its credentials replaced by *** (password, a lone user part taken as
+    a token, and secret-looking query parameters), for anything shown or logged."""
+    try:
+        parts = urlsplit(url)
+        password, username = parts.password, parts.username
+    except ValueError:
+        return MASK
+    if "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        user = f"{username}:{MASK}" if password is not None else MASK
+        parts = parts._replace(netloc=f"{user}@{host}")
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(_SECRET_PARAM.search(k) for k, _ in pairs):
+        masked = [(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    return urlunsplit(parts)
 
 
 # ---------------------------------------------------------------- parsing and layering
@@ -278,7 +365,7 @@ _TYPE_NAMES: dict[Any, tuple[str, str]] = {
     float: ("a number", "numbers"),
     str: ("a string", "strings"),
     bool: ("true or false", "booleans"),
-    Path: ("a path", "paths"),
+    Path: ("a non-empty path", "non-empty paths"),
     dt.date: ("a date (YYYY-MM-DD)", "dates (YYYY-MM-DD)"),
 }
 
@@ -353,6 +440,8 @@ def _coerce(value: Any, tp: Any, from_text: bool) -> Any:
             return value
         raise _Mistyped
     if tp is Path:
+        if isinstance(value, str) and not value.strip():
+            raise _Mistyped  # Path("") would quietly mean the current directory
         if isinstance(value, str | Path):
             return Path(value)
         raise _Mistyped
@@ -383,6 +472,11 @@ def _section_fields(cls: type) -> dict[str, tuple[Any, dataclasses.Field[Any]]]:
     return {f.name: (hints[f.name], f) for f in dataclasses.fields(cls)}
 
 
+def _plain(raw: Any) -> Any:
+    """A value as the user wrote it (a flag's Path shown as its text)."""
+    return str(raw) if isinstance(raw, Path) else raw
+
+
 def _apply(
     layer: _Layered,
     cls: type,
@@ -396,8 +490,9 @@ def _apply(
     for key, raw in table.items():
         path = f"{prefix}.{key}"
         if key not in fields_:
+            hint = did_you_mean(key, fields_, f"'{prefix}.{{}}'")
             known = ", ".join(sorted(fields_))
-            msg = f"{where}: unknown key {path!r} (known keys of [{prefix}]: {known})"
+            msg = f"{where}: unknown key {path!r}{hint} (known keys of [{prefix}]: {known})"
             raise ConfigError(msg)
         tp, f = fields_[key]
         if dataclasses.is_dataclass(tp):
@@ -415,7 +510,7 @@ def _apply(
         check: Check | None = f.metadata.get("check")
         problem = check(value) if check else None
         if problem:
-            shown = MASK if f.metadata.get("secret") else repr(raw)
+            shown = MASK if f.metadata.get("secret") else repr(_plain(raw))
             if f.metadata.get("secret") and isinstance(value, str) and "://" in value:
                 shown = repr(mask_url(value))
             msg = f"{where}: {path} must be {problem}, got {shown}"
@@ -440,8 +535,9 @@ def _apply_document(layer: _Layered, doc: Mapping[str, Any], origin: str, where:
             continue
         cls = SECTIONS.get(section)
         if cls is None:
-            known = ", ".join([*SECTIONS, "tasks", "profiles"])
-            msg = f"{where}: unknown section [{section}] (known: {known})"
+            names = [*SECTIONS, "tasks", "profiles"]
+            hint = did_you_mean(section, names, "[{}]")
+            msg = f"{where}: unknown section [{section}]{hint} (known: {', '.join(names)})"
             raise ConfigError(msg)
         if not isinstance(table, Mapping):
             msg = f"{where}: [{section}] must be a table"
@@ -449,20 +545,51 @@ def _apply_document(layer: _Layered, doc: Mapping[str, Any], origin: str, where:
         _apply(layer, cls, section, table, origin, where)
 
 
+def _env_names(cls: type, prefix: str) -> list[tuple[str, str, str]]:
+    """(variable, dotted path, key) of every scalar key under `cls`, nested tables too."""
+    found: list[tuple[str, str, str]] = []
+    for key, (tp, f) in _section_fields(cls).items():
+        if dataclasses.is_dataclass(tp):
+            found += _env_names(tp, f"{prefix}.{key}")  # type: ignore[arg-type]
+            continue
+        if get_origin(tp) is dict:
+            continue
+        found.append((f"AH_{prefix}_{key}".replace(".", "_").upper(), prefix, key))
+        if f.metadata.get("env"):
+            found.append((f.metadata["env"], prefix, key))  # the well-known name wins
+    return found
+
+
 def _env_layer(layer: _Layered, env: Mapping[str, str]) -> None:
-    """`DATABASE_URL`, `TUSHARE_TOKEN` and `AH_<SECTION>_<KEY>` (e.g. AH_RUN_WORKERS)."""
+    """`DATABASE_URL`, `TUSHARE_TOKEN` and `AH_<SECTION>_<KEY>` (e.g. AH_RUN_WORKERS);
+    any other `AH_` variable is refused, so a misspelt one is not silently ignored."""
+    known: list[str] = [*OTHER_ENV]
     for section, cls in SECTIONS.items():
-        for key, (tp, f) in _section_fields(cls).items():
-            if dataclasses.is_dataclass(tp) or get_origin(tp) is dict:
-                continue
-            names = [f"AH_{section}_{key}".upper()]
-            if f.metadata.get("env"):
-                names.append(f.metadata["env"])  # the well-known name wins
-            for name in names:
-                if name in env:
-                    _apply(
-                        layer, cls, section, {key: env[name]}, "env", f"env {name}", from_text=True
-                    )
+        for name, prefix, key in _env_names(cls, section):
+            known.append(name)
+            if name in env:
+                owner = _owner(cls, prefix.split(".")[1:])
+                value = {key: env[name]}
+                _apply(layer, owner, prefix, value, "env", f"env {name}", from_text=True)
+    for name in sorted(env):
+        if name.startswith("AH_") and name not in known and not name.startswith(TEST_ENV_PREFIX):
+            hint = did_you_mean(name, known)
+            msg = f"env {name}: unknown alphahome variable{hint} (expected AH_<SECTION>_<KEY>)"
+            raise ConfigError(msg)
+
+
+def _owner(cls: type, path: list[str]) -> type:
+    """The dataclass of the nested table `path` under `cls`."""
+    for part in path:
+        cls = _section_fields(cls)[part][0]
+    return cls
+
+
+def did_you_mean(name: str, choices: Iterable[str], shape: str = "'{}'") -> str:
+    """`" (did you mean 'x'?)"` for the closest of `choices` (shown through `shape`),
+    or "" when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {shape.format(close[0])}?)" if close else ""
 
 
 def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
@@ -481,8 +608,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         msg = f"{path}: config file not found"
         raise ConfigError(msg) from None
+    except IsADirectoryError:
+        msg = f"{path}: is a directory, not a config file"
+        raise ConfigError(msg) from None
     except OSError as exc:
         msg = f"{path}: cannot read config file ({exc.strerror})"
+        raise ConfigError(msg) from None
+    except UnicodeDecodeError as exc:
+        msg = f"{path}: not UTF-8 text (byte {exc.start}); save the config file as UTF-8"
         raise ConfigError(msg) from None
     try:
         return tomllib.loads(text)
@@ -496,11 +629,14 @@ def load_settings(
     profile: str | None = None,
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    known_tasks: Collection[str] | None = None,
 ) -> Settings:
     """The effective settings: defaults < file < profile < env < flags.
 
     `flags` maps `section.key` paths (e.g. `cache.dir`, `run.workers`) to values given on
-    the command line; None values are ignored.
+    the command line; None values are ignored. `known_tasks`, when given, are the task
+    names `[tasks.<name>]` and `run.exclude_tasks` may use (the sync's catalogue, which
+    this layer cannot import).
     """
     env = dict(os.environ if env is None else env)
     path = find_config_file(config_file, env)
@@ -512,8 +648,10 @@ def load_settings(
     if profile:
         profiles = doc.get("profiles", {})
         if not isinstance(profiles, Mapping) or profile not in profiles:
-            known = ", ".join(sorted(profiles)) if isinstance(profiles, Mapping) else ""
-            msg = f"{where}: unknown profile {profile!r} (defined: {known or 'none'})"
+            defined = sorted(profiles) if isinstance(profiles, Mapping) else []
+            hint = did_you_mean(profile, defined)
+            known = ", ".join(defined)
+            msg = f"{where}: unknown profile {profile!r}{hint} (defined: {known or 'none'})"
             raise ConfigError(msg)
         _apply_document(
             layer, profiles[profile], f"profile {profile}", f"{where} [profiles.{profile}]"
@@ -532,7 +670,43 @@ def load_settings(
             "command line",
             from_text=isinstance(value, str),
         )
-    return _build_settings(layer, profile, path)
+    settings = _build_settings(layer, profile, path)
+    _check_across(settings, where, known_tasks)
+    return settings
+
+
+def _check_across(settings: Settings, where: str, known_tasks: Collection[str] | None) -> None:
+    """The checks that involve more than one key, or names only the caller knows."""
+    sim = settings.simulator
+    if sim.start >= sim.today:
+        msg = f"{where}: simulator.start must be before simulator.today ({sim.today})"
+        msg += f", got {sim.start}"
+        raise ConfigError(msg)
+    hook = settings.run.alert_webhook
+    if hook and not settings.run.alert_allow_private:
+        problem = internal_host(urlsplit(hook).hostname or "")
+        if problem:
+            msg = f"{where}: run.alert_webhook must be a public address, got {mask_url(hook)!r}"
+            msg += f" ({problem}; set run.alert_allow_private = true to allow it)"
+            raise ConfigError(msg)
+    if known_tasks is not None:
+        check_task_names(settings, known_tasks)
+
+
+def check_task_names(settings: Settings, known_tasks: Collection[str]) -> None:
+    """`ConfigError` when `[tasks.<name>]` or `run.exclude_tasks` names an unknown task
+    (`known_tasks` come from the sync's catalogue, which this layer cannot import)."""
+    where = str(settings.config_file) if settings.config_file else "config"
+    for name in settings.tasks:
+        if name not in known_tasks:
+            hint = did_you_mean(name, known_tasks, "[tasks.{}]")
+            msg = f"{where}: unknown task [tasks.{name}]{hint} (known: {', '.join(known_tasks)})"
+            raise ConfigError(msg)
+    for name in settings.run.exclude_tasks:
+        if name not in known_tasks:
+            hint = did_you_mean(name, known_tasks)
+            msg = f"{where}: run.exclude_tasks names an unknown task {name!r}{hint}"
+            raise ConfigError(msg)
 
 
 def _build_section(cls: type, prefix: str, layer: _Layered, origins: dict[str, str]) -> Any:
@@ -582,6 +756,8 @@ def _show(value: Any, secret: bool) -> str:
         return "(unset)"
     if secret:
         return mask_url(value) if "://" in str(value) else MASK
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, list | dict):

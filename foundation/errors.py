@@ -24,6 +24,8 @@ The kinds, with their exit codes, and the classes of each kind (where they live)
     ├── AlreadyRunningError         4  another process holds the lock of the work
     │   └── LockHeld                     cache.locks (raised by sinks.pg_state too)
     ├── InternalError               1  alphahome broke one of its own rules: a bug
+    ├── StorageError                1  a file could not be written or read (disk full,
+    │                                  permission, a file where a folder should be)
     ├── TushareError                     pipeline.sources.tushare.errors; AuthError too, and
     │                                    PermissionDenied, RateLimited, QuotaExhausted,
     │                                    TransientError, RequestRejected
@@ -44,11 +46,14 @@ raises a class of this tree.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "AlphahomeError",
     "AlreadyRunningError",
     "AuthenticationError",
     "InternalError",
+    "StorageError",
     "UsageError",
 ]
 
@@ -85,3 +90,32 @@ class InternalError(AlphahomeError):
 
     Not the user's input: the message names the value so the bug can be reported.
     """
+
+
+# What the user can do about the commonest refusals of the operating system.
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a file stands where a folder should be",
+    errno.EISDIR: "a folder stands where a file should be",
+}
+
+
+class StorageError(AlphahomeError):
+    """A file or folder of alphahome's (cache, state, logs, reports) could not be written
+    or read: exit 1. The message names the path and the reason, and what was there
+    before stays intact (writes are atomic)."""
+
+    @classmethod
+    def from_os_error(
+        cls, exc: OSError, path: object = None, action: str = "write"
+    ) -> StorageError:
+        """The one line for an `OSError`: "cannot write PATH: reason (strerror)"."""
+        where = path if path is not None else exc.filename
+        reason = _OS_HINTS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+        detail = f" ({exc.strerror})" if exc.strerror and reason != exc.strerror.lower() else ""
+        target = f" {where}" if where is not None else ""
+        return cls(f"cannot {action}{target}: {reason}{detail}")

@@ -10,11 +10,14 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from foundation.config import MASK, Settings
+from foundation.errors import StorageError
 
 LOGGER_NAME = "alphahome"
 LOG_FILE = "alphahome.log"
@@ -71,6 +74,30 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """A rotating log file that, when the disk refuses a write (full, read-only), says so
+    in one line on stderr once and stops writing, instead of a traceback per record."""
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        try:
+            super().__init__(path, **kwargs)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, path, "open the log file") from None
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if self.failed or not isinstance(error, OSError):
+            return super().handleError(record)
+        self.failed = True
+        line = StorageError.from_os_error(error, self.baseFilename)
+        sys.stderr.write(f"warning: {line}; logging to this file stops\n")
+
+
 def setup_logging(
     level: str = "INFO",
     log_dir: Path | None = None,
@@ -90,8 +117,11 @@ def setup_logging(
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     handlers: list[logging.Handler] = [console]
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        text = logging.handlers.RotatingFileHandler(
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, log_dir, "create the log folder") from None
+        text = _LogFile(
             log_dir / LOG_FILE, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
         )
         text.setFormatter(
@@ -99,7 +129,7 @@ def setup_logging(
         )
         handlers.append(text)
         if json_lines:
-            jsonl = logging.handlers.RotatingFileHandler(
+            jsonl = _LogFile(
                 log_dir / JSON_LOG_FILE, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
             jsonl.setFormatter(JsonLinesFormatter())

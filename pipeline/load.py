@@ -10,6 +10,7 @@ The cache is only read, never written.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -69,8 +70,14 @@ def resolve_datasets(
     return list(dict.fromkeys(chosen))
 
 
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
 def _resolve_one(layout: CacheLayout, name: str) -> tuple[Layer, str]:
     layer, bare = _split(name)
+    if not _NAME.fullmatch(bare):  # a path (../../etc) is never a dataset
+        msg = f"unknown dataset {name!r}: a dataset is a name like daily or pit.indicators"
+        raise UsageError(msg)
     layers = [lay for lay in LAYERS if layer in (None, lay)]
     found = [lay for lay in layers if bare in layout.datasets(lay)]
     if len(found) == 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,67 @@ def test_bad_values_are_usage_errors(
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     for word in named:
         assert word in lines[0]
+
+
+def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The single `error: ...` line of a failed `ah`, checked: exit code, no traceback."""
+    assert out.returncode == code, (out.returncode, out.stderr)
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("sync", "--start", "2024-13-01"), ["ah sync", "--start", "2024-13-01"]),
+        (("--no-such-flag",), ["No such option: --no-such-flag"]),
+        (("db", "rename"), ["ah db rename", "Missing argument 'old'"]),
+        (("health", "--stale-days", "x"), ["ah health", "--stale-days"]),
+        (("sync", "--workers", "-1"), ["run.workers", "between 1 and 256", "-1"]),
+        (("load", "../../etc"), ["unknown dataset '../../etc'"]),
+        (("--config", "nowhere.toml", "config", "check"), ["nowhere.toml", "not found"]),
+        (("--config", ".", "config", "check"), ["is a directory, not a config file"]),
+    ],
+)
+def test_every_usage_error_is_one_line_exit_2(
+    tmp_path: Path, args: tuple[str, ...], named: list[str]
+) -> None:
+    line = one_line_error(ah("--cache-dir", str(tmp_path / "cache"), *args, cwd=tmp_path))
+    for word in named:
+        assert word in line, line
+
+
+def test_config_problems_from_the_command_line(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"[run]\nworkers = 2 # \xff\xfe\n")
+    assert "not UTF-8" in one_line_error(
+        ah("--config", str(latin), "config", "check", cwd=tmp_path)
+    )
+    a_file = tmp_path / "plain-file"
+    a_file.write_text("x")
+    for cache in (a_file, a_file / "below"):
+        line = one_line_error(ah("--cache-dir", str(cache), "load", cwd=tmp_path))
+        assert "cache.dir must be a directory" in line and str(a_file) in line
+    line = one_line_error(ah("config", "check", cwd=tmp_path, env={"AH_RUN_WROKERS": "3"}))
+    assert "AH_RUN_WROKERS" in line and "did you mean 'AH_RUN_WORKERS'" in line
+    (tmp_path / "alphahome.toml").write_text("[tasks.daliy]\nenabled = false\n")
+    line = one_line_error(ah("config", "check", cwd=tmp_path))
+    assert "unknown task [tasks.daliy] (did you mean [tasks.daily]?)" in line
+    (tmp_path / "alphahome.toml").write_text("[tasks.daily]\nenabled = false\n")
+    assert ah("config", "check", cwd=tmp_path).returncode == 0
+
+
+def test_config_show_masks_credentials_of_every_url(tmp_path: Path) -> None:
+    (tmp_path / "alphahome.toml").write_text(
+        "[run]\n"
+        'alert_webhook = "https://ops:hookpw123@hooks.example.com/x?token=tk999"\n'
+        "[tushare]\n"
+        'base_url = "http://proxy:proxypw456@proxy.example.com/"\n'
+    )
+    out = ah("config", "show", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for secret in ("hookpw123", "tk999", "proxypw456"):
+        assert secret not in out.stdout
+    assert "https://ops:***@hooks.example.com/x?token=***" in out.stdout

@@ -97,7 +97,22 @@ materialize = true
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[run]\nworkers = -1\n", "run.workers must be a number > 0, got -1"),
+        ("[run]\nworkers = -1\n", "run.workers must be a number between 1 and 256, got -1"),
+        ("[run]\nworkers = 100000000000000000000\n", "got 100000000000000000000"),
+        ("[run]\nmax_retries = 1000\n", "run.max_retries must be a number between 0 and 100"),
+        ("[tushare]\ntimeout_s = inf\n", "tushare.timeout_s must be a number > 0 and <= 3600"),
+        ("[tushare]\ntimeout_s = nan\n", "tushare.timeout_s must be a number > 0"),
+        ("[simulator]\nstocks = 9000\n", "simulator.stocks must be a number between 1 and 8000"),
+        ("[tasks.daily]\nconcurrency = 1000\n", "tasks.daily.concurrency must be a number betw"),
+        ('[cache]\ndir = ""\n', "cache.dir must be a non-empty path, got ''"),
+        ('[cache]\ndir = "  "\n', "cache.dir must be a non-empty path"),
+        (
+            "[simulator]\nstart = 2024-07-01\ntoday = 2024-06-28\n",
+            "simulator.start must be before simulator.today (2024-06-28), got 2024-07-01",
+        ),
+        ("[rnu]\nworkers = 2\n", "unknown section [rnu] (did you mean [run]?)"),
+        ("[run]\nmax_retires = 2\n", "(did you mean 'run.max_retries'?)"),
+        ("[sinks.duckdb]\nmaterialise = true\n", "(did you mean 'sinks.duckdb.materialize'?)"),
         ('[run]\nworkers = "four"\n', "run.workers must be an integer, got 'four'"),
         ("[run]\nwrokers = 2\n", "unknown key 'run.wrokers'"),
         ("[bogus]\nx = 1\n", "unknown section [bogus]"),
@@ -110,7 +125,7 @@ materialize = true
         ('[tushare]\nbase_url = "ftp://x"\n', "tushare.base_url must be an http(s) URL"),
         ("[tushare.limits]\ndaily = 1.5\n", "tushare.limits must be a table of integers"),
         ('[simulator]\nstart = "yesterday"\n', "simulator.start must be a date (YYYY-MM-DD)"),
-        ("[tasks.daily]\nconcurrency = 0\n", "tasks.daily.concurrency must be a number > 0"),
+        ("[tasks.daily]\nconcurrency = 0\n", "tasks.daily.concurrency must be a number betwe"),
         ("[tasks]\ndaily = 1\n", "tasks.daily must be a table of overrides"),
         ("run = 3\n", "[run] must be a table"),
         ("[run\n", "not valid TOML"),
@@ -131,7 +146,9 @@ def test_validation_errors_are_one_line_naming_file_and_key(
 def test_bad_env_and_flag_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"env AH_RUN_WORKERS: run.workers must be an integer"):
         load_settings(env={"AH_RUN_WORKERS": "many"})
-    with pytest.raises(ConfigError, match=r"command line: run.workers must be a number > 0"):
+    with pytest.raises(
+        ConfigError, match=r"command line: run.workers must be a number between 1 and 256"
+    ):
         load_settings(env={}, flags={"run.workers": "0"})
 
 
@@ -162,3 +179,128 @@ def test_bad_database_url_error_masks_password(tmp_path: Path) -> None:
 def test_mask_url() -> None:
     assert mask_url("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
     assert mask_url("postgresql://h/db") == "postgresql://h/db"
+    assert mask_url("https://xoxb-tokenvalue@hooks.example/x") == "https://***@hooks.example/x"
+    assert mask_url("https://h/x?api_key=abc&b=2") == "https://h/x?api_key=***&b=2"
+    assert mask_url("http://h:notaport/") == "http://h:notaport/"
+
+
+def test_cache_dir_naming_a_file_is_refused(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match=r"cache.dir must be a directory, not a file"):
+        load_settings(env={}, flags={"cache.dir": str(a_file)})
+
+
+def test_non_utf8_and_directory_config_files(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'[run]\nlog_level = "INFO" # caf\xe9\n')
+    with pytest.raises(ConfigError, match=r"latin.toml: not UTF-8 text \(byte 30\)") as err:
+        load_settings(latin, env={})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"is a directory, not a config file"):
+        load_settings(tmp_path, env={})
+
+
+def test_unknown_task_names_with_a_suggestion(tmp_path: Path) -> None:
+    known = ("daily", "weekly", "income")
+    cfg = write(tmp_path, "[tasks.daliy]\nenabled = false\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={}, known_tasks=known)
+    assert "unknown task [tasks.daliy] (did you mean [tasks.daily]?)" in str(err.value)
+    assert str(err.value).startswith(str(cfg))
+    cfg = write(tmp_path, '[run]\nexclude_tasks = ["weekly", "incme"]\n')
+    with pytest.raises(ConfigError, match=r"unknown task 'incme' \(did you mean 'income'\?\)"):
+        load_settings(cfg, env={}, known_tasks=known)
+    assert load_settings(cfg, env={}).run.exclude_tasks == ["weekly", "incme"]  # names unchecked
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("AH_RUN_WROKERS", " (did you mean 'AH_RUN_WORKERS'?)"),
+        ("AH_CACHE_DRI", " (did you mean 'AH_CACHE_DIR'?)"),
+        ("AH_NOTHING_LIKE_IT", ""),
+        ("AH_PROFIEL", " (did you mean 'AH_PROFILE'?)"),
+    ],
+)
+def test_unknown_ah_variables_are_errors(tmp_path: Path, name: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={name: "3"})
+    message = str(err.value)
+    assert message.startswith(f"env {name}: unknown alphahome variable{hint}")
+    assert "\n" not in message
+
+
+def test_other_ah_variables_stay_accepted(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[profiles.dev.run]\nworkers = 1\n")
+    env = {
+        "AH_CONFIG": str(cfg),
+        "AH_PROFILE": "dev",
+        "AH_TEST_CRASH_AT": "state:3",
+        "AH_TEST_LOAD_PAUSE_S": "1",
+        "AH_SINKS_DUCKDB_MATERIALIZE": "true",
+        "AH_SIMULATOR_LIMIT_PER_MIN": "10",
+    }
+    s = load_settings(env=env)
+    assert s.run.workers == 1 and s.sinks.duckdb.materialize is True
+    assert s.origins["sinks.duckdb.materialize"] == "env"
+    assert s.simulator.limit_per_min == 10
+
+
+def test_unknown_profile_suggests_the_closest(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[profiles.production.run]\nworkers = 1\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown profile 'prodution' \(did you mean 'production'"
+    ):
+        load_settings(cfg, "prodution", env={})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/hook",
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "http://[::ffff:169.254.169.254]/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://0.0.0.0/",
+    ],
+)
+def test_webhook_to_internal_addresses_is_refused_unless_allowed(tmp_path: Path, url: str) -> None:
+    cfg = write(tmp_path, f'[run]\nalert_webhook = "{url}"\n')
+    with pytest.raises(ConfigError, match=r"run.alert_webhook must be a public address") as err:
+        load_settings(cfg, env={})
+    assert "alert_allow_private" in str(err.value)
+    cfg = write(tmp_path, f'[run]\nalert_webhook = "{url}"\nalert_allow_private = true\n')
+    assert load_settings(cfg, env={}).run.alert_webhook == url
+
+
+def test_webhook_scheme_and_public_hosts(tmp_path: Path) -> None:
+    for url in ("file:///etc/passwd", "gopher://x/", "ftp://hooks.example/"):
+        cfg = write(tmp_path, f'[run]\nalert_webhook = "{url}"\n')
+        with pytest.raises(ConfigError, match=r"run.alert_webhook must be an http"):
+            load_settings(cfg, env={})
+    cfg = write(tmp_path, '[run]\nalert_webhook = "https://hooks.example.com/T0/B1"\n')
+    assert load_settings(cfg, env={}).run.alert_webhook == "https://hooks.example.com/T0/B1"
+
+
+def test_credentials_in_every_url_are_masked(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        """
+[run]
+alert_webhook = "https://hookuser:hookpass99@hooks.example.com/x?token=qtok777&room=ops"
+[tushare]
+base_url = "https://proxyuser:proxypass55@proxy.example.com/dataapi"
+""",
+    )
+    s = load_settings(cfg, env={})
+    shown = "\n".join(f"{k} {v} {o}" for k, v, o in describe(s))
+    for secret in ("hookpass99", "qtok777", "proxypass55"):
+        assert secret not in shown
+        assert secret in s.secrets()
+    assert "https://hookuser:***@hooks.example.com/x?token=***&room=ops" in shown
+    assert "https://proxyuser:***@proxy.example.com/dataapi" in shown
