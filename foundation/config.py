@@ -182,6 +182,11 @@ class TushareConfig:
         2000, check=_between(0, MAX_POINTS), help="account points (sets default limits)"
     )
     timeout_s: float = _spec(30.0, check=_above(0, HOUR_S), help="per-request timeout")
+    call_deadline_s: float = _spec(
+        300.0,
+        check=_above(0, DAY_S),
+        help="most time one call may take, limit waits and retries included",
+    )
     limits: dict[str, int] = _spec(factory=dict, help="calls per minute per API, e.g. daily = 500")
 
 
@@ -201,6 +206,9 @@ class RunConfig:
     workers: int = _spec(2, check=_between(1, MAX_WORKERS), help="process-pool size")
     max_retries: int = _spec(5, check=_between(0, MAX_RETRIES), help="retries of a transient error")
     retry_delay_s: float = _spec(1.0, check=_between(0, HOUR_S), help="first backoff delay")
+    task_deadline_s: float = _spec(
+        21600.0, check=_above(0, WEEK_S), help="most time one sync task may take; then it fails"
+    )
     log_level: str = _spec("INFO", check=_one_of(*LOG_LEVELS), help="console log level")
     log_json: bool = _spec(False, help="also write JSON-lines logs")
     success_rate_alert: float = _spec(0.8, check=_share, help="alert under this success rate")

@@ -28,7 +28,7 @@ The kinds, with their exit codes, and the classes of each kind (where they live)
     │                                  permission, a file where a folder should be)
     ├── TushareError                     pipeline.sources.tushare.errors; AuthError too, and
     │                                    PermissionDenied, RateLimited, QuotaExhausted,
-    │                                    TransientError, RequestRejected
+    │                                    TransientError, RequestRejected, DeadlineExceeded
     ├── Refused                          pipeline.sources.simulator.protocol (code != 0)
     ├── CannotSplit                      pipeline.sync.plan
     ├── AppendConflict                   cache.store

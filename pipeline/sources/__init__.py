@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from foundation.config import Settings
+from foundation.config import Settings, mask_url
 from foundation.errors import UsageError
 from foundation.logs import register_secrets
 from pipeline.sources.tushare.client import TushareClient
@@ -92,6 +92,7 @@ def open_source(settings: Settings, kind: str | None = None) -> Source:
             timeout_s=settings.tushare.timeout_s,
             max_retries=run.max_retries,
             retry_delay_s=run.retry_delay_s,
+            call_deadline_s=settings.tushare.call_deadline_s,
             transport=simulator.transport(),
         )
         label = f"simulator ({sim_settings.stocks} stocks, seed {sim_settings.seed})"
@@ -111,5 +112,7 @@ def open_source(settings: Settings, kind: str | None = None) -> Source:
         timeout_s=settings.tushare.timeout_s,
         max_retries=run.max_retries,
         retry_delay_s=run.retry_delay_s,
+        call_deadline_s=settings.tushare.call_deadline_s,
     )
-    return Source("tushare", client, settings.tushare.points, settings.tushare.base_url)
+    label = mask_url(settings.tushare.base_url)
+    return Source("tushare", client, settings.tushare.points, label)

@@ -429,8 +429,17 @@ class Batch:
 class TaskRunner:
     """Fetches and commits the work items of one task plan."""
 
-    def __init__(self, ctx: RunContext, plan: TaskPlan, state: TaskState, resume: bool) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        plan: TaskPlan,
+        state: TaskState,
+        resume: bool,
+        deadline: float | None = None,
+    ) -> None:
         self.ctx = ctx
+        limit = ctx.settings.run.task_deadline_s
+        self.deadline = deadline if deadline is not None else time.monotonic() + limit
         self.plan = plan
         self.spec = plan.task
         self.state = state
@@ -484,7 +493,10 @@ class TaskRunner:
                 if self.stop_reason:
                     continue
                 try:
-                    await self.fetch(item, results)
+                    with anyio.move_on_after(self.deadline - time.monotonic()) as deadline:
+                        await self.fetch(item, results)
+                    if deadline.cancelled_caught:
+                        self._deadline_reached()
                 except AuthError:
                     raise
                 except PermissionDenied as exc:
@@ -494,6 +506,16 @@ class TaskRunner:
                     self.errors.append(str(exc))
                 except (TushareError, CannotSplit) as exc:
                     self.errors.append(str(exc))
+
+    def _deadline_reached(self) -> None:
+        """Stop fetching: the task has used its time (`run.task_deadline_s`)."""
+        if self.stop_reason is None:
+            limit = self.ctx.settings.run.task_deadline_s
+            self.stop_reason = f"task deadline reached after {limit:g} s (run.task_deadline_s)"
+            self.errors.append(self.stop_reason)
+            log.warning(
+                "%s: %s; its other units wait for the next run", self.spec.name, self.stop_reason
+            )
 
     # ---- committing
 
@@ -902,12 +924,13 @@ async def _run_task(
         "%s: %d units missing of %d wanted, %d calls planned (%s via %s)",
         spec.name, len(plan.missing), len(plan.wanted), plan.calls, plan.strategy, plan.api,
     )  # fmt: skip
+    deadline = time.monotonic() + ctx.settings.run.task_deadline_s  # the fallback's too
     try:
-        outcome = await TaskRunner(ctx, plan, state, request.resume).run()
+        outcome = await TaskRunner(ctx, plan, state, request.resume, deadline).run()
         if outcome.status == "skipped" and plan.api != spec.name:
             log.info("%s: %s refused (%s); asking per stock", spec.name, plan.api, outcome.reason)
             fallback = planner.plan(spec, ctx.market, allow_vip=False)
-            outcome = await TaskRunner(ctx, fallback, state, resume=False).run()
+            outcome = await TaskRunner(ctx, fallback, state, False, deadline).run()
     except Exception as exc:  # a task's bug or I/O failure must not take the others down
         cause = first_leaf(exc)
         if isinstance(cause, AuthError):

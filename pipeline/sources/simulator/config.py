@@ -24,7 +24,8 @@ class SimulatorConfig:
     The market (listings, prices, statements) depends on `stocks`, `start`, `today`,
     `seed` and `exchanges` only; `today` anchors it (all `stocks` are listed by then,
     a trickle more list in the following year) and `Simulator.set_today` later moves
-    only what is visible. The other fields shape the protocol: points, limits, faults.
+    only what is visible. The other fields shape the protocol: points, limits, faults
+    (random ones by `fault_rate`, fixed refusals of whole APIs by `api_errors`).
     """
 
     stocks: int = 300
@@ -37,6 +38,9 @@ class SimulatorConfig:
     daily_quota: int | None = None
     fault_rate: float = 0.0
     slow_response_s: float = 5.0
+    # Every call of these APIs is refused with this (code, message): a source that is
+    # rate limited forever, or that sends an unusual code or a huge message.
+    api_errors: Mapping[str, tuple[int, str]] = field(default_factory=dict, hash=False)
     token: str = "alphahome-sim"
     exchanges: tuple[str, ...] = EXCHANGES
 

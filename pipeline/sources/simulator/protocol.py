@@ -169,6 +169,9 @@ class Service:
         token = str(request.get("token") or "")
         if token != self.config.token:
             raise Refused(TOKEN_CODE, TOKEN_MSG, "bad_token")
+        forced = self.config.api_errors.get(api)
+        if forced is not None:
+            raise Refused(forced[0], forced[1], "forced_error")
         handler = HANDLERS.get(api)
         if handler is None:
             raise Refused(REQUEST_CODE, UNKNOWN_API_MSG, "unknown_api")

@@ -5,7 +5,9 @@ A call is `POST {base_url}` with `{"api_name", "token", "params", "fields"}` in 
 types (`catalogue.to_frame`). Each call waits for its API's pacer; a rate-limit answer
 is waited out and retried without counting as a failure; transient failures are retried
 with exponential backoff and jitter up to `max_retries`; everything else is raised as a
-typed error (errors.py). The token appears in request bodies only.
+typed error (errors.py). All of that is bounded by a deadline per call (waits, retries
+and answers together), after which the call fails with `DeadlineExceeded`. The token
+appears in request bodies only.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import httpx
 import polars as pl
 
 from cache.catalogue.apis import api_spec, to_frame
+from foundation.config import mask_url
 from foundation.logs import get_logger
 from pipeline.sources.tushare.errors import (
+    DeadlineExceeded,
     QuotaExhausted,
     RateLimited,
     RequestRejected,
@@ -35,6 +39,7 @@ from pipeline.sources.tushare.limits import RateLimits
 
 MAX_BACKOFF_S = 60.0
 MAX_LIMIT_WAITS = 20
+DEFAULT_CALL_DEADLINE_S = 300.0  # the config's default too (tushare.call_deadline_s)
 
 log = get_logger("tushare")
 
@@ -99,9 +104,12 @@ class TushareClient:
         timeout_s: float = 30.0,
         max_retries: int = 5,
         retry_delay_s: float = 1.0,
+        call_deadline_s: float = DEFAULT_CALL_DEADLINE_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
+        self._shown_url = mask_url(base_url)
+        self.call_deadline_s = call_deadline_s
         self._token = token
         self.limits = limits
         self.timeout_s = timeout_s
@@ -147,6 +155,19 @@ class TushareClient:
             "fields": ",".join(names),
         }
         retries = self.max_retries if max_retries is None else max_retries
+        last: list[TushareError] = []  # what the call met before its deadline
+        with anyio.move_on_after(self.call_deadline_s) as deadline:
+            return await self._attempts(api, body, retries, tag, last)
+        assert deadline.cancelled_caught
+        self.stats.count("errors", api, tag)
+        met = f"; last answer: {last[-1].message}" if last else ""
+        msg = f"no result within {self.call_deadline_s:g} s (tushare.call_deadline_s){met}"
+        raise DeadlineExceeded(api, msg)
+
+    async def _attempts(
+        self, api: str, body: dict[str, Any], retries: int, tag: str | None, last: list[Any]
+    ) -> Page:
+        """Send the call until it is answered, waiting out limits and retrying failures."""
         attempt = limit_waits = 0
         limiter = self.limits.limiter(api)
         while True:
@@ -158,6 +179,7 @@ class TushareClient:
             try:
                 page = await self._post(api, body)
             except RateLimited as exc:
+                last.append(exc)
                 self.stats.count("rate_limited", api, tag)
                 limit_waits += 1
                 if limit_waits > MAX_LIMIT_WAITS:
@@ -166,6 +188,7 @@ class TushareClient:
                 log.info("%s: limit reached (%s); waiting for the window", api, exc.message)
                 continue
             except TransientError as exc:
+                last.append(exc)
                 attempt += 1
                 if attempt > retries:
                     self.stats.count("errors", api, tag)
@@ -204,9 +227,9 @@ class TushareClient:
             what = (
                 f"HTTP {response.status_code}" if response.status_code >= 500 else "non-JSON body"
             )
-            raise TransientError(api, f"{what} from {self.base_url}")
+            raise TransientError(api, f"{what} from {self._shown_url}")
         if not isinstance(payload, dict) or "code" not in payload:
-            msg = f"HTTP {response.status_code} from {self.base_url} without a Tushare answer"
+            msg = f"HTTP {response.status_code} from {self._shown_url} without a Tushare answer"
             raise RequestRejected(api, msg)
         request_id = payload.get("request_id")
         if payload["code"] != 0:
