@@ -8,6 +8,7 @@ rename itself survives a crash.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -29,15 +30,25 @@ def _fsync_dir(path: Path) -> None:
 
 
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
+# The operating system's words for the refusals a library may report only as text.
+_OS_TEXTS = {
+    os.strerror(code): code
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EFBIG)
+}
 
 
-def _polars_os_error(exc: pl.exceptions.PolarsError) -> OSError | None:
-    """The operating-system error a Polars write failed on ("... (os error 28)"), if any."""
-    found = _OS_ERROR.search(str(exc))
-    if not found:
-        return None
-    code = int(found.group(1))
-    return OSError(code, os.strerror(code))
+def _os_error_in(exc: Exception) -> OSError | None:
+    """The operating-system error a library write failed on, told only in its message
+    (Polars: "... (os error 28)"; DuckDB: "... No space left on device"), if any."""
+    text = str(exc)
+    found = _OS_ERROR.search(text)
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code))
+    for words, code in _OS_TEXTS.items():
+        if words in text:
+            return OSError(code, words)
+    return None
 
 
 @contextlib.contextmanager
@@ -58,8 +69,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
         _fsync_dir(target.parent)
     except OSError as exc:
         raise StorageError.from_os_error(exc, target) from None
-    except pl.exceptions.PolarsError as exc:
-        cause = _polars_os_error(exc)
+    except StorageError:
+        raise
+    except Exception as exc:  # Polars and DuckDB report a refused write in words
+        cause = _os_error_in(exc)
         if cause is None:
             raise
         raise StorageError.from_os_error(cause, target) from None

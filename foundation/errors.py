@@ -99,6 +99,7 @@ _OS_HINTS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
     errno.EROFS: "the file system is read-only",
+    errno.EFBIG: "the file size limit is reached",
     errno.ENOTDIR: "a file stands where a folder should be",
     errno.EISDIR: "a folder stands where a file should be",
 }

@@ -74,6 +74,19 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """Console lines without tracebacks: those go to the log files only (DEBUG there),
+    so a failure reads as one line on the console."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 class _LogFile(logging.handlers.RotatingFileHandler):
     """A rotating log file that, when the disk refuses a write (full, read-only), says so
     in one line on stderr once and stops writing, instead of a traceback per record."""
@@ -114,7 +127,7 @@ def setup_logging(
     logger.propagate = False
     console = logging.StreamHandler()
     console.setLevel(level)
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    console.setFormatter(_ConsoleFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     handlers: list[logging.Handler] = [console]
     if log_dir is not None:
         try:

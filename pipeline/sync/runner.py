@@ -935,8 +935,8 @@ async def _run_task(
         cause = first_leaf(exc)
         if isinstance(cause, AuthError):
             raise cause from None
-        log.error("%s: failed", spec.name, exc_info=True)
         reason = f"{type(cause).__name__}: {cause}"
+        log.error("%s: failed (%s)", spec.name, reason, exc_info=True)
         state.status, state.reason, state.finished = "failed", reason, now_iso()
         ctx.store.save(state)
         return TaskOutcome(spec.name, "failed", reason, api=plan.api, strategy=plan.strategy)
