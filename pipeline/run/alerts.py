@@ -4,7 +4,9 @@ Each alert is one `ALERT <kind> <subject>: <message>` line on stderr and in the 
 makes the run's exit status non-zero, and is POSTed as JSON to `run.alert_webhook`
 when configured. A webhook that times out or fails is logged and never fails the run.
 Secrets are never sent: the body holds only alert text, scrubbed like the logs, and
-the webhook URL (which may embed a token, as Slack's do) is logged by host only.
+the webhook URL (which may embed a token, as Slack's do) is logged by host only. Alerts
+go to http(s) only and, unless `run.alert_allow_private`, never to a loopback, private,
+link-local or cloud-metadata address (checked at config load and again, resolved, here).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from cache.layout import CacheLayout
-from foundation.config import Settings
+from foundation.config import Settings, internal_host
 from foundation.logs import get_logger
 from pipeline.ops.health import UNIT_NAMES, dataset_freshness
 from pipeline.ops.stats import success_rate, task_records
@@ -27,7 +29,14 @@ from pipeline.run.report import Alert, AlertKind
 from pipeline.sources import market_today
 from pipeline.sync.runner import recorded_source
 
-__all__ = ["Alert", "AlertKind", "announce_alerts", "evaluate_alerts", "send_webhook"]
+__all__ = [
+    "Alert",
+    "AlertKind",
+    "announce_alerts",
+    "evaluate_alerts",
+    "refused_destination",
+    "send_webhook",
+]
 
 log = get_logger("alerts")
 
@@ -81,14 +90,43 @@ def evaluate_alerts(
     return alerts
 
 
+def refused_destination(url: str, allow_private: bool = False) -> str | None:
+    """Why alerts may not go to `url`, or None: only http(s), and (unless `allow_private`)
+    never to a loopback, private, link-local or cloud-metadata address, the host's
+    resolved addresses included (a public name may point inside)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s) URL"
+    if allow_private:
+        return None
+    problem = internal_host(parts.hostname)
+    if problem:
+        return problem
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None  # unresolvable: the POST fails and says so
+    for info in infos:
+        problem = internal_host(str(info[4][0]))
+        if problem:
+            return f"{parts.hostname} resolves to {info[4][0]}, {problem}"
+    return None
+
+
 def send_webhook(
     url: str,
     alerts: list[Alert],
     timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S,
     run_id: str | None = None,
+    allow_private: bool = False,
 ) -> bool:
-    """POST the alerts as JSON; True on a 2xx answer. Never raises: failures are logged."""
-    target = urlsplit(url).netloc or "?"
+    """POST the alerts as JSON (redirects not followed); True on a 2xx answer. Never
+    raises: failures, and destinations `refused_destination` refuses, are logged."""
+    target = urlsplit(url).hostname or "?"  # the URL may embed a token: the host only
+    refused = refused_destination(url, allow_private)
+    if refused:
+        log.warning("alert webhook to %s not sent: %s (run.alert_allow_private)", target, refused)
+        return False
     body = {
         "source": "alphahome",
         "host": socket.gethostname(),
@@ -122,5 +160,7 @@ def announce_alerts(
         out.write(alert.line() + "\n")
         log.error(alert.line())
     if alerts and settings.run.alert_webhook:
-        send_webhook(settings.run.alert_webhook, alerts, timeout_s, run_id)
+        send_webhook(
+            settings.run.alert_webhook, alerts, timeout_s, run_id, settings.run.alert_allow_private
+        )
     return 1 if alerts else 0

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from foundation.logs import register_secrets
-from pipeline.run.alerts import Alert, announce_alerts, evaluate_alerts, send_webhook
+from pipeline.run.alerts import (
+    Alert,
+    announce_alerts,
+    evaluate_alerts,
+    refused_destination,
+    send_webhook,
+)
 from pipeline.run.report import TaskOutcome
 from tests.ops.conftest import SyntheticCache, build_cache, closed_port, make_report, make_settings
 
@@ -62,7 +68,10 @@ def test_webhook_receives_json_without_secrets(synthetic: SyntheticCache, http_s
     secret = "tok-very-secret-987"
     register_secrets([secret])
     settings = make_settings(
-        synthetic.layout.root, tushare__token=secret, run__alert_webhook=url + "/hook"
+        synthetic.layout.root,
+        tushare__token=secret,
+        run__alert_webhook=url + "/hook",
+        run__alert_allow_private=True,  # the test's server listens on loopback
     )
     report = make_report(tasks=[TaskOutcome("daily", "failed", reason=f"bad token {secret}")])
     alerts = evaluate_alerts(settings, report)
@@ -82,7 +91,7 @@ def test_webhook_unreachable_is_logged_not_raised(caplog: Any) -> None:
     logger.propagate = True
     try:
         with caplog.at_level(logging.WARNING, logger="alphahome"):
-            assert send_webhook(url, [alert], timeout_s=2.0) is False
+            assert send_webhook(url, [alert], timeout_s=2.0, allow_private=True) is False
     finally:
         logger.propagate = False
     assert "alert webhook to 127.0.0.1" in caplog.text
@@ -91,7 +100,8 @@ def test_webhook_unreachable_is_logged_not_raised(caplog: Any) -> None:
 
 def test_webhook_error_status_and_timeout(http_server: Any) -> None:
     url, received = http_server(lambda body: (500, {"error": "boom"}))
-    assert send_webhook(url, [Alert("failed_task", "daily", "x")], timeout_s=2.0) is False
+    alert = Alert("failed_task", "daily", "x")
+    assert send_webhook(url, [alert], timeout_s=2.0, allow_private=True) is False
     assert len(received.bodies) == 1
     # a server that accepts the connection and never answers: the timeout bounds the wait
     silent = socket.socket()
@@ -102,9 +112,34 @@ def test_webhook_error_status_and_timeout(http_server: Any) -> None:
     try:
         began = time.monotonic()
         ok = send_webhook(
-            f"http://127.0.0.1:{silent.getsockname()[1]}/", [Alert("failed_task", "d", "x")], 0.5
+            f"http://127.0.0.1:{silent.getsockname()[1]}/", [alert], 0.5, allow_private=True
         )
         assert ok is False and time.monotonic() - began < 3
     finally:
         stop.set()
         silent.close()
+
+
+def test_webhook_to_internal_destinations_is_refused_at_send_time(
+    http_server: Any, caplog: Any
+) -> None:
+    url, received = http_server(lambda body: (200, {"ok": True}))
+    alert = Alert("failed_task", "daily", "x")
+    logger = logging.getLogger("alphahome")
+    logger.propagate = True
+    try:
+        with caplog.at_level(logging.WARNING, logger="alphahome"):
+            assert send_webhook(url.replace("://", "://u:hookpw77@"), [alert], 2.0) is False
+            # a name that resolves to loopback is refused as the address itself is
+            named = url.replace("127.0.0.1", "localhost.")
+            assert send_webhook(named, [alert], 2.0) is False
+            assert send_webhook("http://169.254.169.254/latest/", [alert], 2.0) is False
+    finally:
+        logger.propagate = False
+    assert received.bodies == []
+    assert "not sent: a loopback address" in caplog.text and "hookpw77" not in caplog.text
+    assert refused_destination("http://[fe80::1]/x") == "a link-local address"
+    assert refused_destination("file:///etc/passwd") == "not an http(s) URL"
+    assert refused_destination("http://127.0.0.1/x", allow_private=True) is None
+    assert send_webhook(url, [alert], 2.0, allow_private=True) is True
+    assert len(received.bodies) == 1
