@@ -310,7 +310,9 @@ def load_command(
 
     settings = STATE.settings()
     start_logging(settings)
-    typer.echo("\n".join(load_from_settings(settings, datasets or None, full=full).lines()))
+    result = load_from_settings(settings, datasets or None, full=full)
+    typer.echo("\n".join(result.lines()))
+    raise typer.Exit(0 if result.ok else AlphahomeError.exit_code)  # the others were loaded
 
 
 db_app = typer.Typer(help="The PostgreSQL database: migrate, status, rename.", no_args_is_help=True)

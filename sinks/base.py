@@ -58,7 +58,8 @@ class LoadResult:
     """The outcome of a load: which sink, where, what per table, how long.
 
     `headline` is the sink's one-line summary (written by the sink, which knows what
-    it did); `catalogue` the names per schema of a rebuilt catalogue.
+    it did); `catalogue` the names per schema of a rebuilt catalogue; `failed` the
+    datasets that could not be loaded, with why (the others were loaded all the same).
     """
 
     sink: str
@@ -67,6 +68,7 @@ class LoadResult:
     tables: list[TableLoad] = field(default_factory=list)
     migrations_applied: list[str] = field(default_factory=list)
     not_loaded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "layer.name: reason", one per dataset
     catalogue: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -82,7 +84,13 @@ class LoadResult:
                 f"{t.updated} changed, {t.deleted} deleted; {t.seconds:.1f} s"
             )
         out.extend(f"  {name}: not loaded (no key defined)" for name in self.not_loaded)
+        out.extend(f"  FAILED {failure}" for failure in self.failed)
         return out
+
+    @property
+    def ok(self) -> bool:
+        """True when every dataset asked for was loaded (or has nothing to load)."""
+        return not self.failed
 
 
 class Sink(Protocol):

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import adbc_driver_manager
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cache.layout import CacheLayout, Layer
-from foundation.errors import AlphahomeError
+from foundation.errors import AlphahomeError, StorageError
 from foundation.logs import get_logger
 from sinks.base import Dataset, LoadResult, ProgressCallback, SinkCapabilities, TableLoad
 from sinks.ddl import TableDefinitionError, TableSpec, table_spec
@@ -128,6 +129,19 @@ def _read_ahead(
         yield current.result()
 
 
+# What fails one dataset, not the load: its data (LoadError), its files (unreadable,
+# refused by the disk), Arrow or Polars refusing a partition's contents.
+_DATASET_FAILURES = (LoadError, StorageError, OSError, pa.ArrowException, pl.exceptions.PolarsError)
+
+
+def _failed(result: LoadResult, dataset: str, exc: BaseException) -> None:
+    """Record a dataset that could not be loaded, with its reason on one line."""
+    reason = str(exc) if isinstance(exc, AlphahomeError) else f"{type(exc).__name__}: {exc}"
+    reason = " ".join(reason.split())
+    log.error("%s not loaded: %s", dataset, reason)
+    result.failed.append(f"{dataset}: {reason}")
+
+
 def _count(outcome: TableLoad, part: PartitionLoad) -> None:
     """Add one partition's outcome to its table's."""
     if part.method in ("skipped", "unchanged"):
@@ -215,9 +229,11 @@ class PostgresSink:
         """Load each dataset's changed partitions (every one when `full`), one transaction
         per partition; `on_progress(done, total)` after each partition read.
 
-        A derived dataset without a key is reported not loaded; a raw one is a
-        `LoadError`, as is data that cannot be loaded (that partition's transaction is
-        rolled back; earlier partitions stay).
+        A derived dataset without a key is reported not loaded. A raw dataset without
+        one, or data that cannot be loaded (that partition's transaction is rolled back;
+        earlier partitions stay), fails that dataset only: it is listed in
+        `result.failed` and the load goes on with the next dataset. A server that cannot
+        be reached (`DatabaseUnavailableError`) still stops the whole load.
         """
         start = time.perf_counter()
         result = LoadResult(self.capabilities.name, self.target)
@@ -228,7 +244,8 @@ class PostgresSink:
                     spec = table_spec(layer, name)
                 except TableDefinitionError as exc:
                     if layer == "raw":
-                        raise LoadError(str(exc)) from None
+                        _failed(result, f"{layer}.{name}", exc)
+                        continue
                     log.warning("%s.%s not loaded: %s", layer, name, exc)
                     result.not_loaded.append(f"{layer}.{name}")
                     continue
@@ -242,8 +259,11 @@ class PostgresSink:
                 if on_progress is not None:
                     on_progress(done, total)
 
-            for plan in plans:
-                result.tables.append(_load_table(conn, plan, full, advance))
+            for plan in plans:  # a dataset that fails is reported; the others still load
+                try:
+                    result.tables.append(_load_table(conn, plan, full, advance))
+                except _DATASET_FAILURES as exc:
+                    _failed(result, plan.spec.qualified, exc)
         result.seconds = time.perf_counter() - start
         result.headline = f"loaded into PostgreSQL {self.target} in {result.seconds:.1f} s"
         return result

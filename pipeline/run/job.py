@@ -75,6 +75,7 @@ class StageResult:
     rows: int
     note: str
     lines: tuple[str, ...] = ()
+    failure: str = ""  # the stage did part of its work: why the rest failed
 
 
 Stage = Callable[[Settings, RunRequest, Progress], StageResult]
@@ -108,7 +109,10 @@ def load_stage(settings: Settings, request: RunRequest, on_progress: Progress) -
     """Load the PIT and factor tables (and the configured raw ones) into the sink."""
     result = load_from_settings(settings, full=request.full, on_progress=on_progress)
     rows = sum(t.inserted + t.updated for t in result.tables)
-    return StageResult(rows, f"{result.sink}: {result.target}", tuple(result.lines()))
+    failure = "; ".join(result.failed)
+    if failure:
+        failure = f"{len(result.failed)} dataset(s) not loaded: {failure}"
+    return StageResult(rows, f"{result.sink}: {result.target}", tuple(result.lines()), failure)
 
 
 COMPUTE_STAGES: tuple[tuple[str, Stage], ...] = (
@@ -139,6 +143,13 @@ def _run_stage(
         outcome.status, outcome.rows_saved, outcome.reason = "success", result.rows, result.note
         outcome.units_done = outcome.units_total = 1
         lines.extend(result.lines)
+        if result.failure:
+            outcome.status, outcome.reason, outcome.errors = (
+                "failed",
+                result.failure,
+                [result.failure],
+            )
+            log.error("stage %s failed: %s", name, result.failure)
     except Exception as exc:  # a stage's failure is the run's record, not a traceback
         reason = str(exc) if isinstance(exc, AlphahomeError) else f"{type(exc).__name__}: {exc}"
         outcome.status, outcome.reason, outcome.errors = "failed", reason, [reason]
