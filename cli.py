@@ -181,7 +181,9 @@ def health_command(
     check_db: Annotated[bool, typer.Option("--check-db", help="Reach the database.")] = False,
     check_api: Annotated[bool, typer.Option("--check-api", help="Try the token.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
-    stale_days: Annotated[int, typer.Option("--stale-days", help="Units behind allowed.")] = 1,
+    stale_days: Annotated[
+        int, typer.Option("--stale-days", min=0, max=10_000, help="Units behind allowed.")
+    ] = 1,
 ) -> None:
     """Configuration, cache, disk, locks, data freshness (and database, token): exit 0 or 1."""
     from pipeline.ops.health import check_health, health_output
@@ -196,7 +198,9 @@ def health_command(
 @app.command("stats")
 def stats_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
-    runs: Annotated[int, typer.Option("--runs", help="Recent runs shown.")] = 10,
+    runs: Annotated[
+        int, typer.Option("--runs", min=0, max=100_000, help="Recent runs shown.")
+    ] = 10,
 ) -> None:
     """Rows, size, date range and last update per dataset; run history from the reports."""
     from cache.layout import CacheLayout
@@ -233,8 +237,8 @@ _DEST = typer.Option("--dest", help="Backup root (default <cache>/../alphahome-b
 def backup_command(
     ctx: typer.Context,
     dest: Annotated[Path | None, _DEST] = None,
-    keep_daily: Annotated[int, typer.Option("--keep-daily", help="Daily snapshots kept.")] = 7,
-    keep_weekly: Annotated[int, typer.Option("--keep-weekly", help="Weekly kept.")] = 4,
+    keep_daily: Annotated[int, typer.Option("--keep-daily", min=1, help="Daily kept.")] = 7,
+    keep_weekly: Annotated[int, typer.Option("--keep-weekly", min=0, help="Weekly kept.")] = 4,
 ) -> None:
     """Take a verified, incremental snapshot; `ah backup list` shows them."""
     if ctx.invoked_subcommand is not None:
@@ -370,7 +374,7 @@ app.add_typer(factors_app, name="factors")
 @sim_app.command("serve")
 def sim_serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 7878,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 7878,
     stocks: Annotated[int | None, typer.Option("--stocks")] = None,
     start: Annotated[datetime | None, typer.Option("--start", formats=_DATE_FORMATS)] = None,
     today: Annotated[datetime | None, typer.Option("--today", formats=_DATE_FORMATS)] = None,
