@@ -480,9 +480,14 @@ def _section_fields(cls: type) -> dict[str, tuple[Any, dataclasses.Field[Any]]]:
     return {f.name: (hints[f.name], f) for f in dataclasses.fields(cls)}
 
 
-def _plain(raw: Any) -> Any:
-    """A value as the user wrote it (a flag's Path shown as its text)."""
-    return str(raw) if isinstance(raw, Path) else raw
+def _shown(raw: Any, secret: bool) -> str:
+    """A refused value as an error shows it: as written (a flag's Path as its text), any
+    URL with its credentials masked, a secret that is no URL not at all."""
+    if isinstance(raw, str) and "://" in raw:
+        return repr(mask_url(raw))
+    if secret:
+        return MASK
+    return repr(str(raw) if isinstance(raw, Path) else raw)
 
 
 def _apply(
@@ -512,15 +517,13 @@ def _apply(
         try:
             value = _coerce(raw, tp, from_text)
         except _Mistyped:
-            shown = MASK if f.metadata.get("secret") else repr(raw)
+            shown = _shown(raw, bool(f.metadata.get("secret")))
             msg = f"{where}: {path} must be {_type_name(tp)}, got {shown}"
             raise ConfigError(msg) from None
         check: Check | None = f.metadata.get("check")
         problem = check(value) if check else None
         if problem:
-            shown = MASK if f.metadata.get("secret") else repr(_plain(raw))
-            if f.metadata.get("secret") and isinstance(value, str) and "://" in value:
-                shown = repr(mask_url(value))
+            shown = _shown(raw, bool(f.metadata.get("secret")))
             msg = f"{where}: {path} must be {problem}, got {shown}"
             raise ConfigError(msg)
         layer.values[path] = value

@@ -14,8 +14,9 @@ import re
 import time
 from collections.abc import Sequence
 
+from cache.catalogue.datasets import datasets
 from cache.layout import LAYERS, CacheLayout, Layer
-from foundation.config import Settings
+from foundation.config import Settings, did_you_mean
 from foundation.errors import UsageError
 from foundation.logs import get_logger
 from sinks import open_sink
@@ -86,7 +87,9 @@ def _resolve_one(layout: CacheLayout, name: str) -> tuple[Layer, str]:
         msg = f"dataset {name!r} is ambiguous: say {' or '.join(f'{f}.{bare}' for f in found)}"
         raise UsageError(msg)
     where = layout.root / (layer or "*") / bare
-    msg = f"dataset {name!r} is not in the cache (no Parquet files under {where})"
+    names = [s.name for lay in layers for s in datasets(lay)]
+    hint = "" if bare in names else did_you_mean(bare, names)
+    msg = f"dataset {name!r}{hint} is not in the cache (no Parquet files under {where})"
     raise UsageError(msg)
 
 

@@ -32,6 +32,7 @@ from cache.catalogue.apis import api_spec
 from cache.layout import LAYERS, Layer
 from factors.industry import INDUSTRY_COLUMNS as MEMBERSHIP_COLUMNS
 from factors.schema import G_SCHEMA, P_SCHEMA
+from foundation.config import did_you_mean
 from foundation.errors import UsageError
 
 __all__ = [
@@ -459,7 +460,8 @@ def dataset(layer: str, name: str) -> DatasetSpec:
     spec = by_name.get(name)
     if spec is None:
         known = ", ".join(by_name)
-        msg = f"unknown {layer} dataset {name!r} (known: {known})"
+        hint = did_you_mean(name, by_name)
+        msg = f"unknown {layer} dataset {name!r}{hint} (known: {known})"
         raise UnknownDatasetError(msg)
     return spec
 

@@ -33,6 +33,7 @@ import polars as pl
 
 from cache.catalogue.apis import ApiSpec, api_spec
 from cache.catalogue.datasets import DatasetSpec, Partitioning, Storage, raw_dataset
+from foundation.config import did_you_mean
 from foundation.errors import UsageError
 
 Group = Literal["market", "finance", "index", "reference"]
@@ -377,7 +378,7 @@ def task(name: str) -> TaskSpec:
     spec = TASKS_BY_NAME.get(name)
     if spec is None:
         known = ", ".join(TASKS_BY_NAME)
-        msg = f"unknown task {name!r} (known: {known})"
+        msg = f"unknown task {name!r}{did_you_mean(name, TASKS_BY_NAME)} (known: {known})"
         raise UsageError(msg)
     return spec
 

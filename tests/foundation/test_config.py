@@ -304,3 +304,21 @@ base_url = "https://proxyuser:proxypass55@proxy.example.com/dataapi"
         assert secret in s.secrets()
     assert "https://hookuser:***@hooks.example.com/x?token=***&room=ops" in shown
     assert "https://proxyuser:***@proxy.example.com/dataapi" in shown
+
+
+def test_refused_urls_are_shown_masked(tmp_path: Path) -> None:
+    cfg = write(tmp_path, '[tushare]\nbase_url = "ftp://user:s3cretpw@proxy.example/"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert "s3cretpw" not in str(err.value) and "ftp://user:***@proxy.example/" in str(err.value)
+
+
+def test_unknown_task_and_dataset_names_suggest_the_closest() -> None:
+    from cache.catalogue.datasets import UnknownDatasetError, dataset
+    from foundation.errors import UsageError
+    from pipeline.sync.tasks import task
+
+    with pytest.raises(UsageError, match=r"unknown task 'daliy' \(did you mean 'daily'\?\)"):
+        task("daliy")
+    with pytest.raises(UnknownDatasetError, match=r"'balancesheat' \(did you mean 'balancesheet'"):
+        dataset("raw", "balancesheat")
