@@ -223,7 +223,7 @@ class RunConfig:
     alert_allow_private: bool = _spec(
         False, help="let alert_webhook be a loopback, private or link-local address"
     )
-    min_free_disk_gb: float = _spec(1.0, check=_between(0, 1e6), help="health: free disk floor")
+    min_free_disk_gb: float = _spec(1.0, check=_between(0, 1e9), help="health: free disk floor")
 
 
 @dataclass(frozen=True)

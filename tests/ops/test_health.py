@@ -89,10 +89,10 @@ def test_cache_unwritable_fails(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     (tmp_path / "alphahome.toml").touch()
-    settings = make_settings(blocker / "cache", config=tmp_path / "alphahome.toml")
-    report = check_health(lambda: settings, today=TODAY)
-    check = next(c for c in report.checks if c.name == "cache writable")
-    assert check.status == "fail" and "not a directory" in check.detail
+    config = tmp_path / "alphahome.toml"
+    report = check_health(lambda: make_settings(blocker / "cache", config=config), today=TODAY)
+    check = next(c for c in report.checks if c.name == "config")  # refused when loaded
+    assert check.status == "fail" and f"but {blocker} is a file" in check.detail
     assert report.exit_code == 1
 
 
