@@ -72,3 +72,30 @@ def test_slow_operation_logged_only_when_slow(logger: logging.Logger, tmp_path: 
     text = read_logs(tmp_path)
     assert "slow operation: slow thing took" in text
     assert "fast thing" not in text
+
+
+def test_console_lines_carry_no_traceback_and_a_full_log_file_says_so_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import resource
+
+    logger = setup_logging("INFO", tmp_path / "logs")
+    try:
+        raise ValueError("deep inside")
+    except ValueError:
+        logger.error("task failed (ValueError: deep inside)", exc_info=True)
+    err = capsys.readouterr().err
+    assert "task failed (ValueError: deep inside)" in err and "Traceback" not in err
+    assert "Traceback" in read_logs(tmp_path)  # the file keeps it
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    size = (tmp_path / "logs" / "alphahome.log").stat().st_size
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, hard))
+    try:
+        for i in range(3):
+            logger.warning("a long line %d %s", i, "x" * 200)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("warning: cannot write ") and "alphahome.log" in lines[0]
+    assert "file size limit" in lines[0]
