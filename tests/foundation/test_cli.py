@@ -117,7 +117,7 @@ def test_config_problems_from_the_command_line(tmp_path: Path) -> None:
     a_file = tmp_path / "plain-file"
     a_file.write_text("x")
     for cache in (a_file, a_file / "below"):
-        line = one_line_error(ah("--cache-dir", str(cache), "load", cwd=tmp_path))
+        line = one_line_error(ah("--cache-dir", str(cache), "config", "check", cwd=tmp_path))
         assert "cache.dir must be a directory" in line and str(a_file) in line
     line = one_line_error(ah("config", "check", cwd=tmp_path, env={"AH_RUN_WROKERS": "3"}))
     assert "AH_RUN_WROKERS" in line and "did you mean 'AH_RUN_WORKERS'" in line
