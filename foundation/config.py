@@ -693,6 +693,11 @@ def _check_across(settings: Settings, where: str, known_tasks: Collection[str] |
         msg = f"{where}: simulator.start must be before simulator.today ({sim.today})"
         msg += f", got {sim.start}"
         raise ConfigError(msg)
+    tushare = settings.tushare
+    if tushare.call_deadline_s < tushare.timeout_s:
+        msg = f"{where}: tushare.call_deadline_s must be at least tushare.timeout_s"
+        msg += f" ({tushare.timeout_s:g}), got {tushare.call_deadline_s:g}"
+        raise ConfigError(msg)
     hook = settings.run.alert_webhook
     if hook and not settings.run.alert_allow_private:
         problem = internal_host(urlsplit(hook).hostname or "")

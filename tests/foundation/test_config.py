@@ -111,6 +111,10 @@ materialize = true
             "simulator.start must be before simulator.today (2024-06-28), got 2024-07-01",
         ),
         ("[rnu]\nworkers = 2\n", "unknown section [rnu] (did you mean [run]?)"),
+        (
+            "[tushare]\ntimeout_s = 60\ncall_deadline_s = 30\n",
+            "tushare.call_deadline_s must be at least tushare.timeout_s (60), got 30",
+        ),
         ("[run]\nmax_retires = 2\n", "(did you mean 'run.max_retries'?)"),
         ("[sinks.duckdb]\nmaterialise = true\n", "(did you mean 'sinks.duckdb.materialize'?)"),
         ('[run]\nworkers = "four"\n', "run.workers must be an integer, got 'four'"),
