@@ -1,19 +1,23 @@
-"""`ah`: the alphahome command line. Thin: parse, call one function, print."""
+"""`ah`: the alphahome command line. Thin: parse, call one function, print.
+
+Start-up stays light (`ah --version` and `ah --help` import typer and little else): each
+command imports what it uses, and the configuration and logging modules load on first use.
+"""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from foundation.config import Settings, describe, load_settings
 from foundation.errors import AlphahomeError
-from foundation.logs import get_logger, register_secrets, scrub, start_logging
+
+if TYPE_CHECKING:
+    from foundation.config import Settings
 
 app = typer.Typer(
     name="ah",
@@ -21,12 +25,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich's help renderer costs a second at start-up
 )
 config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("alphahome")
     except PackageNotFoundError:
@@ -45,6 +52,9 @@ class AppState:
 
     def settings(self, **flags: Any) -> Settings:
         """Load the effective settings (command flags win over everything else)."""
+        from foundation.config import load_settings
+        from foundation.logs import register_secrets
+
         if self._settings is None or flags:
             all_flags = {"run.log_level": self.log_level, "cache.dir": self.cache_dir, **flags}
             self._settings = load_settings(self.config, self.profile, all_flags)
@@ -53,6 +63,20 @@ class AppState:
 
 
 STATE = AppState()
+
+
+def start_logging(settings: Settings) -> None:
+    """Start the console and file logs of a command that does work (`foundation.logs`)."""
+    from foundation.logs import start_logging as start
+
+    start(settings)
+
+
+def _json(data: Any) -> str:
+    """The machine-readable form of a report (`--json`): indented, UTF-8 kept."""
+    import json
+
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
 
 
 def _print_version(value: bool) -> None:
@@ -82,6 +106,8 @@ def main_options(
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration (secrets masked) and where each value came from."""
+    from foundation.config import describe
+
     settings = STATE.settings()
     rows = describe(settings)
     source = str(settings.config_file) if settings.config_file else "(no config file)"
@@ -147,18 +173,27 @@ def sync_command(
 
 
 @app.command("tasks")
-def tasks_command() -> None:
+def tasks_command(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
     """Each dataset with its rows, first/last date and last successful sync."""
-    from pipeline.sync.runner import list_tasks, render_tasks
+    from pipeline.sync.listing import list_tasks, render_tasks, tasks_json
 
-    typer.echo(render_tasks(list_tasks(STATE.settings())))
+    rows = list_tasks(STATE.settings())
+    typer.echo(_json(tasks_json(rows)) if as_json else render_tasks(rows))
 
 
 @state_app.command("show")
-def state_show(task: Annotated[str | None, typer.Argument(help="One task.")] = None) -> None:
+def state_show(
+    task: Annotated[str | None, typer.Argument(help="One task.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+) -> None:
     """Print the stored state of a task (or of every task)."""
-    from pipeline.state import show_state
+    from pipeline.state import show_state, state_documents
 
+    if as_json:
+        typer.echo(_json(state_documents(STATE.settings(), task)))
+        return
     typer.echo(show_state(STATE.settings(), task))
 
 
@@ -204,6 +239,7 @@ def stats_command(
 def verify_command(
     datasets: Annotated[list[str] | None, typer.Argument(help="e.g. daily, pit.indicators")] = None,
     skip_sink: Annotated[bool, typer.Option("--skip-sink", help="No database counts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of lines.")] = False,
 ) -> None:
     """Data quality: corrupt files, gaps, duplicate keys, PIT violations, ranges, sink drift."""
     from cache.layout import CacheLayout
@@ -214,7 +250,7 @@ def verify_command(
     report = verify_cache(
         CacheLayout(settings.cache.dir), datasets or (), url, settings.sinks.raw_datasets
     )
-    typer.echo(report.render())
+    typer.echo(_json(report.to_dict()) if as_json else report.render())
     raise typer.Exit(report.exit_code)
 
 
@@ -333,11 +369,14 @@ def db_migrate() -> None:
 
 
 @db_app.command("status")
-def db_status() -> None:
+def db_status(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+) -> None:
     """Server version, tables with row counts, migrations, last load per table."""
     from sinks.admin import database_status
 
-    typer.echo("\n".join(database_status(_database_url(), _ask_password).lines()))
+    status = database_status(_database_url(), _ask_password)
+    typer.echo(_json(status.to_dict()) if as_json else "\n".join(status.lines()))
 
 
 @db_app.command("rename")
@@ -533,9 +572,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else AlphahomeError.exit_code
     except AlphahomeError as exc:  # the one place an error becomes a line and an exit code
+        from foundation.logs import scrub
+
         typer.echo(f"error: {_one_line(scrub(str(exc)))}", err=True)
         return exc.exit_code
     except Exception as exc:  # the last line of defence: one line here, traceback in the log
+        from foundation.logs import get_logger, scrub
+
         get_logger().debug("unexpected error", exc_info=True)
         typer.echo(
             f"error: unexpected {type(exc).__name__}: {_one_line(scrub(str(exc)))}", err=True

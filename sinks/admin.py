@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from foundation.errors import AlphahomeError, UsageError
@@ -76,6 +77,29 @@ class DatabaseStatus:
     tables: list[TableStatus]
     applied: list[tuple[int, str, dt.datetime]]
     pending: list[Migration] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`ah db status --json`: server, migrations and tables (password masked)."""
+        return {
+            "target": self.target,
+            "server_version": self.server_version,
+            "migrations": {
+                "applied": [
+                    {"version": v, "name": name, "applied_at": at.isoformat()}
+                    for v, name, at in self.applied
+                ],
+                "pending": [{"version": m.version, "name": m.name} for m in self.pending],
+            },
+            "tables": [
+                {
+                    "table": f"{t.schema}.{t.name}",
+                    "rows": t.rows,
+                    "partitions": t.partitions,
+                    "last_load": t.last_load.isoformat() if t.last_load else None,
+                }
+                for t in self.tables
+            ],
+        }
 
     def lines(self) -> list[str]:
         """A human report."""

@@ -37,7 +37,7 @@ from anyio.abc import ObjectReceiveStream
 from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
-from cache.read import has_files, read_dataset, summarize
+from cache.read import has_files, read_dataset
 from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
 from cache.views import refresh_catalog
@@ -67,7 +67,7 @@ from pipeline.sync.plan import (
     unit_key,
     within_bounds,
 )
-from pipeline.sync.tasks import TASKS, TaskSpec, select_tasks, task
+from pipeline.sync.tasks import TaskSpec, select_tasks, task
 
 log = get_logger("sync")
 
@@ -963,61 +963,3 @@ def _arguments(request: SyncRequest) -> dict[str, Any]:
         "groups": list(request.groups),
         "filters": dict(request.filters),
     }
-
-
-# ------------------------------------------------------------------ ah tasks
-
-
-@dataclass(frozen=True)
-class DatasetRow:
-    """One line of `ah tasks`."""
-
-    task: str
-    group: str
-    unit: str
-    rows: int
-    first: dt.date | None
-    last: dt.date | None
-    status: str
-    last_success: str | None
-
-
-def render_tasks(rows: Sequence[DatasetRow]) -> str:
-    """`ah tasks` as text: one line per task."""
-    header = ("task", "group", "unit", "rows", "first", "last", "status", "last success")
-    lines = [
-        (r.task, r.group, r.unit, str(r.rows), str(r.first or "-"), str(r.last or "-"),
-         r.status, r.last_success or "-")
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *lines]
-    )
-
-
-def list_tasks(settings: Settings) -> list[DatasetRow]:
-    """Every task with its dataset's rows, first/last date and last success (`ah tasks`)."""
-    layout = CacheLayout(settings.cache.dir)
-    store = open_state(settings)
-    try:
-        rows = []
-        for spec in TASKS:
-            summary = summarize(layout, spec.name, spec.date_field)
-            state = store.load(spec.name)
-            rows.append(
-                DatasetRow(
-                    spec.name,
-                    spec.group,
-                    spec.unit,
-                    summary.rows,
-                    summary.first,
-                    summary.last,
-                    state.status,
-                    state.last_success,
-                )
-            )
-        return rows
-    finally:
-        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -148,6 +149,12 @@ def test_ah_db_commands(tmp_path: Path, pg_url: str, scratch_db: tuple[str, str]
     assert first.returncode == 0 and first.stdout.count("applied") == len(MIGRATIONS)
     status = ah("db", "status")
     assert status.returncode == 0 and "0 pending" in status.stdout
+    as_json = ah("db", "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["migrations"]["pending"] == []
+    assert [m["version"] for m in doc["migrations"]["applied"]] == [m.version for m in MIGRATIONS]
+    assert "ops.schema_migrations" in {t["table"] for t in doc["tables"]}
     old, new = scratch_db
     refused = ah("db", "rename", "no_such_database_here", new)
     assert refused.returncode == 2
@@ -159,4 +166,5 @@ def test_ah_db_commands(tmp_path: Path, pg_url: str, scratch_db: tuple[str, str]
     assert done.returncode == 0, done.stderr
     assert f"renamed database {old} to {new}" in done.stdout
     password = urlsplit(pg_url).password or "?"
-    assert password not in first.stdout + status.stdout + refused.stderr + done.stdout
+    shown = first.stdout + status.stdout + as_json.stdout + refused.stderr + done.stdout
+    assert password not in shown
