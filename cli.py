@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from foundation.errors import AlphahomeError
+from foundation.errors import AlphahomeError, UsageError
 
 if TYPE_CHECKING:
     from foundation.config import Settings
@@ -127,6 +127,17 @@ def config_check() -> None:
 state_app = typer.Typer(help="Show and reset the state of sync tasks.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
+# AlphaHome's script flags (both spellings), each feeding one config key as a flag layer.
+_MAX_RETRIES = typer.Option("--max-retries", "--max_retries", help="run.max_retries")
+_RETRY_DELAY = typer.Option("--retry-delay", "--retry_delay", help="run.retry_delay_s (s)")
+_BATCH_SIZE = typer.Option("--batch-size", "--batch_size", help="run.batch_size (units/commit)")
+_USE_DB_STATE = typer.Option("--use-db-state", help="state.backend = postgres")
+_STATE_DIR = typer.Option("--state-dir", help="state.dir (task state and locks)")
+
+
+def _state_flags(use_db_state: bool, state_dir: Path | None) -> dict[str, Any]:
+    """The config paths the state-backend flags set (None: not given)."""
+    return {"state.backend": "postgres" if use_db_state else None, "state.dir": state_dir}
 
 
 @app.command("sync")
@@ -144,11 +155,19 @@ def sync_command(
     workers: Annotated[int | None, typer.Option("--workers", help="Tasks at once.")] = None,
     exchange: Annotated[str | None, typer.Option("--exchange", help="stock_basic")] = None,
     list_status: Annotated[str | None, typer.Option("--list-status", help="L|D|P")] = None,
+    max_retries: Annotated[int | None, _MAX_RETRIES] = None,
+    retry_delay: Annotated[float | None, _RETRY_DELAY] = None,
+    batch_size: Annotated[int | None, _BATCH_SIZE] = None,
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
 ) -> None:
     """Fetch what is missing from the source into the cache's raw/ datasets."""
     from pipeline.sync.runner import SyncRequest, run_sync
 
-    settings = STATE.settings()
+    settings = STATE.settings(**{
+        "run.max_retries": max_retries, "run.retry_delay_s": retry_delay,
+        "run.batch_size": batch_size, **_state_flags(use_db_state, state_dir),
+    })  # fmt: skip
     start_logging(settings)
     filters = {k: v for k, v in (("exchange", exchange), ("list_status", list_status)) if v}
     report = run_sync(
@@ -175,11 +194,13 @@ def sync_command(
 @app.command("tasks")
 def tasks_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
 ) -> None:
     """Each dataset with its rows, first/last date and last successful sync."""
     from pipeline.sync.listing import list_tasks, render_tasks, tasks_json
 
-    rows = list_tasks(STATE.settings())
+    rows = list_tasks(STATE.settings(**_state_flags(use_db_state, state_dir)))
     typer.echo(_json(tasks_json(rows)) if as_json else render_tasks(rows))
 
 
@@ -187,22 +208,29 @@ def tasks_command(
 def state_show(
     task: Annotated[str | None, typer.Argument(help="One task.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
 ) -> None:
     """Print the stored state of a task (or of every task)."""
     from pipeline.state import show_state, state_documents
 
+    settings = STATE.settings(**_state_flags(use_db_state, state_dir))
     if as_json:
-        typer.echo(_json(state_documents(STATE.settings(), task)))
+        typer.echo(_json(state_documents(settings, task)))
         return
-    typer.echo(show_state(STATE.settings(), task))
+    typer.echo(show_state(settings, task))
 
 
 @state_app.command("reset")
-def state_reset(task: Annotated[str, typer.Argument(help="The task to forget.")]) -> None:
+def state_reset(
+    task: Annotated[str, typer.Argument(help="The task to forget.")],
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
+) -> None:
     """Forget a task's state: its next sync plans every unit again."""
     from pipeline.state import reset_state
 
-    typer.echo(reset_state(STATE.settings(), task))
+    typer.echo(reset_state(STATE.settings(**_state_flags(use_db_state, state_dir)), task))
 
 
 @app.command("health")
@@ -426,13 +454,21 @@ def sim_serve(
 @app.command("pit")
 def pit_command(
     target: Annotated[
-        str, typer.Option("--target", help="income|balance|indicators|industry|all")
-    ] = "all",
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="income|balance|indicators|industry|all (repeat or comma list; AlphaHome's "
+            "financial_indicators, industry_classification too)",
+        ),
+    ] = None,
     mode: Annotated[str, typer.Option("--mode", help="incremental | full")] = "incremental",
     workers: Annotated[int | None, typer.Option("--workers")] = None,
     executor: Annotated[
         str, typer.Option("--executor", help="process|inline|local-dask|dask://H:P")
     ] = "process",
+    parallel: Annotated[
+        bool, typer.Option("--parallel", help="AlphaHome's flag: stocks over --workers processes")
+    ] = False,
 ) -> None:
     """Build the point-in-time tables from the raw statements."""
     from cache.layout import CacheLayout
@@ -440,17 +476,28 @@ def pit_command(
     from foundation.progress import stage_progress
     from pipeline.pit.step import build_pit
 
+    if parallel and executor == "inline":
+        msg = "--parallel asks for worker processes, --executor inline for none: choose one"
+        raise UsageError(msg)
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
     with stage_progress("pit") as on_progress:
-        result = build_pit(layout, (target,), mode, executor, settings.run.workers, on_progress)  # type: ignore[arg-type]
+        result = build_pit(
+            layout, _pit_targets(target), mode, executor, settings.run.workers, on_progress,  # type: ignore[arg-type]
+        )  # fmt: skip
     refresh_catalog(settings)
     for table, rows in result.rows_written.items():
         typer.echo(
             f"pit.{table}: {rows} rows written, {result.table_rows.get(table, 0)} in the table"
         )
     typer.echo(f"{result.mode} build: {result.stocks_rebuilt} stocks in {result.duration_s:.1f} s")
+
+
+def _pit_targets(given: list[str] | None) -> tuple[str, ...]:
+    """`--target` values: repeated, comma-separated, or none (all)."""
+    found = tuple(t.strip() for item in given or () for t in item.split(",") if t.strip())
+    return found or ("all",)
 
 
 def _factors(

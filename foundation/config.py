@@ -135,6 +135,11 @@ class RunConfig:
     workers: int = _spec(2, check=_positive, help="process-pool size")
     max_retries: int = _spec(5, check=_non_negative, help="retries of a transient error")
     retry_delay_s: float = _spec(1.0, check=_non_negative, help="first backoff delay")
+    batch_size: int | None = _spec(
+        None,
+        check=lambda v: None if v is None or v > 0 else "a number > 0",
+        help="sync: units per commit (tasks.<name>.batch_size wins; absent = built-in)",
+    )
     log_level: str = _spec("INFO", check=_one_of(*LOG_LEVELS), help="console log level")
     log_json: bool = _spec(False, help="also write JSON-lines logs")
     success_rate_alert: float = _spec(0.8, check=_share, help="alert under this success rate")
@@ -150,6 +155,9 @@ class StateConfig:
     """Where task state and locks live."""
 
     backend: str = _spec("files", check=_one_of("files", "postgres"), help="files | postgres")
+    dir: Path | None = _spec(
+        None, help="files backend: task state and locks (absent = <cache>/state)"
+    )
 
 
 @dataclass(frozen=True)

@@ -404,7 +404,8 @@ def check_health(
         if check_api_token
         else Check("api token", "skip", "not checked (--check-api)")
     )
-    checks.append(check_locks(layout, settings.run.max_task_seconds_alert, now))
+    locks_at = CacheLayout(settings.cache.dir, settings.state.dir)  # `[state] dir`
+    checks.append(check_locks(locks_at, settings.run.max_task_seconds_alert, now))
     checks += check_freshness(layout, today, stale_after)
     return HealthReport(checks)
 

@@ -437,7 +437,7 @@ class TaskRunner:
         override = ctx.settings.task(self.spec.name)
         self.concurrency = override.concurrency or DEFAULT_CONCURRENCY
         self.max_retries = override.max_retries if override.max_retries is not None else None
-        self.batch_items = override.batch_size or DEFAULT_BATCH_ITEMS
+        self.batch_items = override.batch_size or ctx.settings.run.batch_size or DEFAULT_BATCH_ITEMS
         self.outcome = TaskOutcome(
             task=self.spec.name,
             api=plan.api,
