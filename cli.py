@@ -411,11 +411,22 @@ def db_status(
 def db_rename(
     old: Annotated[str, typer.Argument(help="Existing database.")],
     new: Annotated[str, typer.Argument(help="New name (must not exist).")],
+    update_config: Annotated[
+        bool, typer.Option("--update-config", help="Rewrite database.url in the config file.")
+    ] = False,
 ) -> None:
-    """Rename a database, ending the other sessions connected to it."""
-    from sinks.admin import rename_database
+    """Rename a database, ending the other sessions connected to it; print the new URL."""
+    from foundation.config import mask_url, set_file_string
+    from sinks.admin import config_url_update, rename_database
+    from sinks.postgres import with_database
 
-    typer.echo("\n".join(rename_database(_database_url(), old, new, _ask_password).lines()))
+    url = _database_url()
+    target = config_url_update(STATE.settings(), old, new) if update_config else None
+    typer.echo("\n".join(rename_database(url, old, new, _ask_password).lines()))
+    typer.echo(f"new URL: {mask_url(with_database(url, new))}")
+    if target is not None:
+        set_file_string(target[0], "database.url", target[1])
+        typer.echo(f"database.url in {target[0]} now names {new}")
 
 
 # ---------------------------------------------------- compute stages and the whole run

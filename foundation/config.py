@@ -595,3 +595,45 @@ def _show(value: Any, secret: bool) -> str:
     if isinstance(value, list | dict):
         return repr(value)
     return str(value)
+
+
+# ---------------------------------------------------------------- editing the file
+
+_SECTION = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
+_STRING_VALUE = r"""("(?:[^"\\]|\\.)*"|'[^']*')"""
+
+
+def set_file_string(path: Path, dotted: str, value: str) -> None:
+    """Replace the string value of `section.key` in the TOML file at `path`, keeping every
+    other line, comment and the file's permissions; read back to verify.
+
+    For `ah db rename --update-config`; the key must already be written in its section
+    as a one-line string (`url = "…"`), else `ConfigError` and the file is left as it was.
+    """
+    section, key = dotted.split(".", 1)
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    assignment = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*){_STRING_VALUE}(.*)$", re.DOTALL)
+    current: str | None = None
+    found = None
+    for number, line in enumerate(lines):
+        header = _SECTION.match(line)
+        if header:
+            current = header.group(1)
+            continue
+        if current == section and assignment.match(line):
+            found = number
+            break
+    if found is None:
+        msg = f'{path}: no one-line string {key} = "…" under [{section}] to rewrite'
+        raise ConfigError(msg)
+    encoded = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    lines[found] = assignment.sub(lambda m: m.group(1) + encoded + m.group(3), lines[found])
+    new_text = "".join(lines)
+    if tomllib.loads(new_text).get(section, {}).get(key) != value:
+        msg = f"{path}: rewriting {dotted} did not read back; file left unchanged"
+        raise ConfigError(msg)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(new_text, encoding="utf-8")
+    os.chmod(temporary, path.stat().st_mode & 0o7777)
+    os.replace(temporary, path)

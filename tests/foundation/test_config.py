@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.config import ConfigError, describe, load_settings, mask_url
+from foundation.config import ConfigError, describe, load_settings, mask_url, set_file_string
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -162,3 +162,19 @@ def test_bad_database_url_error_masks_password(tmp_path: Path) -> None:
 def test_mask_url() -> None:
     assert mask_url("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
     assert mask_url("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_set_file_string_rewrites_one_value_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "alphahome.toml"
+    text = (
+        "[database]  # sink\n  url = 'postgresql://a@h/x' # db\n"
+        '[profiles.p.database]\nurl = "postgresql://a@h/x"\n'
+    )
+    path.write_text(text)
+    set_file_string(path, "database.url", 'postgresql://a@h/y"z')
+    assert path.read_text() == text.replace("'postgresql://a@h/x'", '"postgresql://a@h/y\\"z"', 1)
+    assert load_settings(path, env={}).database.url == 'postgresql://a@h/y"z'
+    path.write_text("[database]\n")
+    with pytest.raises(ConfigError, match=r"no one-line string url"):
+        set_file_string(path, "database.url", "postgresql://a@h/y")
+    assert path.read_text() == "[database]\n"
