@@ -124,6 +124,14 @@ def config_check() -> None:
     typer.echo(f"configuration ok ({settings.config_file or 'defaults and environment'})")
 
 
+@config_app.command("example")
+def config_example() -> None:
+    """Print an example config file: every key, its default and its meaning (commented)."""
+    from foundation.config import example_config
+
+    typer.echo(example_config(), nl=False)
+
+
 state_app = typer.Typer(help="Show and reset the state of sync tasks.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
