@@ -1,20 +1,24 @@
-"""`ah`: the alphahome command line. Thin: parse, call one function, print."""
+"""`ah`: the alphahome command line. Thin: parse, call one function, print.
+
+Start-up stays light (`ah --version` and `ah --help` import typer and little else): each
+command imports what it uses, and the configuration and logging modules load on first use.
+"""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
-from foundation.config import Settings, check_task_names, describe, load_settings
 from foundation.errors import AlphahomeError, StorageError, UsageError
-from foundation.logs import get_logger, register_secrets, scrub, start_logging
+
+if TYPE_CHECKING:
+    from foundation.config import Settings
 
 app = typer.Typer(
     name="ah",
@@ -22,12 +26,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich's help renderer costs a second at start-up
 )
 config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("alphahome")
     except PackageNotFoundError:
@@ -46,6 +53,9 @@ class AppState:
 
     def settings(self, **flags: Any) -> Settings:
         """Load the effective settings (command flags win over everything else)."""
+        from foundation.config import check_task_names, load_settings
+        from foundation.logs import register_secrets
+
         if self._settings is None or flags:
             all_flags = {"run.log_level": self.log_level, "cache.dir": self.cache_dir, **flags}
             settings = load_settings(self.config, self.profile, all_flags)
@@ -59,6 +69,20 @@ class AppState:
 
 
 STATE = AppState()
+
+
+def start_logging(settings: Settings) -> None:
+    """Start the console and file logs of a command that does work (`foundation.logs`)."""
+    from foundation.logs import start_logging as start
+
+    start(settings)
+
+
+def _json(data: Any) -> str:
+    """The machine-readable form of a report (`--json`): indented, UTF-8 kept."""
+    import json
+
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
 
 
 def _print_version(value: bool) -> None:
@@ -88,6 +112,8 @@ def main_options(
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration (secrets masked) and where each value came from."""
+    from foundation.config import describe
+
     settings = STATE.settings()
     rows = describe(settings)
     source = str(settings.config_file) if settings.config_file else "(no config file)"
@@ -104,9 +130,28 @@ def config_check() -> None:
     typer.echo(f"configuration ok ({settings.config_file or 'defaults and environment'})")
 
 
+@config_app.command("example")
+def config_example() -> None:
+    """Print an example config file: every key, its default and its meaning (commented)."""
+    from foundation.config import example_config
+
+    typer.echo(example_config(), nl=False)
+
+
 state_app = typer.Typer(help="Show and reset the state of sync tasks.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
+# AlphaHome's script flags (both spellings), each feeding one config key as a flag layer.
+_MAX_RETRIES = typer.Option("--max-retries", "--max_retries", help="run.max_retries")
+_RETRY_DELAY = typer.Option("--retry-delay", "--retry_delay", help="run.retry_delay_s (s)")
+_BATCH_SIZE = typer.Option("--batch-size", "--batch_size", help="run.batch_size (units/commit)")
+_USE_DB_STATE = typer.Option("--use-db-state", help="state.backend = postgres")
+_STATE_DIR = typer.Option("--state-dir", help="state.dir (task state and locks)")
+
+
+def _state_flags(use_db_state: bool, state_dir: Path | None) -> dict[str, Any]:
+    """The config paths the state-backend flags set (None: not given)."""
+    return {"state.backend": "postgres" if use_db_state else None, "state.dir": state_dir}
 
 
 @app.command("sync")
@@ -124,11 +169,20 @@ def sync_command(
     workers: Annotated[int | None, typer.Option("--workers", help="Tasks at once.")] = None,
     exchange: Annotated[str | None, typer.Option("--exchange", help="stock_basic")] = None,
     list_status: Annotated[str | None, typer.Option("--list-status", help="L|D|P")] = None,
+    max_retries: Annotated[int | None, _MAX_RETRIES] = None,
+    retry_delay: Annotated[float | None, _RETRY_DELAY] = None,
+    batch_size: Annotated[int | None, _BATCH_SIZE] = None,
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
 ) -> None:
     """Fetch what is missing from the source into the cache's raw/ datasets."""
     from pipeline.sync.runner import SyncRequest, run_sync
 
-    settings = STATE.settings(**{"run.workers": workers})  # checks --workers like the key
+    settings = STATE.settings(**{
+        "run.workers": workers,  # checks --workers like the key
+        "run.max_retries": max_retries, "run.retry_delay_s": retry_delay,
+        "run.batch_size": batch_size, **_state_flags(use_db_state, state_dir),
+    })  # fmt: skip
     start_logging(settings)
     filters = {k: v for k, v in (("exchange", exchange), ("list_status", list_status)) if v}
     report = run_sync(
@@ -153,27 +207,45 @@ def sync_command(
 
 
 @app.command("tasks")
-def tasks_command() -> None:
+def tasks_command(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
+) -> None:
     """Each dataset with its rows, first/last date and last successful sync."""
-    from pipeline.sync.runner import list_tasks, render_tasks
+    from pipeline.sync.listing import list_tasks, render_tasks, tasks_json
 
-    typer.echo(render_tasks(list_tasks(STATE.settings())))
+    rows = list_tasks(STATE.settings(**_state_flags(use_db_state, state_dir)))
+    typer.echo(_json(tasks_json(rows)) if as_json else render_tasks(rows))
 
 
 @state_app.command("show")
-def state_show(task: Annotated[str | None, typer.Argument(help="One task.")] = None) -> None:
+def state_show(
+    task: Annotated[str | None, typer.Argument(help="One task.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
+) -> None:
     """Print the stored state of a task (or of every task)."""
-    from pipeline.state import show_state
+    from pipeline.state import show_state, state_documents
 
-    typer.echo(show_state(STATE.settings(), task))
+    settings = STATE.settings(**_state_flags(use_db_state, state_dir))
+    if as_json:
+        typer.echo(_json(state_documents(settings, task)))
+        return
+    typer.echo(show_state(settings, task))
 
 
 @state_app.command("reset")
-def state_reset(task: Annotated[str, typer.Argument(help="The task to forget.")]) -> None:
+def state_reset(
+    task: Annotated[str, typer.Argument(help="The task to forget.")],
+    use_db_state: Annotated[bool, _USE_DB_STATE] = False,
+    state_dir: Annotated[Path | None, _STATE_DIR] = None,
+) -> None:
     """Forget a task's state: its next sync plans every unit again."""
     from pipeline.state import reset_state
 
-    typer.echo(reset_state(STATE.settings(), task))
+    typer.echo(reset_state(STATE.settings(**_state_flags(use_db_state, state_dir)), task))
 
 
 @app.command("health")
@@ -214,6 +286,7 @@ def stats_command(
 def verify_command(
     datasets: Annotated[list[str] | None, typer.Argument(help="e.g. daily, pit.indicators")] = None,
     skip_sink: Annotated[bool, typer.Option("--skip-sink", help="No database counts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of lines.")] = False,
 ) -> None:
     """Data quality: corrupt files, gaps, duplicate keys, PIT violations, ranges, sink drift."""
     from cache.layout import CacheLayout
@@ -224,7 +297,7 @@ def verify_command(
     report = verify_cache(
         CacheLayout(settings.cache.dir), datasets or (), url, settings.sinks.raw_datasets
     )
-    typer.echo(report.render())
+    typer.echo(_json(report.to_dict()) if as_json else report.render())
     raise typer.Exit(report.exit_code)
 
 
@@ -345,22 +418,36 @@ def db_migrate() -> None:
 
 
 @db_app.command("status")
-def db_status() -> None:
+def db_status(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+) -> None:
     """Server version, tables with row counts, migrations, last load per table."""
     from sinks.admin import database_status
 
-    typer.echo("\n".join(database_status(_database_url(), _ask_password).lines()))
+    status = database_status(_database_url(), _ask_password)
+    typer.echo(_json(status.to_dict()) if as_json else "\n".join(status.lines()))
 
 
 @db_app.command("rename")
 def db_rename(
     old: Annotated[str, typer.Argument(help="Existing database.")],
     new: Annotated[str, typer.Argument(help="New name (must not exist).")],
+    update_config: Annotated[
+        bool, typer.Option("--update-config", help="Rewrite database.url in the config file.")
+    ] = False,
 ) -> None:
-    """Rename a database, ending the other sessions connected to it."""
-    from sinks.admin import rename_database
+    """Rename a database, ending the other sessions connected to it; print the new URL."""
+    from foundation.config import mask_url, set_file_string
+    from sinks.admin import config_url_update, rename_database
+    from sinks.postgres import with_database
 
-    typer.echo("\n".join(rename_database(_database_url(), old, new, _ask_password).lines()))
+    url = _database_url()
+    target = config_url_update(STATE.settings(), old, new) if update_config else None
+    typer.echo("\n".join(rename_database(url, old, new, _ask_password).lines()))
+    typer.echo(f"new URL: {mask_url(with_database(url, new))}")
+    if target is not None:
+        set_file_string(target[0], "database.url", target[1])
+        typer.echo(f"database.url in {target[0]} now names {new}")
 
 
 # ---------------------------------------------------- compute stages and the whole run
@@ -399,13 +486,21 @@ def sim_serve(
 @app.command("pit")
 def pit_command(
     target: Annotated[
-        str, typer.Option("--target", help="income|balance|indicators|industry|all")
-    ] = "all",
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="income|balance|indicators|industry|all (repeat or comma list; AlphaHome's "
+            "financial_indicators, industry_classification too)",
+        ),
+    ] = None,
     mode: Annotated[str, typer.Option("--mode", help="incremental | full")] = "incremental",
     workers: Annotated[int | None, typer.Option("--workers")] = None,
     executor: Annotated[
         str, typer.Option("--executor", help="process|inline|local-dask|dask://H:P")
     ] = "process",
+    parallel: Annotated[
+        bool, typer.Option("--parallel", help="AlphaHome's flag: stocks over --workers processes")
+    ] = False,
 ) -> None:
     """Build the point-in-time tables from the raw statements."""
     from cache.layout import CacheLayout
@@ -413,17 +508,28 @@ def pit_command(
     from foundation.progress import stage_progress
     from pipeline.pit.step import build_pit
 
+    if parallel and executor == "inline":
+        msg = "--parallel asks for worker processes, --executor inline for none: choose one"
+        raise UsageError(msg)
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
     with stage_progress("pit") as on_progress:
-        result = build_pit(layout, (target,), mode, executor, settings.run.workers, on_progress)  # type: ignore[arg-type]
+        result = build_pit(
+            layout, _pit_targets(target), mode, executor, settings.run.workers, on_progress,  # type: ignore[arg-type]
+        )  # fmt: skip
     refresh_catalog(settings)
     for table, rows in result.rows_written.items():
         typer.echo(
             f"pit.{table}: {rows} rows written, {result.table_rows.get(table, 0)} in the table"
         )
     typer.echo(f"{result.mode} build: {result.stocks_rebuilt} stocks in {result.duration_s:.1f} s")
+
+
+def _pit_targets(given: list[str] | None) -> tuple[str, ...]:
+    """`--target` values: repeated, comma-separated, or none (all)."""
+    found = tuple(t.strip() for item in given or () for t in item.split(",") if t.strip())
+    return found or ("all",)
 
 
 def _factors(
@@ -547,6 +653,14 @@ def _usage_line(exc: ClickException) -> str:
     return f"{where}{exc.format_message()}{hint}"
 
 
+def _fail(message: str, exit_code: int) -> int:
+    """Print one scrubbed line on stderr and give the exit code back."""
+    from foundation.logs import scrub
+
+    typer.echo(f"error: {_one_line(scrub(message))}", err=True)
+    return exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `ah`; user errors print one line and exit non-zero, never a traceback."""
     try:
@@ -554,29 +668,26 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else AlphahomeError.exit_code
     except NoArgsIsHelpError as exc:  # `ah`, `ah db`: the help is the answer
-        if exc.format_message().strip():  # typer's rich help printed itself already
+        if exc.format_message().strip():  # typer's help printed itself already
             typer.echo(exc.format_message())
         return UsageError.exit_code
     except ClickException as exc:
-        typer.echo(f"error: {_one_line(scrub(_usage_line(exc)))}", err=True)
-        return UsageError.exit_code
+        return _fail(_usage_line(exc), UsageError.exit_code)
     except typer.Abort:
-        typer.echo("error: aborted", err=True)
-        return AlphahomeError.exit_code
+        return _fail("aborted", AlphahomeError.exit_code)
     except AlphahomeError as exc:  # the one place an error becomes a line and an exit code
-        typer.echo(f"error: {_one_line(scrub(str(exc)))}", err=True)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code)
     except OSError as exc:  # the disk or the system refused: one line naming the path
+        from foundation.logs import get_logger
+
         error = StorageError.from_os_error(exc)
         get_logger().debug("storage error", exc_info=True)
-        typer.echo(f"error: {_one_line(scrub(str(error)))}", err=True)
-        return error.exit_code
+        return _fail(str(error), error.exit_code)
     except Exception as exc:  # the last line of defence: one line here, traceback in the log
+        from foundation.logs import get_logger
+
         get_logger().debug("unexpected error", exc_info=True)
-        typer.echo(
-            f"error: unexpected {type(exc).__name__}: {_one_line(scrub(str(exc)))}", err=True
-        )
-        return AlphahomeError.exit_code  # a bug is a failed run
+        return _fail(f"unexpected {type(exc).__name__}: {exc}", AlphahomeError.exit_code)
     return code if isinstance(code, int) else 0
 
 

@@ -18,12 +18,19 @@ LAYERS: tuple[Layer, ...] = ("raw", "pit", "factors")
 
 @dataclass(frozen=True)
 class CacheLayout:
-    """Paths of one cache root. Creates nothing; writers create what they need."""
+    """Paths of one cache root. Creates nothing; writers create what they need.
+
+    `state_root` moves the state folder elsewhere (`[state] dir`, for task state and
+    locks kept apart from the data); None keeps it at `<root>/state`.
+    """
 
     root: Path
+    state_root: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
+        if self.state_root is not None:
+            object.__setattr__(self, "state_root", Path(self.state_root).expanduser().absolute())
 
     def dataset_dir(self, layer: Layer, name: str) -> Path:
         """The folder holding every Parquet file of one dataset."""
@@ -46,7 +53,7 @@ class CacheLayout:
     @property
     def state_dir(self) -> Path:
         """Manifests, task state and lock files (internal)."""
-        return self.root / "state"
+        return self.state_root if self.state_root is not None else self.root / "state"
 
     @property
     def reports_dir(self) -> Path:

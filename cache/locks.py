@@ -1,7 +1,8 @@
 """One process per task at a time: the lock protocol and its file backend.
 
-File locks are `fcntl.flock` on `<cache>/state/locks/<task>.lock` with the holder (pid,
-host, since) written inside; the operating system releases them when the holder dies,
+File locks (`cache.oslock`: `flock` on POSIX, `msvcrt.locking` on Windows) are taken on
+`<cache>/state/locks/<task>.lock` with the holder (pid, host, since) written inside; the
+operating system releases them when the holder dies,
 even by `kill -9`, so a crash never leaves a stale "running" lock. With the state in
 PostgreSQL, advisory locks play the same part across hosts (`sinks.pg_state.
 PostgresLocks`); `pipeline.backends.open_locks` picks one. Either way a second instance
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import socket
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cache.layout import CacheLayout
+from cache.oslock import read_note, try_lock, write_note
 from foundation.errors import AlreadyRunningError
 
 LOCKS_SUBDIR = "locks"
@@ -70,7 +71,7 @@ class TaskLocks(Protocol):
 
 
 class FileLocks:
-    """`flock` locks under `<cache>/state/locks/`."""
+    """OS file locks under `<cache>/state/locks/`."""
 
     def __init__(self, layout: CacheLayout) -> None:
         self.folder = layout.state_dir / LOCKS_SUBDIR
@@ -97,30 +98,27 @@ class FileLocks:
             except FileNotFoundError:
                 continue
             try:
-                self._lock_or_refuse(task, fd, fcntl.LOCK_SH)
+                self._lock_or_refuse(task, fd, shared=True)
             finally:
                 os.close(fd)
 
-    def _lock_or_refuse(self, task: str, fd: int, kind: int) -> None:
-        try:
-            fcntl.flock(fd, kind | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-            holder = None
-            with contextlib.suppress(ValueError):
-                holder = json.loads(text)
-            raise LockHeld(describe_holder(task, holder)) from None
+    def _lock_or_refuse(self, task: str, fd: int, *, shared: bool) -> None:
+        if try_lock(fd, shared=shared):
+            return
+        text = read_note(fd).decode("utf-8", "replace")
+        holder = None
+        with contextlib.suppress(ValueError):
+            holder = json.loads(text)
+        raise LockHeld(describe_holder(task, holder))
 
     def _take(self, task: str) -> None:
         fd = os.open(self._path(task), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            self._lock_or_refuse(task, fd, fcntl.LOCK_EX)
+            self._lock_or_refuse(task, fd, shared=False)
         except LockHeld:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder_info()).encode("utf-8"), 0)
-        os.fsync(fd)
+        write_note(fd, json.dumps(holder_info()).encode("utf-8"))
         self._held[task] = fd
 
     def known_tasks(self) -> list[str]:

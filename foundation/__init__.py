@@ -4,24 +4,18 @@ Errors (one tree, each class with its exit code), configuration, logging with se
 scrubbing, progress, and the lazy package surfaces the other packages use.
 """
 
-from foundation.config import Settings, load_settings
-from foundation.errors import (
-    AlphahomeError,
-    AlreadyRunningError,
-    AuthenticationError,
-    InternalError,
-    UsageError,
-)
-from foundation.logs import get_logger, start_logging
+from foundation.exports import lazy_exports
 
-__all__ = [
-    "AlphahomeError",
-    "AlreadyRunningError",
-    "AuthenticationError",
-    "InternalError",
-    "Settings",
-    "UsageError",
-    "get_logger",
-    "load_settings",
-    "start_logging",
-]
+_EXPORTS = {
+    "AlphahomeError": "foundation.errors",
+    "AlreadyRunningError": "foundation.errors",
+    "AuthenticationError": "foundation.errors",
+    "InternalError": "foundation.errors",
+    "Settings": "foundation.config",
+    "UsageError": "foundation.errors",
+    "get_logger": "foundation.logs",
+    "load_settings": "foundation.config",
+    "start_logging": "foundation.logs",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

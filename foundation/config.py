@@ -209,6 +209,11 @@ class RunConfig:
     task_deadline_s: float = _spec(
         21600.0, check=_above(0, WEEK_S), help="most time one sync task may take; then it fails"
     )
+    batch_size: int | None = _spec(
+        None,
+        check=_between(1, 1_000_000, optional=True),
+        help="sync: units per commit (tasks.<name>.batch_size wins; absent = built-in)",
+    )
     log_level: str = _spec("INFO", check=_one_of(*LOG_LEVELS), help="console log level")
     log_json: bool = _spec(False, help="also write JSON-lines logs")
     success_rate_alert: float = _spec(0.8, check=_share, help="alert under this success rate")
@@ -231,6 +236,9 @@ class StateConfig:
     """Where task state and locks live."""
 
     backend: str = _spec("files", check=_one_of("files", "postgres"), help="files | postgres")
+    dir: Path | None = _spec(
+        None, help="files backend: task state and locks (absent = <cache>/state)"
+    )
 
 
 @dataclass(frozen=True)
@@ -779,3 +787,122 @@ def _show(value: Any, secret: bool) -> str:
     if isinstance(value, list | dict):
         return repr(value)
     return str(value)
+
+
+# ---------------------------------------------------------------- editing the file
+
+_SECTION = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
+_STRING_VALUE = r"""("(?:[^"\\]|\\.)*"|'[^']*')"""
+
+
+def set_file_string(path: Path, dotted: str, value: str) -> None:
+    """Replace the string value of `section.key` in the TOML file at `path`, keeping every
+    other line, comment and the file's permissions; read back to verify.
+
+    For `ah db rename --update-config`; the key must already be written in its section
+    as a one-line string (`url = "…"`), else `ConfigError` and the file is left as it was.
+    """
+    section, key = dotted.split(".", 1)
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    assignment = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*){_STRING_VALUE}(.*)$", re.DOTALL)
+    current: str | None = None
+    found = None
+    for number, line in enumerate(lines):
+        header = _SECTION.match(line)
+        if header:
+            current = header.group(1)
+            continue
+        if current == section and assignment.match(line):
+            found = number
+            break
+    if found is None:
+        msg = f'{path}: no one-line string {key} = "…" under [{section}] to rewrite'
+        raise ConfigError(msg)
+    encoded = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    lines[found] = assignment.sub(lambda m: m.group(1) + encoded + m.group(3), lines[found])
+    new_text = "".join(lines)
+    if tomllib.loads(new_text).get(section, {}).get(key) != value:
+        msg = f"{path}: rewriting {dotted} did not read back; file left unchanged"
+        raise ConfigError(msg)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(new_text, encoding="utf-8")
+    os.chmod(temporary, path.stat().st_mode & 0o7777)
+    os.replace(temporary, path)
+
+
+# ---------------------------------------------------------------- the example file
+
+EXAMPLE_FILENAME = "alphahome.example.toml"
+_EXAMPLE_HEAD = """\
+# alphahome.example.toml: every configuration key, its default and its meaning.
+# Generated from the config spec (foundation/config.py) by `ah config example`; do not edit.
+# Copy it to alphahome.toml (or point --config / AH_CONFIG at a copy) and uncomment what
+# you change. Layers: default < this file < [profiles.<name>] < environment < flags.
+# Every key also reads from AH_<SECTION>_<KEY> (e.g. AH_RUN_WORKERS); secrets are best
+# kept in the environment (DATABASE_URL, TUSHARE_TOKEN) or in an owner-only file.
+"""
+_EXAMPLE_TAIL = """\
+# Per-task overrides, one table per task (names as in `ah tasks`):
+# [tasks.daily]
+{task_keys}
+# Profiles overlay any of the tables above, chosen by --profile or AH_PROFILE:
+# [profiles.production.run]
+# workers = 8
+"""
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items()) + " }"
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _example_keys(cls: type, section: str | None) -> list[str]:
+    """Commented `key = default` lines, each under its meaning, for one section."""
+    lines: list[str] = []
+    instance = cls()
+    for key, (tp, f) in _section_fields(cls).items():
+        if dataclasses.is_dataclass(tp):
+            continue
+        default = getattr(instance, key)
+        shown = "unset" if default is None else _toml_literal(default)
+        top = section is not None and "." not in section and get_origin(tp) is not dict
+        where = [f"AH_{section}_{key}".upper()] if top else []
+        if f.metadata.get("env"):
+            where.append(f.metadata["env"])
+        env = f"; env {' or '.join(where)}" if where else ""
+        lines.append(f"# {f.metadata.get('help', '')} ({_type_name(tp)}, default {shown}{env})")
+        lines.append(f"# {key} = {'' if default is None else _toml_literal(default)}".rstrip())
+    return lines
+
+
+def example_config() -> str:
+    """`alphahome.example.toml`: every key of the spec with its default and its help, all
+    commented out, so the file loads as the defaults (`ah config example` prints it)."""
+    parts = [_EXAMPLE_HEAD]
+
+    def section(name: str, cls: type) -> None:
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        parts.append(f"\n[{name}]  # {doc}\n")
+        parts.extend(line + "\n" for line in _example_keys(cls, name))
+        for key, (tp, _f) in _section_fields(cls).items():
+            if dataclasses.is_dataclass(tp):
+                section(f"{name}.{key}", tp)  # type: ignore[arg-type]
+
+    for name, cls in SECTIONS.items():
+        section(name, cls)
+    task_keys = "\n".join(_example_keys(TaskOverride, None))
+    parts.append("\n" + _EXAMPLE_TAIL.format(task_keys=task_keys))
+    return "".join(parts)

@@ -26,11 +26,16 @@ def _postgres_url(settings: Settings) -> str | None:
     return settings.database.url
 
 
+def state_layout(settings: Settings) -> CacheLayout:
+    """The cache layout whose `state_dir` holds task state and locks (`[state] dir`)."""
+    return CacheLayout(settings.cache.dir, settings.state.dir)
+
+
 def open_state(settings: Settings) -> StateStore:
     """The task state store chosen by `[state] backend` (close it when done)."""
     url = _postgres_url(settings)
     if url is None:
-        return FileStateStore(CacheLayout(settings.cache.dir))
+        return FileStateStore(state_layout(settings))
     from sinks.pg_state import PostgresStateStore
 
     return PostgresStateStore(url)
@@ -40,7 +45,7 @@ def open_locks(settings: Settings) -> TaskLocks:
     """The task locks chosen by `[state] backend` (release them when done)."""
     url = _postgres_url(settings)
     if url is None:
-        return FileLocks(CacheLayout(settings.cache.dir))
+        return FileLocks(state_layout(settings))
     from sinks.pg_state import PostgresLocks
 
     return PostgresLocks(url)

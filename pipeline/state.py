@@ -3,6 +3,8 @@ through the configured backend (`pipeline.backends`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from foundation.config import Settings
 from pipeline.backends import open_locks, open_state
 from pipeline.sync.tasks import task as task_spec
@@ -12,14 +14,20 @@ SHOWN = ("task", "status", "reason", "started", "finished", "units_done", "units
          "committed", "errors")  # fmt: skip
 
 
-def show_state(settings: Settings, task: str | None = None) -> str:
-    """The stored state of one task, or of every task that has one (`ah state show`)."""
+def state_documents(settings: Settings, task: str | None = None) -> list[dict[str, Any]]:
+    """The stored state of one task, or of every task that has one, as documents
+    (`ah state show --json`)."""
     store = open_state(settings)
     try:
         names = [task_spec(task).name] if task else store.tasks()
-        docs = [store.load(name).summary() for name in names]
+        return [store.load(name).summary() for name in names]
     finally:
         store.close()
+
+
+def show_state(settings: Settings, task: str | None = None) -> str:
+    """The stored state of one task, or of every task that has one (`ah state show`)."""
+    docs = state_documents(settings, task)
     if not docs:
         return "no task state yet"
     lines = []

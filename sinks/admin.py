@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger, register_secrets
 from sinks.ddl import SCHEMAS, quote_ident
@@ -76,6 +79,29 @@ class DatabaseStatus:
     tables: list[TableStatus]
     applied: list[tuple[int, str, dt.datetime]]
     pending: list[Migration] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`ah db status --json`: server, migrations and tables (password masked)."""
+        return {
+            "target": self.target,
+            "server_version": self.server_version,
+            "migrations": {
+                "applied": [
+                    {"version": v, "name": name, "applied_at": at.isoformat()}
+                    for v, name, at in self.applied
+                ],
+                "pending": [{"version": m.version, "name": m.name} for m in self.pending],
+            },
+            "tables": [
+                {
+                    "table": f"{t.schema}.{t.name}",
+                    "rows": t.rows,
+                    "partitions": t.partitions,
+                    "last_load": t.last_load.isoformat() if t.last_load else None,
+                }
+                for t in self.tables
+            ],
+        }
 
     def lines(self) -> list[str]:
         """A human report."""
@@ -161,6 +187,30 @@ class RenameResult:
             f"renamed database {self.old} to {self.new} on {self.server} "
             f"({self.sessions_ended} other session(s) on {self.old} ended)"
         ]
+
+
+def renamed_url(url: str, old: str, new: str) -> str | None:
+    """`url` pointed at `new` when it names database `old` (None when it names another)."""
+    return with_database(url, new) if urlsplit(url).path.strip("/") == old else None
+
+
+def config_url_update(settings: Settings, old: str, new: str) -> tuple[Path, str]:
+    """Where `ah db rename --update-config` rewrites `database.url`, and the new value;
+    checked before the rename, so a refusal changes nothing."""
+    origin = settings.origins.get("database.url", "default")
+    path, url = settings.config_file, settings.database.url
+    if path is None or url is None or origin != "file":
+        msg = (
+            f"--update-config: database.url comes from {origin}, not from a config file; "
+            "change it where it is set"
+        )
+        raise UsageError(msg)
+    new_url = renamed_url(url, old, new)
+    if new_url is None:
+        named = urlsplit(url).path.strip("/")
+        msg = f"--update-config: database.url in {path} names {named!r}, not {old!r}"
+        raise UsageError(msg)
+    return path, new_url
 
 
 def _check_name(name: str) -> None:

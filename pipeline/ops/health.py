@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import anyio
 
 from cache.layout import CacheLayout
 from cache.locks import LOCKS_SUBDIR
+from cache.oslock import try_lock
 from foundation.config import ConfigError, Settings, mask_url
 from foundation.logs import scrub
 from pipeline.ops.stats import (
@@ -259,14 +259,6 @@ def lock_files(layout: CacheLayout) -> list[Path]:
     return sorted(folder.glob("*.lock")) if folder.is_dir() else []
 
 
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def _holder(path: Path) -> tuple[str, dt.datetime | None]:
     """What the holder wrote (cache.locks: JSON pid, host, since) as text, and since
     when (its `since`, else the file's mtime)."""
@@ -283,12 +275,12 @@ def _holder(path: Path) -> tuple[str, dt.datetime | None]:
 
 
 def lock_states(layout: CacheLayout) -> list[LockState]:
-    """Every task lock file and whether a process holds it (an flock probe, released at once)."""
+    """Every task lock file and whether a process holds it (a lock probe, released at once)."""
     states = []
     for path in lock_files(layout):
         fd = os.open(path, os.O_RDONLY)
         try:
-            free = _try_flock(fd)
+            free = try_lock(fd)
         finally:
             os.close(fd)
         holder, since = ("", None) if free else _holder(path)
@@ -412,7 +404,8 @@ def check_health(
         if check_api_token
         else Check("api token", "skip", "not checked (--check-api)")
     )
-    checks.append(check_locks(layout, settings.run.max_task_seconds_alert, now))
+    locks_at = CacheLayout(settings.cache.dir, settings.state.dir)  # `[state] dir`
+    checks.append(check_locks(locks_at, settings.run.max_task_seconds_alert, now))
     checks += check_freshness(layout, today, stale_after)
     return HealthReport(checks)
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -76,6 +77,15 @@ class VerifyReport:
     def exit_code(self) -> int:
         """1 when anything was found, else 0."""
         return 1 if self.findings else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """`ah verify --json`: datasets checked, findings, notes and the verdict."""
+        return {
+            "ok": not self.findings,
+            "datasets": list(self.datasets),
+            "findings": [asdict(f) for f in self.findings],
+            "notes": list(self.notes),
+        }
 
     def render(self) -> str:
         """Findings, notes about checks skipped, and a verdict line."""

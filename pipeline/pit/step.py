@@ -40,6 +40,11 @@ WHOLE_TABLE_FILE = "all.parquet"
 
 Mode = Literal["incremental", "full"]
 TARGETS: tuple[str, ...] = ("income", "balance", "indicators", "industry")
+# AlphaHome's names of the same targets (its `--target` choices), accepted as aliases.
+TARGET_ALIASES: dict[str, str] = {
+    "financial_indicators": "indicators",
+    "industry_classification": "industry",
+}
 STOCK_TARGETS: tuple[str, ...] = ("income", "balance", "indicators")
 TARGET_TABLES: dict[str, tuple[str, ...]] = {
     "income": ("statement_versions", "income_quarterly"),
@@ -197,7 +202,8 @@ def _write_state(layout: CacheLayout, state: dict[str, Any]) -> None:
 
 def _expand_targets(targets: Iterable[str]) -> tuple[str, ...]:
     chosen: set[str] = set()
-    for target in targets:
+    for given in targets:
+        target = TARGET_ALIASES.get(given, given)
         if target == "all":
             chosen.update(TARGETS)
         elif target in TARGETS:

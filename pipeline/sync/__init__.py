@@ -5,7 +5,7 @@ from foundation.exports import lazy_exports
 _EXPORTS = {
     "run_sync": "pipeline.sync.runner",
     "SyncRequest": "pipeline.sync.runner",
-    "list_tasks": "pipeline.sync.runner",
+    "list_tasks": "pipeline.sync.listing",
     "TaskSpec": "pipeline.sync.tasks",
     "TASKS": "pipeline.sync.tasks",
     "task": "pipeline.sync.tasks",

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 import uuid
 from collections import Counter
@@ -37,13 +36,14 @@ from anyio.abc import ObjectReceiveStream
 from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
-from cache.read import has_files, read_dataset, summarize
+from cache.read import has_files, read_dataset
 from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
 from cache.views import refresh_catalog
 from foundation.config import Settings
 from foundation.errors import UsageError
 from foundation.logs import get_logger, register_secrets, slow_operation
+from foundation.progress import ProgressBoard
 from pipeline.backends import open_locks, open_state
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
 from pipeline.sources import Source, market_today, open_source
@@ -67,7 +67,7 @@ from pipeline.sync.plan import (
     unit_key,
     within_bounds,
 )
-from pipeline.sync.tasks import TASKS, TaskSpec, select_tasks, task
+from pipeline.sync.tasks import TaskSpec, select_tasks, task
 
 log = get_logger("sync")
 
@@ -75,7 +75,6 @@ DEFAULT_CONCURRENCY = 4
 DEFAULT_BATCH_ITEMS = 64
 BATCH_ROWS = 100_000
 FLUSH_SECONDS = 20.0
-PROGRESS_LOG_SECONDS = 15.0
 CRASH_ENV = "AH_TEST_CRASH_AT"
 DIVIDEND_DONE = "实施"
 LISTING_SCHEMA = {"ts_code": pl.String, "list_date": pl.Date, "delist_date": pl.Date}
@@ -329,58 +328,6 @@ async def fetch_events(
     )
 
 
-# ------------------------------------------------------------------ progress
-
-
-class ProgressBoard:
-    """Units done per task: a rich progress bar on a terminal, log lines otherwise."""
-
-    def __init__(self, enabled: bool | None) -> None:
-        self.tty = sys.stderr.isatty() if enabled is None else enabled
-        self._bars: Any = None
-        self._ids: dict[str, Any] = {}
-        self._state: dict[str, tuple[int, int]] = {}
-
-    def __enter__(self) -> ProgressBoard:
-        if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self._bars = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=False,
-            )
-            self._bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bars is not None:
-            self._bars.stop()
-
-    def update(self, task: str, done: int, total: int) -> None:
-        """Record a task's progress."""
-        self._state[task] = (done, total)
-        if self._bars is not None:
-            if task not in self._ids:
-                self._ids[task] = self._bars.add_task(task, total=total)
-            self._bars.update(self._ids[task], completed=done, total=total)
-
-    def line(self) -> str:
-        """One log line of every task in progress."""
-        parts = [f"{t} {d}/{n}" for t, (d, n) in self._state.items() if d < n]
-        return "sync progress: " + (", ".join(parts) if parts else "finishing")
-
-    async def log_periodically(self) -> None:
-        """When not on a terminal, log progress every few seconds until cancelled."""
-        if self.tty:
-            return
-        while True:
-            await anyio.sleep(PROGRESS_LOG_SECONDS)
-            log.info(self.line())
-
-
 # ------------------------------------------------------------------ one task
 
 
@@ -446,7 +393,7 @@ class TaskRunner:
         override = ctx.settings.task(self.spec.name)
         self.concurrency = override.concurrency or DEFAULT_CONCURRENCY
         self.max_retries = override.max_retries if override.max_retries is not None else None
-        self.batch_items = override.batch_size or DEFAULT_BATCH_ITEMS
+        self.batch_items = override.batch_size or ctx.settings.run.batch_size or DEFAULT_BATCH_ITEMS
         self.outcome = TaskOutcome(
             task=self.spec.name,
             api=plan.api,
@@ -458,6 +405,10 @@ class TaskRunner:
             state.plan_done = set()
         state.plan_id = plan.plan_id
         self.todo = [i for i in plan.items if i.id not in state.plan_done]
+        # progress in calls: the plan's estimate, for the items this run still fetches
+        share = len(self.todo) / len(plan.items) if plan.items else 0.0
+        self.calls_total = max(len(self.todo), round(plan.calls * share))
+        self.calls_done = 0
         self.remaining: Counter[str] = Counter()
         for item in plan.items:
             if item.id not in state.plan_done:
@@ -479,6 +430,8 @@ class TaskRunner:
         )  # fmt: skip
         held: Piece | None = None  # sent once the next page shows it is not the last
         async for page, complete_after in received:
+            self.calls_done += 1
+            ctx.progress.update(self.spec.name, self.calls_done, self.calls_total)
             if held is not None:
                 await results.send(held)
             frame = self.spec.dataset.with_request_columns(page, item.param_dict)
@@ -599,7 +552,6 @@ class TaskRunner:
         state.rows_saved = self.outcome.rows_saved
         self.ctx.store.save(state)
         crash_point("state")
-        self.ctx.progress.update(self.spec.name, self.units_done, len(self.plan.missing))
 
     async def ensure_view(self) -> None:
         """Give a dataset its view as soon as it has a file, so analysts see it early."""
@@ -640,6 +592,7 @@ class TaskRunner:
         if removed:
             log.info("%s: removed %d temporary file(s) of an interrupted run", name, removed)
         self._record([u for u in self.plan.missing if self.remaining[u] == 0])
+        self.ctx.progress.update(name, 0, self.calls_total)
         send_items, receive_items = anyio.create_memory_object_stream[WorkItem](len(self.todo))
         send_results, receive_results = anyio.create_memory_object_stream[Piece](self.concurrency)
         for item in self.todo:
@@ -659,6 +612,7 @@ class TaskRunner:
         self.outcome.duration_s = round(time.monotonic() - started, 3)
         self.outcome.errors = self.errors[:20]
         self._conclude()
+        self.ctx.progress.finish(name)
         await self._finish_dataset()
         return self.outcome
 
@@ -900,6 +854,9 @@ async def _run_tasks(
         async with limiter:
             outcomes[plan.task.name] = await _run_task(ctx, request, planner, plan)
 
+    for plan in plans:  # every task's calls in the total from the start, for the ETA
+        if not plan.skip_reason:
+            ctx.progress.update(plan.task.name, 0, plan.calls)
     with ctx.progress:
         async with anyio.create_task_group() as group:
             group.start_soon(ctx.progress.log_periodically)
@@ -986,61 +943,3 @@ def _arguments(request: SyncRequest) -> dict[str, Any]:
         "groups": list(request.groups),
         "filters": dict(request.filters),
     }
-
-
-# ------------------------------------------------------------------ ah tasks
-
-
-@dataclass(frozen=True)
-class DatasetRow:
-    """One line of `ah tasks`."""
-
-    task: str
-    group: str
-    unit: str
-    rows: int
-    first: dt.date | None
-    last: dt.date | None
-    status: str
-    last_success: str | None
-
-
-def render_tasks(rows: Sequence[DatasetRow]) -> str:
-    """`ah tasks` as text: one line per task."""
-    header = ("task", "group", "unit", "rows", "first", "last", "status", "last success")
-    lines = [
-        (r.task, r.group, r.unit, str(r.rows), str(r.first or "-"), str(r.last or "-"),
-         r.status, r.last_success or "-")
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *lines]
-    )
-
-
-def list_tasks(settings: Settings) -> list[DatasetRow]:
-    """Every task with its dataset's rows, first/last date and last success (`ah tasks`)."""
-    layout = CacheLayout(settings.cache.dir)
-    store = open_state(settings)
-    try:
-        rows = []
-        for spec in TASKS:
-            summary = summarize(layout, spec.name, spec.date_field)
-            state = store.load(spec.name)
-            rows.append(
-                DatasetRow(
-                    spec.name,
-                    spec.group,
-                    spec.unit,
-                    summary.rows,
-                    summary.first,
-                    summary.last,
-                    state.status,
-                    state.last_success,
-                )
-            )
-        return rows
-    finally:
-        store.close()

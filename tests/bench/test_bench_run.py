@@ -31,6 +31,7 @@ TARGETED = {
         "peak RSS",
     },
     "query": {"history / full scan", "peak RSS"},
+    "startup": {"ah --version", "ah --help", "ah tasks"},
 }
 
 

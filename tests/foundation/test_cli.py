@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import ah
+from tests.cli_runner import ROOT, ah
 
 
 def test_version_and_help(tmp_path: Path) -> None:
@@ -17,6 +17,12 @@ def test_version_and_help(tmp_path: Path) -> None:
     assert out.returncode == 0
     for group in ("config",):
         assert group in out.stdout
+
+
+def test_config_example_prints_the_shipped_example(tmp_path: Path) -> None:
+    out = ah("config", "example", cwd=tmp_path)
+    assert out.returncode == 0
+    assert out.stdout == (ROOT / "alphahome.example.toml").read_text(encoding="utf-8")
 
 
 def test_config_show_masks_and_names_origins(tmp_path: Path) -> None:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
 
-from foundation.config import ConfigError, describe, load_settings, mask_url
+from foundation.config import (
+    EXAMPLE_FILENAME,
+    ConfigError,
+    describe,
+    example_config,
+    load_settings,
+    mask_url,
+    set_file_string,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -326,3 +335,40 @@ def test_unknown_task_and_dataset_names_suggest_the_closest() -> None:
         task("daliy")
     with pytest.raises(UnknownDatasetError, match=r"'balancesheat' \(did you mean 'balancesheet'"):
         dataset("raw", "balancesheat")
+
+
+def test_set_file_string_rewrites_one_value_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "alphahome.toml"
+    text = (
+        "[database]  # sink\n  url = 'postgresql://a@h/x' # db\n"
+        '[profiles.p.database]\nurl = "postgresql://a@h/x"\n'
+    )
+    path.write_text(text)
+    set_file_string(path, "database.url", 'postgresql://a@h/y"z')
+    assert path.read_text() == text.replace("'postgresql://a@h/x'", '"postgresql://a@h/y\\"z"', 1)
+    assert load_settings(path, env={}).database.url == 'postgresql://a@h/y"z'
+    path.write_text("[database]\n")
+    with pytest.raises(ConfigError, match=r"no one-line string url"):
+        set_file_string(path, "database.url", "postgresql://a@h/y")
+    assert path.read_text() == "[database]\n"
+
+
+def test_the_shipped_example_is_the_spec_and_loads_as_the_defaults(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / EXAMPLE_FILENAME
+    assert shipped.read_text(encoding="utf-8") == example_config(), (
+        "alphahome.example.toml is stale: `ah config example > alphahome.example.toml`"
+    )
+    settings = load_settings(shipped, env={})
+    rows = describe(settings)
+    assert {origin for _key, _shown, origin in rows} == {"default"}
+    text = shipped.read_text(encoding="utf-8")
+    for key, _shown, _origin in rows:  # every key is there, commented, under its section
+        section, name = key.rsplit(".", 1)
+        block = text.split(f"\n[{section}]", 1)[1].split("\n[", 1)[0]
+        assert f"\n# {name} =" in block, key
+    uncommented = tmp_path / "all.toml"  # uncommenting every set default changes nothing
+    sections = text.split("# Per-task overrides")[0]
+    lines = [ln[2:] if re.match(r"# \w+ = .", ln) else ln for ln in sections.splitlines()]
+    uncommented.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    again = load_settings(uncommented, env={})
+    assert [(k, v) for k, v, _ in describe(again)] == [(k, v) for k, v, _ in rows]

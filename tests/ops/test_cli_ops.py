@@ -30,6 +30,12 @@ def test_health_stats_and_verify(synthetic: SyntheticCache, tmp_path: Path) -> N
     broken.write_bytes(broken.read_bytes()[:100])
     out = ah("--cache-dir", cache, "verify", "factors.g", "daily", cwd=tmp_path)
     assert out.returncode == 1 and "FAIL corrupt" in out.stdout and broken.name in out.stdout
+    out = ah("--cache-dir", cache, "verify", "factors.g", "daily", "--json", cwd=tmp_path)
+    found = json.loads(out.stdout)
+    assert out.returncode == 1 and found["ok"] is False
+    assert set(found["datasets"]) == {"factors.g", "raw.daily"}
+    assert [f["check"] for f in found["findings"]] == ["corrupt"]
+    assert broken.name in found["findings"][0]["message"] + str(found["findings"][0]["examples"])
     out = ah("--cache-dir", cache, "verify", "nope", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("error: no dataset 'nope'")
 

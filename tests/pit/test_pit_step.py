@@ -278,3 +278,15 @@ def test_verify_pit_names_rows_seen_before_their_announcement(raw_cache: CacheLa
     assert finding.startswith("pit.indicators: 1 row(s) where ann_date")
     assert row["ts_code"] in finding
     assert str(row["knowledge_date"]) in finding
+
+
+def test_alphahome_target_names_are_aliases(raw_cache: CacheLayout) -> None:
+    result = build_pit(
+        raw_cache, targets=("financial_indicators",), mode="incremental", executor="inline"
+    )
+    assert set(result.table_rows) == {"indicators"}
+    result = build_pit(
+        raw_cache, targets=("industry_classification",), mode="incremental", executor="inline"
+    )
+    assert set(result.table_rows) == set(pit_step.TARGET_TABLES["industry"])
+    assert result.table_rows["industry"] > 0

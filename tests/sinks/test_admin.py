@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -148,6 +149,12 @@ def test_ah_db_commands(tmp_path: Path, pg_url: str, scratch_db: tuple[str, str]
     assert first.returncode == 0 and first.stdout.count("applied") == len(MIGRATIONS)
     status = ah("db", "status")
     assert status.returncode == 0 and "0 pending" in status.stdout
+    as_json = ah("db", "status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["migrations"]["pending"] == []
+    assert [m["version"] for m in doc["migrations"]["applied"]] == [m.version for m in MIGRATIONS]
+    assert "ops.schema_migrations" in {t["table"] for t in doc["tables"]}
     old, new = scratch_db
     refused = ah("db", "rename", "no_such_database_here", new)
     assert refused.returncode == 2
@@ -159,4 +166,44 @@ def test_ah_db_commands(tmp_path: Path, pg_url: str, scratch_db: tuple[str, str]
     assert done.returncode == 0, done.stderr
     assert f"renamed database {old} to {new}" in done.stdout
     password = urlsplit(pg_url).password or "?"
-    assert password not in first.stdout + status.stdout + refused.stderr + done.stdout
+    shown = first.stdout + status.stdout + as_json.stdout + refused.stderr + done.stdout
+    assert password not in shown
+
+
+def test_ah_db_rename_prints_the_new_url_and_updates_the_config_file(
+    tmp_path: Path, postgres_server: PostgresServer, scratch_db: tuple[str, str]
+) -> None:
+    old, new = scratch_db
+    url = postgres_server.database_url(old)
+    password = urlsplit(url).password or "?"
+    config = tmp_path / "alphahome.toml"
+    original = (
+        '# the research box\n[cache]\ndir = "data"  # beside the config\n\n'
+        f'[database]\nurl = "{url}"  # the sink\n\n[run]\nworkers = 3\n'
+    )
+    config.write_text(original)
+    config.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AH_", "DATABASE"))}
+
+    def ah(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), "--config", str(config), *args],
+            cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+
+    # from the environment, the URL is not the file's to rewrite: refused before renaming
+    refused = ah("db", "rename", old, new, "--update-config", DATABASE_URL=url)
+    assert refused.returncode == 2 and "comes from env" in refused.stderr
+    assert old in _databases(postgres_server) and config.read_text() == original
+    done = ah("db", "rename", old, new, "--update-config")
+    assert done.returncode == 0, done.stderr
+    new_url = urlunsplit(urlsplit(url)._replace(path=f"/{new}"))
+    masked = new_url.replace(f":{password}@", ":***@")
+    assert f"new URL: {masked}" in done.stdout and password not in done.stdout
+    assert config.read_text() == original.replace(url, new_url)  # only the URL changed
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert new in _databases(postgres_server) and old not in _databases(postgres_server)
+    # the file now names `new`: renaming `old` again with --update-config is refused
+    again = ah("db", "rename", old, f"{old}_x", "--update-config")
+    assert again.returncode == 2 and f"names {new!r}, not {old!r}" in again.stderr

@@ -203,8 +203,19 @@ def test_tasks_and_state_commands(
     line = next(x for x in out.stdout.splitlines() if x.startswith("daily "))
     assert str(len(cache_rows(root, "daily"))) in line.split() and "success" in line
     assert "2023-01-03" in line  # first trade date of the history
+    listed = ah("--config", str(config), "tasks", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    daily = next(t for t in json.loads(listed.stdout) if t["task"] == "daily")
+    assert daily["rows"] == len(cache_rows(root, "daily")) and daily["status"] == "success"
+    assert daily["first"] == "2023-01-03" and daily["last"] >= daily["first"]
+    assert {t["task"] for t in json.loads(listed.stdout)} == {t.name for t in TASKS}
     out = ah("--config", str(config), "state", "show", "daily", cwd=tmp_path)
     assert out.returncode == 0 and "status: success" in out.stdout
+    shown = ah("--config", str(config), "state", "show", "daily", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    [state] = json.loads(shown.stdout)
+    assert state["task"] == "daily" and state["status"] == "success"
+    assert state["units_done"] == state["units_total"] > 0
     out = ah("--config", str(config), "state", "reset", "daily", cwd=tmp_path)
     assert out.returncode == 0 and "reset" in out.stdout
     served.sim.reset_calls()

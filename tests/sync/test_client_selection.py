@@ -13,11 +13,11 @@ import anyio
 import polars as pl
 import pytest
 
+from foundation import progress as progress_module
 from foundation.errors import UsageError
 from pipeline.sources.tushare.client import TushareClient
 from pipeline.sources.tushare.errors import AuthError, PermissionDenied, RequestRejected
 from pipeline.sources.tushare.limits import RateLimits
-from pipeline.sync import runner as sync_module
 from pipeline.sync.runner import SyncRequest, run_sync
 from pipeline.sync.tasks import GROUPS, TASKS, select_tasks
 from tests.sync.conftest import SIM_TOKEN, START, Served, settings_for
@@ -86,7 +86,7 @@ def test_filters_exclusions_progress_lines_and_the_report(
     )
     with pytest.raises(UsageError, match="--exchange applies to none"):
         run_sync(settings, SyncRequest(tasks=("daily",), filters={"exchange": "SSE"}))
-    monkeypatch.setattr(sync_module, "PROGRESS_LOG_SECONDS", 0.05)
+    monkeypatch.setattr(progress_module, "BOARD_LOG_EVERY_S", 0.05)
     caplog.set_level(logging.INFO, logger="alphahome")
     request = SyncRequest(
         groups=("reference",),
@@ -101,7 +101,7 @@ def test_filters_exclusions_progress_lines_and_the_report(
     assert "weekly" in names and "monthly" not in names and "daily" in names
     stocks = pl.read_parquet(str(tmp_path / "data/raw/stock_basic/*.parquet"))
     assert set(stocks["list_status"]) == {"L"} and set(stocks["exchange"]) == {"SZSE"}
-    assert any("sync progress:" in r.getMessage() for r in caplog.records)
+    assert any(" calls (" in r.getMessage() for r in caplog.records if "sync progress:" in r.msg)
     doc = json.loads(Path(report.path or "").read_text())
     assert doc["run_id"] == report.run_id and doc["finished"] >= doc["started"]
     assert doc["exit_code"] == 0 and doc["calls"] == sum(doc["calls_by_api"].values())

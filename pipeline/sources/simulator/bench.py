@@ -8,7 +8,6 @@ for one period, and the peak resident memory of the process.
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import time
 from typing import Any
@@ -55,8 +54,17 @@ def measure(config: SimulatorConfig, repeats: int = 5) -> dict[str, Any]:
         "daily_rows": daily_runs[0][1],
         "income_vip_one_period_s": round(statistics.median(t for t, _ in income_runs), 4),
         "income_vip_rows": income_runs[0][1],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process (None where `resource` does not exist)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 if __name__ == "__main__":
