@@ -20,7 +20,7 @@ from bench.context import StageContext
 from bench.figures import StageResult
 from bench.report import machine_facts
 from bench.scenarios import Scenario
-from bench.stages import factors, load, pit, query, simulator, sync
+from bench.stages import daily, factors, load, pit, query, simulator, sync
 from bench.workdir import Prepared, build, preparation_lock, prepared, work_root
 
 STAGES: dict[str, ModuleType] = {
@@ -30,6 +30,7 @@ STAGES: dict[str, ModuleType] = {
     "factors": factors,
     "load": load,
     "query": query,
+    "daily": daily,
 }
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 

@@ -56,6 +56,9 @@ MODES: tuple[Mode, ...] = ("incremental", "backfill")
 
 SCHEMAS: dict[Factor, pl.Schema] = {"p": P_SCHEMA, "g": G_SCHEMA}
 STATE_FILE = "factors.json"
+# An incremental run of no more calc dates (P and G) on the default process pool runs in
+# this process: starting the pool would cost more than the work (same results).
+INLINE_DATES = 8
 STATE_VERSION = 1
 LISTING_COLUMNS = ("ts_code", "list_date", "delist_date")
 
@@ -539,7 +542,9 @@ def compute_factors(
     total = len(p_shards) + len(g_shards)
     outcomes: list[ShardOutcome] = []
     if total:
-        with open_executor(executor, workers) as pool:
+        small = mode == "incremental" and len(p_dates) + len(g_dates) <= INLINE_DATES
+        spec = "inline" if executor == "process" and small else executor
+        with open_executor(spec, workers) as pool:
             for offset, phase in ((0, p_shards), (len(p_shards), g_shards)):
                 progress = _progress(on_progress, offset, total)
                 outcomes += map_shards(compute_shard, phase, pool, on_done=progress)

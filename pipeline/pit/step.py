@@ -41,6 +41,7 @@ from pipeline.pit.changes import Interval, as_of_changes, membership_changes, me
 BUCKETS = 64
 GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
 STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most
+# (and an incremental build of no more stocks runs in this process, without a pool)
 STATE_VERSION = 3  # 2: indicators lineage columns; 3: 64 buckets, the change log
 CHANGE_LOG_BUILDS = 64  # builds kept in the change log
 STATE_FILE = "pit.json"
@@ -266,9 +267,7 @@ def _groups(buckets: Iterable[int], count: int) -> list[list[int]]:
     return [g for g in (ordered[i::count] for i in range(count)) if g]
 
 
-def _plan(
-    layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[str, Any], workers: int
-) -> _Plan:
+def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[str, Any]) -> _Plan:
     """The jobs of the build and the watermark each target records.
 
     Targets built in full run `GROUPS` whole-file jobs; the others share jobs that
@@ -300,7 +299,7 @@ def _plan(
         stale = sorted(set().union(*changed.values()))
         merged = tuple(t for t in STOCK_TARGETS if t in changed)
         touched = buckets_of.filter(pl.col("ts_code").is_in(stale))
-        count = max(workers, -(-len(stale) // STOCKS_PER_JOB))
+        count = -(-len(stale) // STOCKS_PER_JOB)
         for group in _groups(touched["bucket"].unique().to_list(), count):
             members = touched.filter(pl.col("bucket").is_in(group))["ts_code"].to_list()
             job = BucketJob(root, tuple(group), tuple(sorted(members)), merged, merge=True)
@@ -479,6 +478,14 @@ def read_change_log(layout: CacheLayout) -> tuple[int, list[dict[str, Any]]]:
     return int(state.get("build", 0)), list(state.get("changes", []))
 
 
+def _executor_for(plan: _Plan, executor: str) -> str:
+    """`executor`, except that a small incremental build on the default process pool runs
+    in this process: starting the pool would cost more than the work (same results)."""
+    stocks = sum(len(job.codes) for job in plan.jobs if isinstance(job, BucketJob))
+    small = not plan.full_tables and stocks <= STOCKS_PER_JOB
+    return "inline" if executor == "process" and small else executor
+
+
 def build_pit(
     layout: CacheLayout,
     targets: Sequence[str] = ("all",),
@@ -508,7 +515,7 @@ def build_pit(
         raise PitBuildError(msg)
 
     state = _read_state(layout)
-    plan = _plan(layout, chosen, mode, state, workers)
+    plan = _plan(layout, chosen, mode, state)
     if "industry" in chosen:
         plan.watermarks["industry"] = _members_watermark(layout)
         if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
@@ -516,7 +523,7 @@ def build_pit(
     written: dict[str, int] = {}
     outcomes: list[JobOutcome] = []
     if plan.jobs:
-        with open_executor(executor, workers) as pool:
+        with open_executor(_executor_for(plan, executor), workers) as pool:
             outcomes = map_shards(run_job, plan.jobs, pool, on_done=on_progress)
         for outcome in outcomes:
             for table, rows in outcome.rows.items():

@@ -31,6 +31,13 @@ TARGETED = {
         "peak RSS",
     },
     "query": {"history / full scan", "peak RSS"},
+    "daily": {
+        "calc date: compute outside API waits",
+        "calc date: / rebuild",
+        "non-calc date: compute outside API waits",
+        "non-calc date: / rebuild",
+        "peak RSS",
+    },
 }
 
 
