@@ -20,7 +20,7 @@ from bench.context import StageContext
 from bench.figures import StageResult
 from bench.report import machine_facts
 from bench.scenarios import Scenario
-from bench.stages import factors, load, pit, query, simulator, startup, sync
+from bench.stages import daily, factors, load, pit, query, simulator, startup, sync
 from bench.workdir import Prepared, build, preparation_lock, prepared, work_root
 
 STAGES: dict[str, ModuleType] = {
@@ -31,6 +31,7 @@ STAGES: dict[str, ModuleType] = {
     "load": load,
     "query": query,
     "startup": startup,
+    "daily": daily,
 }
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 

@@ -42,15 +42,30 @@ def simulator_source(simulator: Simulator, settings: Settings) -> Source:
 
 
 @contextlib.contextmanager
-def sync_from(simulator: Simulator) -> Iterator[None]:
-    """Within the block, `run_sync` fetches from `simulator` (whatever its settings say)."""
+def sync_from(simulator: Simulator, waits: list[float] | None = None) -> Iterator[None]:
+    """Within the block, `run_sync` fetches from `simulator` (whatever its settings say).
+
+    When `waits` is given, the seconds each opened source's rate limiters slept are
+    appended to it when the block ends.
+    """
     original = sync_module.open_source
+    sources: list[Source] = []
 
     def opened(settings: Settings, kind: str | None = None) -> Source:
-        return simulator_source(simulator, settings)
+        source = simulator_source(simulator, settings)
+        sources.append(source)
+        return source
 
     sync_module.open_source = opened  # type: ignore[assignment]
     try:
         yield
     finally:
         sync_module.open_source = original
+        if waits is not None:
+            waits += [api_waits(source) for source in sources]
+
+
+def api_waits(source: Source) -> float:
+    """The seconds a source's rate limiters have slept so far, over its APIs."""
+    limits = source.client.limits
+    return sum(limits.limiter(api).waited_s for api in source.client.stats.by_api("calls"))

@@ -8,21 +8,29 @@ functions of `factors/`, merges with the calc dates already in its year file and
 replaces that file atomically. P shards run first, then G shards, which read the P
 history back from the cache; a crash leaves every year file old or new, and a rerun
 computes what is still missing.
+
+Besides the calc dates not stored yet, an incremental run recomputes the stored ones
+whose inputs changed since the factor's last run (`state/factors.json`): the dates of
+the PIT builds' change log it has not consumed (what pit.indicators and pit.industry
+read differently at), and those where the stock list (list and delist dates) changed;
+G also at every date that reads a recomputed P (up to G_LOOKBACK_DAYS after it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
 from cache.asof import data_as_of
-from cache.atomic import write_parquet_atomic
+from cache.atomic import write_bytes_atomic, write_parquet_atomic
 from cache.layout import CacheLayout, Layer
 from factors.calendar import (
     FREQS,
@@ -34,9 +42,11 @@ from factors.calendar import (
 from factors.g import G_LINEAGE_COLUMNS, g_inputs, g_scores
 from factors.p import P_LINEAGE_COLUMNS, p_inputs, p_scores
 from factors.schema import G_SCHEMA, P_SCHEMA, conform
-from factors.universe import staleness_cutoff, universe
+from factors.universe import latest_stock_rows, staleness_cutoff, universe
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor
+from pipeline.pit.changes import Interval, covers, merge_intervals
+from pipeline.pit.step import read_change_log
 
 Factor = Literal["p", "g"]
 Which = Literal["p", "g", "all"]
@@ -45,6 +55,12 @@ FACTORS: tuple[Factor, ...] = ("p", "g")
 MODES: tuple[Mode, ...] = ("incremental", "backfill")
 
 SCHEMAS: dict[Factor, pl.Schema] = {"p": P_SCHEMA, "g": G_SCHEMA}
+STATE_FILE = "factors.json"
+# An incremental run of no more calc dates (P and G) on the default process pool runs in
+# this process: starting the pool would cost more than the work (same results).
+INLINE_DATES = 8
+STATE_VERSION = 1
+LISTING_COLUMNS = ("ts_code", "list_date", "delist_date")
 
 # G at t reads P over (t - 730 days, t] and each of those dates' year-ago match.
 ES_WINDOW_DAYS = 730
@@ -281,20 +297,137 @@ def _needed_for_g(candidates: Sequence[dt.date], g_dates: Sequence[dt.date]) -> 
     return nearest_after.filter(within).get_column("d").to_list()
 
 
+def _reading_p(g_candidates: Sequence[dt.date], p_dates: Iterable[dt.date]) -> set[dt.date]:
+    """The G candidate dates t that read P at one of `p_dates` (t - G_LOOKBACK_DAYS <= d <= t)."""
+    p_sorted = sorted(set(p_dates))
+    if not g_candidates or not p_sorted:
+        return set()
+    lhs = pl.DataFrame({"t": pl.Series(g_candidates, dtype=pl.Date)}).sort("t")
+    rhs = pl.DataFrame({"d": pl.Series(p_sorted, dtype=pl.Date)})
+    latest_before = lhs.join_asof(rhs, left_on="t", right_on="d", strategy="backward")
+    within = (pl.col("t") - pl.col("d")).dt.total_days() <= G_LOOKBACK_DAYS
+    return set(latest_before.filter(within).get_column("t").to_list())
+
+
 def _to_compute(
     wanted: Iterable[dt.date],
     stored: set[dt.date],
     mode: Mode,
     recompute_since: dt.date | None,
+    changed: set[dt.date] | None = None,
 ) -> list[dt.date]:
-    """The dates of `wanted` to compute: all (backfill), else missing or >= recompute_since."""
+    """The dates of `wanted` to compute: all (backfill), else missing, >= recompute_since
+    or in `changed` (stored dates whose inputs changed)."""
     return sorted(
         d
         for d in wanted
         if mode == "backfill"
         or d not in stored
         or (recompute_since is not None and d >= recompute_since)
+        or (changed is not None and d in changed)
     )
+
+
+# ------------------------------------------------------------------------------ change tracking
+
+
+def _read_state(layout: CacheLayout) -> dict[str, Any]:
+    """Per factor, the last PIT build it consumed; empty when there is nothing usable."""
+    path = layout.state_dir / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text("utf-8"))
+    except ValueError:
+        return {}  # unreadable: every stored date counts as changed
+    return state if state.get("version") == STATE_VERSION else {}
+
+
+def _write_state(layout: CacheLayout, state: dict[str, Any]) -> None:
+    text = json.dumps({**state, "version": STATE_VERSION}, indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(text.encode("utf-8"), layout.state_dir / STATE_FILE)
+
+
+def listing_path(layout: CacheLayout, factor: Factor) -> Path:
+    """The stock list (ts_code, list_date, delist_date) as of the factor's last run."""
+    return layout.state_dir / f"factors-listing-{factor}.parquet"
+
+
+def _listing(layout: CacheLayout) -> pl.DataFrame:
+    """The stock list the universe reads now: one (ts_code, list_date, delist_date) a stock."""
+    return latest_stock_rows(_stock_basic(layout)).select(LISTING_COLUMNS).sort("ts_code")
+
+
+def _listed_span(start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date] | None:
+    """[list_date, delist_date) as `universe.listed` reads it: never listed without a
+    list_date, no end without a delist_date."""
+    return None if start is None else (start, end or dt.date.max)
+
+
+def listing_changes(old: pl.DataFrame, new: pl.DataFrame) -> list[Interval]:
+    """The dates at which some stock is listed in one stock list and not in the other.
+
+    A stock is listed at t when list_date <= t < delist_date (a null delist_date: no
+    end); a stock missing from a list is never listed there.
+    """
+    both = old.join(new, on="ts_code", how="full", coalesce=True, suffix="_new")
+    found: list[Interval] = []
+    for row in both.iter_rows(named=True):
+        spans = [_listed_span(row[f"list_date{s}"], row[f"delist_date{s}"]) for s in ("", "_new")]
+        if spans[0] == spans[1]:
+            continue
+        points = sorted({p for span in spans if span is not None for p in span})
+        for lo, hi in itertools.pairwise(points):
+            inside = [span is not None and span[0] <= lo < span[1] for span in spans]
+            if inside[0] != inside[1]:
+                found.append((lo, None if hi == dt.date.max else hi))
+    return merge_intervals(found)
+
+
+def _pending(
+    layout: CacheLayout, state: dict[str, Any], factor: Factor, listing: pl.DataFrame
+) -> list[Interval] | None:
+    """The dates whose inputs changed since `factor` last ran (None: any date may have).
+
+    From the PIT change log entries after the build the factor consumed (None when the
+    log no longer reaches back to it) and the stock list against its stored copy.
+    """
+    last, log = read_change_log(layout)
+    seen = int(state.get(factor, {}).get("pit_build", 0))
+    intervals: list[Interval] = []
+    if last < seen:
+        return None  # the PIT state started over: its log says nothing about our dates
+    if last > seen:
+        entries = [e for e in log if e["build"] > seen]
+        if not entries or entries[0]["build"] != seen + 1:
+            return None
+        for entry in entries:
+            if entry["changed"] is None:
+                return None
+            for start, end in entry["changed"]:
+                stop = None if end is None else dt.date.fromisoformat(end)
+                intervals.append((dt.date.fromisoformat(start), stop))
+    path = listing_path(layout, factor)
+    if not path.exists():
+        return None
+    intervals += listing_changes(pl.read_parquet(path), listing)
+    return merge_intervals(intervals)
+
+
+def _covered(dates: Iterable[dt.date], intervals: list[Interval] | None) -> set[dt.date]:
+    if intervals is None:
+        return set(dates)
+    return {d for d in dates if covers(intervals, d)}
+
+
+def _record(layout: CacheLayout, factors: Sequence[Factor], listing: pl.DataFrame) -> None:
+    """Note that `factors` are up to date with the PIT build and the stock list of now."""
+    state = _read_state(layout)
+    last, _ = read_change_log(layout)
+    for factor in factors:
+        write_parquet_atomic(listing, listing_path(layout, factor))
+        state[factor] = {"pit_build": last}
+    _write_state(layout, state)
 
 
 def _shards(
@@ -381,13 +514,26 @@ def compute_factors(
     clear = (start or dt.date.min, end or dt.date.max) if mode == "backfill" else None
 
     stored = {f: _stored_dates(layout, f) for f in FACTORS}
-    g_dates = _to_compute(in_range, stored["g"], mode, recompute_since) if "g" in factors else []
+    listing = _listing(layout)
+    changed: dict[Factor, set[dt.date]] = {f: set() for f in FACTORS}
+    p_moved: set[dt.date] = set()
+    if mode == "incremental":
+        state = _read_state(layout)
+        pending = {f: _pending(layout, state, f, listing) for f in FACTORS}
+        changed["p"] = _covered(stored["p"], pending["p"])
+        p_moved = _covered(stored["p"], pending["g"]) | changed["p"]
+        changed["g"] = _covered(stored["g"], pending["g"])
     p_dates = set(
-        _to_compute(in_range, stored["p"], mode, recompute_since) if "p" in factors else []
+        _to_compute(in_range, stored["p"], mode, recompute_since, changed["p"])
+        if "p" in factors
+        else []
     )
-    p_dates |= set(
-        _to_compute(_needed_for_g(with_data, g_dates), stored["p"], mode, recompute_since)
-    )
+    g_dates: list[dt.date] = []
+    if "g" in factors:
+        changed["g"] |= _reading_p(sorted(stored["g"]), p_moved | p_dates)
+        g_dates = _to_compute(in_range, stored["g"], mode, recompute_since, changed["g"])
+    needed = _needed_for_g(with_data, g_dates)
+    p_dates |= set(_to_compute(needed, stored["p"], mode, recompute_since, changed["p"]))
 
     p_shards = _shards(
         layout, "p", sorted(p_dates), clear if "p" in factors else None, calendar, include_bj
@@ -396,10 +542,14 @@ def compute_factors(
     total = len(p_shards) + len(g_shards)
     outcomes: list[ShardOutcome] = []
     if total:
-        with open_executor(executor, workers) as pool:
+        small = mode == "incremental" and len(p_dates) + len(g_dates) <= INLINE_DATES
+        spec = "inline" if executor == "process" and small else executor
+        with open_executor(spec, workers) as pool:
             for offset, phase in ((0, p_shards), (len(p_shards), g_shards)):
                 progress = _progress(on_progress, offset, total)
                 outcomes += map_shards(compute_shard, phase, pool, on_done=progress)
+    if start is None and end is None:
+        _record(layout, factors, listing)
     dates_done = dict(empty)
     rows_done = dict(empty)
     for outcome in outcomes:

@@ -3,7 +3,7 @@
 Full: every PIT table from the raw statements and industry members of day D, on a
 clone of the prepared cache without its PIT tables. Incremental: on a clone of the
 cache one simulated day later (raw synced through D+1, PIT still as built on D), the
-build reruns only the buckets with newly fetched statement rows. Both through
+build recomputes only the stocks with newly fetched statement rows. Both through
 `pipeline.pit.step.build_pit` on the process pool.
 """
 

@@ -1,13 +1,20 @@
 """The PIT build step: raw Parquet in, `<cache>/pit/<table>/` out (DESIGN sections 4 and 6).
 
-Stock tables are sharded by a stable hash bucket of ts_code: bucket b is one job that
-reads only its stocks from raw (a predicate pushed down to Parquet), runs the pure
-maths of `pipeline.pit.maths`, and replaces its own `part-bb.parquet` file of each table
-atomically. An incremental build reruns only the buckets holding stocks with raw
-statement rows fetched after the last successful build (kept in `state/pit.json`,
-written after the tables), so it gives the same files as a full build. A crash leaves
-every file old or new; the state still names the old build, so a re-run redoes the
-same buckets. Industry tables are one small whole-table job.
+Stock tables are sharded by a stable hash bucket of ts_code into `part-bb.parquet`
+files (`BUCKETS` of them, so replacing a few stocks' rows rewrites a few small files).
+A job reads only its stocks from raw (a predicate pushed down to Parquet), runs the
+pure maths of `pipeline.pit.maths` and replaces its buckets' files atomically; a full
+build runs `GROUPS` jobs, each writing whole files. An incremental build computes only
+the stocks with raw statement rows fetched after the last successful build of the
+target (the watermark kept in `state/pit.json`, written after the tables) and
+replaces just their rows in the files of their buckets, so it gives the same files as
+a full build. A crash leaves every file old or new; the state still names the old
+build, so a re-run redoes the same stocks. The industry tables are one whole-table
+job, run only when raw index_member_all was fetched again since the last build.
+
+Each build appends to the state's change log the dates at which what the factor step
+reads (pit.indicators as of a date, pit.industry by membership) changed
+(`pipeline.pit.changes`); the factor step recomputes the calc dates in them.
 """
 
 from __future__ import annotations
@@ -29,9 +36,14 @@ from cache.layout import CacheLayout
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
+from pipeline.pit.changes import Interval, as_of_changes, membership_changes, merge_intervals
 
-BUCKETS = 16
-STATE_VERSION = 2  # 2: pit.indicators has the lineage columns (ttm/yoy/bs_vis_date)
+BUCKETS = 64
+GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
+STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most
+# (and an incremental build of no more stocks runs in this process, without a pool)
+STATE_VERSION = 3  # 2: indicators lineage columns; 3: 64 buckets, the change log
+CHANGE_LOG_BUILDS = 64  # builds kept in the change log
 STATE_FILE = "pit.json"
 FETCHED_AT = "_fetched_at"
 FETCHED_TYPE = pl.Datetime("us", "UTC")
@@ -71,7 +83,10 @@ class PitRequestError(PitBuildError, UsageError):
 
 @dataclass(frozen=True)
 class PitBuildResult:
-    """What one build did: rows written and rows per table after it, work done, time."""
+    """What one build did: rows written and rows per table after it, work done, time.
+
+    `changed` are the dates at which what the factor step reads changed (None: all).
+    """
 
     mode: Mode
     targets: tuple[str, ...]
@@ -80,16 +95,22 @@ class PitBuildResult:
     stocks_rebuilt: int
     buckets_rebuilt: int
     duration_s: float
+    changed: list[Interval] | None = None
 
 
 @dataclass(frozen=True)
 class BucketJob:
-    """One shard: rebuild the files of bucket `bucket` of `targets` from these stocks."""
+    """One shard: compute `codes` for `targets` and write the files of `buckets`.
+
+    `merge` False writes whole files (every stock of each bucket is in `codes`); True
+    replaces only the rows of `codes` in each bucket's file, keeping the others.
+    """
 
     root: str
-    bucket: int
+    buckets: tuple[int, ...]
     codes: tuple[str, ...]
     targets: tuple[str, ...]
+    merge: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,10 +120,22 @@ class IndustryJob:
     root: str
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    """Rows written per table, and the dates at which what factors read changed.
+
+    `changed` None means every date (a job that wrote whole files without comparing).
+    """
+
+    rows: dict[str, int]
+    changed: list[Interval] | None
+
+
 @dataclass
 class _Plan:
     jobs: list[BucketJob | IndustryJob] = field(default_factory=list)
     watermarks: dict[str, str | None] = field(default_factory=dict)
+    full_tables: set[str] = field(default_factory=set)
 
 
 def bucket_of(ts_code: str) -> int:
@@ -217,35 +250,66 @@ def _expand_targets(targets: Iterable[str]) -> tuple[str, ...]:
     return tuple(t for t in TARGETS if t in chosen)
 
 
+def _changed_codes(
+    fetches: pl.DataFrame, target: str, mode: Mode, built: bool, previous: dict[str, Any]
+) -> tuple[str | None, set[str] | None]:
+    """A stock target's new watermark, and the stocks to rebuild (None: all of them)."""
+    mine = fetches.filter(pl.col("dataset").is_in(TARGET_INPUTS[target]))
+    newest = mine["fetched"].max()
+    assert newest is None or isinstance(newest, dt.date)  # a timestamp column
+    watermark = None if newest is None else newest.isoformat()
+    if mode == "full" or not built or "watermark" not in previous:
+        return watermark, None
+    mark = previous["watermark"]
+    if mark is not None:
+        mine = mine.filter(pl.col("fetched") > dt.datetime.fromisoformat(mark))
+    return watermark, set(mine["ts_code"].to_list())
+
+
+def _groups(buckets: Iterable[int], count: int) -> list[list[int]]:
+    """`buckets` dealt into at most `count` non-empty groups, in bucket order."""
+    ordered = sorted(buckets)
+    count = max(1, min(count, len(ordered)))
+    return [g for g in (ordered[i::count] for i in range(count)) if g]
+
+
 def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[str, Any]) -> _Plan:
-    """Which buckets each stock target rebuilds, and the watermark each build records."""
+    """The jobs of the build and the watermark each target records.
+
+    Targets built in full run `GROUPS` whole-file jobs; the others share jobs that
+    compute only the changed stocks and merge them into their buckets' files. A bucket
+    is written by one job only, whatever the worker count.
+    """
     fetches = _stock_fetches(layout)
-    fetches = fetches.join(stock_buckets(fetches["ts_code"]), on="ts_code")
+    buckets_of = stock_buckets(fetches["ts_code"])
     plan = _Plan()
-    stale: dict[int, set[str]] = {}
+    full: list[str] = []
+    changed: dict[str, set[str]] = {}
     for target in targets:
         if target not in STOCK_TARGETS:
             continue
-        mine = fetches.filter(pl.col("dataset").is_in(TARGET_INPUTS[target]))
-        newest = mine["fetched"].max()
-        assert newest is None or isinstance(newest, dt.date)  # a timestamp column
-        plan.watermarks[target] = None if newest is None else newest.isoformat()
         previous = state.get("targets", {}).get(target, {})
         built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES[target])
-        if mode == "full" or not built or "watermark" not in previous:
-            buckets = set(range(BUCKETS))
-        else:
-            mark = previous["watermark"]
-            if mark is not None:
-                mine = mine.filter(pl.col("fetched") > dt.datetime.fromisoformat(mark))
-            buckets = set(mine["bucket"].to_list())
-        for bucket in buckets:
-            stale.setdefault(bucket, set()).add(target)
-    codes = fetches.select("ts_code", "bucket").unique()
-    for bucket in sorted(stale):
-        members = codes.filter(pl.col("bucket") == bucket)["ts_code"].sort().to_list()
-        jobs_targets = tuple(t for t in STOCK_TARGETS if t in stale[bucket])
-        plan.jobs.append(BucketJob(str(layout.root), bucket, tuple(members), jobs_targets))
+        plan.watermarks[target], codes = _changed_codes(fetches, target, mode, built, previous)
+        if codes is None:
+            full.append(target)
+        elif codes:
+            changed[target] = codes
+    root = str(layout.root)
+    if full:
+        plan.full_tables.update(_tables_of(full))
+        for group in _groups(range(BUCKETS), GROUPS):
+            members = buckets_of.filter(pl.col("bucket").is_in(group))["ts_code"].to_list()
+            plan.jobs.append(BucketJob(root, tuple(group), tuple(sorted(members)), tuple(full)))
+    if changed:
+        stale = sorted(set().union(*changed.values()))
+        merged = tuple(t for t in STOCK_TARGETS if t in changed)
+        touched = buckets_of.filter(pl.col("ts_code").is_in(stale))
+        count = -(-len(stale) // STOCKS_PER_JOB)
+        for group in _groups(touched["bucket"].unique().to_list(), count):
+            members = touched.filter(pl.col("bucket").is_in(group))["ts_code"].to_list()
+            job = BucketJob(root, tuple(group), tuple(sorted(members)), merged, merge=True)
+            plan.jobs.append(job)
     return plan
 
 
@@ -257,10 +321,35 @@ def _write_part(path: Path, frame: pl.DataFrame) -> None:
         write_parquet_atomic(frame, path)
 
 
-def build_bucket(job: BucketJob) -> dict[str, int]:
-    """Rebuild one bucket's files of the job's targets; rows written per table.
+def _read_part(path: Path, schema: pl.Schema) -> pl.DataFrame:
+    """A stored bucket file (empty with `schema` when there is none)."""
+    return pl.read_parquet(path) if path.exists() else schema.to_frame()
 
-    Runs in a worker: reads only the bucket's stocks from raw, computes, writes.
+
+def _merge_part(stored: pl.DataFrame, codes: pl.Series, fresh: pl.DataFrame) -> pl.DataFrame:
+    """A bucket file's rows with those of `codes` replaced by `fresh` (which holds only them).
+
+    Every table is sorted by ts_code first and each stock's rows do not depend on the
+    other stocks, so a stable sort by ts_code gives the file a full build writes.
+    """
+    kept = stored.filter(~pl.col("ts_code").is_in(codes.implode()))
+    merged = pl.concat([kept, fresh.select(stored.columns)])
+    return merged.sort("ts_code", maintain_order=True)
+
+
+def _by_bucket(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
+    """A table's rows split by the bucket of their stock."""
+    buckets = stock_buckets(frame.get_column("ts_code"))
+    tagged = frame.join(buckets, on="ts_code", how="left", maintain_order="left")
+    parts = tagged.partition_by("bucket", as_dict=True, maintain_order=True)
+    return {int(key[0]): part.drop("bucket") for key, part in parts.items()}
+
+
+def build_bucket(job: BucketJob) -> JobOutcome:
+    """Compute the job's stocks for its targets and write its buckets' files.
+
+    Runs in a worker: reads only the job's stocks from raw, computes, writes. A merging
+    job also reports the dates at which its stocks' pit.indicators rows read differently.
     """
     layout = CacheLayout(Path(job.root))
     inputs = {d for t in job.targets for d in TARGET_INPUTS[t]}
@@ -277,12 +366,27 @@ def build_bucket(job: BucketJob) -> dict[str, int]:
     if "income" in wanted:
         tables["statement_versions"] = versions
     tables = {t: f for t, f in tables.items() if t in _tables_of(job.targets)}
+    written = dict.fromkeys(tables, 0)
+    changed: list[Interval] | None = [] if job.merge else None
+    codes = stock_buckets(pl.Series(job.codes, dtype=pl.String))
     for table, frame in tables.items():
-        _write_part(part_path(layout, table, job.bucket), frame)
-    return {table: frame.height for table, frame in tables.items()}
+        parts = _by_bucket(frame)
+        for bucket in job.buckets:
+            fresh = parts.get(bucket, frame.clear())
+            path = part_path(layout, table, bucket)
+            if changed is not None:
+                mine = codes.filter(pl.col("bucket") == bucket).get_column("ts_code")
+                stored = _read_part(path, frame.schema)
+                if table == "indicators":
+                    old = stored.filter(pl.col("ts_code").is_in(mine.implode()))
+                    changed += as_of_changes(old.select(frame.columns), fresh)
+                fresh = _merge_part(stored, mine, fresh)
+            _write_part(path, fresh)
+            written[table] += parts[bucket].height if bucket in parts else 0
+    return JobOutcome(written, None if changed is None else merge_intervals(changed))
 
 
-def build_industry(job: IndustryJob) -> dict[str, int]:
+def build_industry(job: IndustryJob) -> JobOutcome:
     """Rebuild pit.industry and pit.industry_monthly from raw index_member_all."""
     layout = CacheLayout(Path(job.root))
     members = read_raw(layout, MEMBERS)
@@ -295,17 +399,21 @@ def build_industry(job: IndustryJob) -> dict[str, int]:
     dates = [d.date() if isinstance(d, dt.datetime) else d for d in known if isinstance(d, dt.date)]
     monthly = pit.industry_monthly(table, max(dates)) if dates else table.clear()
     outputs = {"industry": table, "industry_monthly": monthly}
+    stored = layout.dataset_dir("pit", "industry") / WHOLE_TABLE_FILE
+    changed: list[Interval] | None = None
+    if stored.exists():
+        changed = membership_changes(pl.read_parquet(stored).select(table.columns), table)
     for name, frame in outputs.items():
         _write_part(layout.dataset_dir("pit", name) / WHOLE_TABLE_FILE, frame)
-    return {name: frame.height for name, frame in outputs.items()}
+    return JobOutcome({name: frame.height for name, frame in outputs.items()}, changed)
 
 
 def _tables_of(targets: Iterable[str]) -> list[str]:
     return [table for target in targets for table in TARGET_TABLES[target]]
 
 
-def run_job(job: BucketJob | IndustryJob) -> dict[str, int]:
-    """Run one job of the build (in a worker); rows written per table."""
+def run_job(job: BucketJob | IndustryJob) -> JobOutcome:
+    """Run one job of the build (in a worker); rows written per table and the changes."""
     if isinstance(job, IndustryJob):
         return build_industry(job)
     return build_bucket(job)
@@ -315,6 +423,73 @@ def _table_rows(layout: CacheLayout, table: str) -> int:
     if not _has_files(layout, "pit", table):
         return 0
     return pl.scan_parquet(layout.glob("pit", table)).select(pl.len()).collect().item()
+
+
+def _members_watermark(layout: CacheLayout) -> str | None:
+    """The newest `_fetched_at` of raw index_member_all (None when it has no rows)."""
+    scan = _scan_raw(layout, MEMBERS)
+    if scan is None:
+        return None
+    newest = scan.select(pl.col(FETCHED_AT).max()).collect().item()
+    return None if newest is None else newest.isoformat()
+
+
+def _industry_stale(
+    layout: CacheLayout, mode: Mode, state: dict[str, Any], watermark: str | None
+) -> bool:
+    """Whether the industry tables need a rebuild: full mode, missing, or new members."""
+    previous = state.get("targets", {}).get("industry", {})
+    built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES["industry"])
+    if mode == "full" or not built or "watermark" not in previous:
+        return True
+    return bool(previous["watermark"] != watermark)
+
+
+def _remove_strays(layout: CacheLayout, tables: Iterable[str]) -> None:
+    """Delete files of fully rebuilt stock tables that no bucket of this layout names
+    (the files of an older layout)."""
+    for table in tables:
+        names = {part_path(layout, table, b).name for b in range(BUCKETS)}
+        folder = layout.dataset_dir("pit", table)
+        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+            if path.name not in names:
+                remove_atomic(path)
+
+
+def _log_changes(
+    state: dict[str, Any], outcomes: Sequence[JobOutcome]
+) -> tuple[int, list[Interval] | None]:
+    """This build's number and the dates its jobs changed (None: all dates)."""
+    build = int(state.get("build", 0)) + 1
+    if any(o.changed is None for o in outcomes):
+        return build, None
+    return build, merge_intervals(i for o in outcomes for i in o.changed or [])
+
+
+def _change_entry(build: int, changed: list[Interval] | None) -> dict[str, Any]:
+    spans = None if changed is None else [
+        [start.isoformat(), None if end is None else end.isoformat()] for start, end in changed
+    ]  # fmt: skip
+    return {"build": build, "changed": spans}
+
+
+def read_change_log(layout: CacheLayout) -> tuple[int, list[dict[str, Any]]]:
+    """The number of the last PIT build and its change log (oldest first).
+
+    Each entry is {"build": n, "changed": [[start, end or None], ...] or None (every
+    date)}; only the last `CHANGE_LOG_BUILDS` builds are kept. (0, []) when there is no
+    usable state.
+    """
+    state = _read_state(layout)
+    return int(state.get("build", 0)), list(state.get("changes", []))
+
+
+def _executor_for(plan: _Plan, executor: str) -> str:
+    """`executor`, except that a small incremental build on the default process pool runs
+    in this process: starting the pool would cost more than the work (same results)."""
+    stocks = sum(len(job.codes) for job in plan.jobs if isinstance(job, BucketJob))
+    small = not plan.full_tables and stocks <= STOCKS_PER_JOB
+    return "inline" if executor == "process" and small else executor
 
 
 def build_pit(
@@ -327,10 +502,11 @@ def build_pit(
 ) -> PitBuildResult:
     """Build the PIT tables of `targets` from the raw datasets of the cache.
 
-    `full` rebuilds every bucket; `incremental` only buckets with stocks whose raw
-    statement rows were fetched after the last successful build of that target, with
-    the same result. Missing raw datasets count as empty; `PitBuildError` when none of
-    the targets' inputs has any file. `on_progress(done, total)` counts finished jobs.
+    `full` rebuilds every bucket; `incremental` only the stocks whose raw statement rows
+    were fetched after the last successful build of that target (and the industry
+    tables only when index_member_all was fetched again), with the same result. Missing
+    raw datasets count as empty; `PitBuildError` when none of the targets' inputs has
+    any file. `on_progress(done, total)` counts finished jobs.
     """
     started = time.perf_counter()
     if mode not in ("incremental", "full"):
@@ -346,15 +522,19 @@ def build_pit(
 
     state = _read_state(layout)
     plan = _plan(layout, chosen, mode, state)
-    if "industry" in chosen:  # first: the longest single job starts at once
-        plan.jobs.insert(0, IndustryJob(str(layout.root)))
+    if "industry" in chosen:
+        plan.watermarks["industry"] = _members_watermark(layout)
+        if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
+            plan.jobs.insert(0, IndustryJob(str(layout.root)))  # the longest job first
     written: dict[str, int] = {}
+    outcomes: list[JobOutcome] = []
     if plan.jobs:
-        with open_executor(executor, workers) as pool:
-            counts = map_shards(run_job, plan.jobs, pool, on_done=on_progress)
-        for count in counts:
-            for table, rows in count.items():
+        with open_executor(_executor_for(plan, executor), workers) as pool:
+            outcomes = map_shards(run_job, plan.jobs, pool, on_done=on_progress)
+        for outcome in outcomes:
+            for table, rows in outcome.rows.items():
                 written[table] = written.get(table, 0) + rows
+    _remove_strays(layout, plan.full_tables)
 
     now = dt.datetime.now(dt.UTC).isoformat()
     entries = dict(state.get("targets", {}))
@@ -362,7 +542,18 @@ def build_pit(
         entries[target] = {"built_at": now, "mode": mode}
         if target in plan.watermarks:
             entries[target]["watermark"] = plan.watermarks[target]
-    _write_state(layout, {"version": STATE_VERSION, "buckets": BUCKETS, "targets": entries})
+    build, changed = _log_changes(state, outcomes)
+    log = [*state.get("changes", []), _change_entry(build, changed)][-CHANGE_LOG_BUILDS:]
+    _write_state(
+        layout,
+        {
+            "version": STATE_VERSION,
+            "buckets": BUCKETS,
+            "targets": entries,
+            "build": build,
+            "changes": log,
+        },
+    )
 
     tables = _tables_of(chosen)
     buckets = [job for job in plan.jobs if isinstance(job, BucketJob)]
@@ -372,8 +563,9 @@ def build_pit(
         rows_written={t: written.get(t, 0) for t in tables},
         table_rows={t: _table_rows(layout, t) for t in tables},
         stocks_rebuilt=sum(len(job.codes) for job in buckets),
-        buckets_rebuilt=len(buckets),
+        buckets_rebuilt=sum(len(job.buckets) for job in buckets),
         duration_s=time.perf_counter() - started,
+        changed=changed,
     )
 
 

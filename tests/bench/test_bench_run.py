@@ -32,6 +32,13 @@ TARGETED = {
     },
     "query": {"history / full scan", "peak RSS"},
     "startup": {"ah --version", "ah --help", "ah tasks"},
+    "daily": {
+        "calc date: compute outside API waits",
+        "calc date: / rebuild",
+        "non-calc date: compute outside API waits",
+        "non-calc date: / rebuild",
+        "peak RSS",
+    },
 }
 
 

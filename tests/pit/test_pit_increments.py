@@ -1,0 +1,222 @@
+"""Incremental PIT builds over changed subsets: equal to a full build, touching only the
+changed stocks' buckets, reporting exactly the dates at which pit.indicators reads
+differently; the older file layout migrates by itself; the dask executor agrees."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cache.layout import CacheLayout
+from pipeline.pit import maths as pit
+from pipeline.pit import step as pit_step
+from pipeline.pit.changes import covers
+from pipeline.pit.step import bucket_of, build_pit, read_change_log
+from tests.pit.synthetic import FETCHED_TYPE, FIRST_FETCH, write_raw
+from tests.pit.test_pit_step import STOCK_TABLES, files_of, table
+
+LATER_FETCH = FIRST_FETCH + dt.timedelta(days=3)
+NEW_CODE = "688999.SH"
+
+Change = Callable[[dict[str, pl.DataFrame]], dict[str, pl.DataFrame]]
+
+
+def _later(frame: pl.DataFrame, **values: pl.Expr) -> pl.DataFrame:
+    return frame.with_columns(**values, _fetched_at=pl.lit(LATER_FETCH, dtype=FETCHED_TYPE)).select(
+        frame.columns
+    )
+
+
+def _stocks(frames: dict[str, pl.DataFrame]) -> list[str]:
+    return sorted(frames["income"]["ts_code"].unique())
+
+
+def old_restatement(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """A period two years before the latest restated, announced after everything else."""
+    code = _stocks(frames)[3]
+    rows = frames["income"].filter(pl.col("ts_code") == code).sort("end_date")
+    latest_end = rows["end_date"].max()
+    assert isinstance(latest_end, dt.date)
+    old = rows.filter(pl.col("end_date") == latest_end.replace(year=latest_end.year - 2)).head(1)
+    today = frames["income"]["ann_date"].max() + dt.timedelta(days=1)
+    return {
+        "income": _later(
+            old,
+            revenue=pl.col("revenue") * 1.5,
+            ann_date=pl.lit(today),
+            f_ann_date=pl.lit(today),
+            update_flag=pl.lit("1"),
+        )
+    }
+
+
+def late_announcement(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """A revised version of an old period, announced long ago, only fetched now."""
+    code = _stocks(frames)[5]
+    rows = frames["balancesheet"].filter(pl.col("ts_code") == code).sort("end_date")
+    old = rows.slice(4, 1)
+    announced = pl.col("ann_date") + pl.duration(days=30)
+    return {
+        "balancesheet": _later(
+            old,
+            total_assets=pl.col("total_assets") * 0.5,
+            ann_date=announced,
+            f_ann_date=announced,
+            update_flag=pl.lit("1"),
+        )
+    }
+
+
+def new_listing(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """A stock not seen before: its statements and its industry membership."""
+    source = _stocks(frames)[0]
+    out = {}
+    for name in ("income", "balancesheet", "cashflow", "index_member_all"):
+        rows = frames[name].filter(pl.col("ts_code") == source)
+        out[name] = _later(rows, ts_code=pl.lit(NEW_CODE))
+    return out
+
+
+def _as_of_differs(old: pl.DataFrame, new: pl.DataFrame) -> dict[dt.date, bool]:
+    """At each date around every knowledge date: whether some stock's as-of row differs."""
+    known = pl.concat([old.select("knowledge_date"), new.select("knowledge_date")])
+    dates = sorted({d + dt.timedelta(days=k) for d in known["knowledge_date"] for k in (-1, 0, 1)})
+    codes = sorted(set(old["ts_code"]) | set(new["ts_code"]))
+    pairs = pl.DataFrame(
+        [(c, d) for c in codes for d in dates],
+        schema={"ts_code": pl.String, "date": pl.Date},
+        orient="row",
+    )
+    before, after = pit.read_as_of(pairs, old), pit.read_as_of(pairs, new)
+    same = before.with_row_index().join(
+        after.with_row_index(), on=["index", *before.columns], how="semi", nulls_equal=True
+    )
+    differing = set(pairs.with_row_index().join(same, on="index", how="anti")["date"])
+    return {d: d in differing for d in dates}
+
+
+def _members_differ(old: pl.DataFrame, new: pl.DataFrame, day: dt.date) -> bool:
+    """Whether the industry rows in force at `day` differ."""
+
+    def active(frame: pl.DataFrame) -> list[tuple[object, ...]]:
+        live = frame.filter(
+            (pl.col("in_date").is_null() | (pl.col("in_date") <= day))
+            & (pl.col("out_date").is_null() | (pl.col("out_date") > day))
+        )
+        return sorted(live.rows(), key=str)
+
+    return active(old) != active(new)
+
+
+@pytest.mark.parametrize("change", [old_restatement, late_announcement, new_listing])
+def test_an_incremental_build_of_changed_stocks_equals_a_full_build(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    change: Change,
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    before = {p: p.stat().st_mtime_ns for p in (raw_cache.root / "pit").rglob("*.parquet")}
+    old_indicators, old_industry = table(raw_cache, "indicators"), table(raw_cache, "industry")
+    added = change(raw_frames)
+    write_raw(raw_cache, added, part="part-1")
+    changed_codes = {c for frame in added.values() for c in frame["ts_code"]}
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    buckets = {bucket_of(c) for c in changed_codes}
+    assert result.stocks_rebuilt == len(changed_codes)
+    assert result.buckets_rebuilt == len(buckets)
+    for path, mtime in before.items():
+        rewritten = path.parent.name in STOCK_TABLES and int(path.stem[5:]) in buckets
+        members_changed = "index_member_all" in added
+        if not rewritten and not (members_changed and path.parent.name.startswith("industry")):
+            assert path.stat().st_mtime_ns == mtime, path
+    fresh = CacheLayout(tmp_path / "fresh")
+    shutil.copytree(raw_cache.root / "raw", fresh.root / "raw")
+    build_pit(fresh, mode="full", executor="inline")
+    ours, theirs = files_of(raw_cache), files_of(fresh)
+    assert ours.keys() == theirs.keys()
+    for name, frame in theirs.items():
+        assert ours[name].equals(frame), name
+
+    assert result.changed is not None
+    differs = _as_of_differs(old_indicators, table(raw_cache, "indicators"))
+    # eight quarters back is read by no indicator: the restatement changes nothing read
+    assert any(differs.values()) is (change is not old_restatement)
+    new_industry = table(raw_cache, "industry")
+    for day, differ in differs.items():
+        differ = differ or _members_differ(old_industry, new_industry, day)
+        assert covers(result.changed, day) == differ, day
+    last, log = read_change_log(raw_cache)
+    assert last == 2
+    assert [e["build"] for e in log] == [1, 2]
+    assert log[0]["changed"] is None  # the first build: every date
+
+
+def test_industry_tables_are_rebuilt_only_when_their_members_change(
+    raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    industry = raw_cache.dataset_dir("pit", "industry") / pit_step.WHOLE_TABLE_FILE
+    built = industry.stat().st_mtime_ns
+    write_raw(raw_cache, late_announcement(raw_frames), part="part-1")
+    build_pit(raw_cache, mode="incremental", executor="inline")
+    assert industry.stat().st_mtime_ns == built
+    members = raw_frames["index_member_all"]
+    moved = members.head(1).with_columns(
+        l1_code=pl.lit("801780.SI"), in_date=pl.lit(dt.date(2021, 3, 1))
+    )
+    write_raw(raw_cache, {"index_member_all": _later(moved)}, part="part-2")
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+    assert industry.stat().st_mtime_ns != built
+    assert result.stocks_rebuilt == 0
+    assert result.changed == [(dt.date(2021, 3, 1), None)]
+
+
+def test_a_cache_of_the_older_layout_is_rebuilt_in_full_and_its_files_removed(
+    tmp_path: Path, raw_cache: CacheLayout
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    expected = files_of(raw_cache)
+    for name in STOCK_TABLES:  # the 16-bucket layout: part-NN.parquet
+        folder = raw_cache.dataset_dir("pit", name)
+        stale = pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))])
+        shutil.rmtree(folder)
+        folder.mkdir()
+        stale.write_parquet(folder / "part-03.parquet")
+    state = raw_cache.state_dir / pit_step.STATE_FILE
+    old = json.loads(state.read_text()) | {"version": 2, "buckets": 16}
+    old.pop("changes")
+    state.write_text(json.dumps(old))
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.buckets_rebuilt == pit_step.BUCKETS
+    assert result.changed is None
+    migrated = files_of(raw_cache)
+    assert migrated.keys() == expected.keys()
+    for name, frame in expected.items():
+        assert migrated[name].equals(frame), name
+
+
+def test_the_dask_executor_gives_the_inline_files(
+    tmp_path: Path, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    outputs = []
+    for spec in ("inline", "local-dask"):  # one cluster: each build starts its own
+        layout = CacheLayout(tmp_path / spec)
+        write_raw(layout, raw_frames)
+        build_pit(layout, mode="full", executor=spec, workers=2)
+        outputs.append(files_of(layout))
+    inline, dask = outputs
+    assert len(inline) > len(STOCK_TABLES)
+    assert dask.keys() == inline.keys()
+    for name, frame in inline.items():
+        assert dask[name].equals(frame), name
