@@ -264,7 +264,7 @@ def _codes(
         slots = np.arange(len(first)) * spacing + (jitter[first] * spacing).astype(np.int64)
         picked = codes[slots]
         if len(later):
-            after = int(np.searchsorted(every, picked.max()) + 1) if len(picked) else 0
+            after = int(slots.max()) + 1 if len(slots) else 0  # `codes` begins `every`
             order = np.concatenate([np.arange(after, len(every)), np.arange(after)])
             free = every[order][~np.isin(every[order], picked)]
             if len(later) > len(free):
