@@ -483,6 +483,27 @@ def sim_serve(
     serve_forever(simulator_config(settings), host, port)
 
 
+@sim_app.command("advance")
+def sim_advance(
+    to: Annotated[
+        datetime | None, typer.Option("--to", formats=_DATE_FORMATS, help="the new today")
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option("--days", help="open days to move forward (default 1)")
+    ] = None,
+    url: Annotated[
+        str, typer.Option("--url", help="the running `ah sim serve`")
+    ] = "http://127.0.0.1:7878",
+) -> None:
+    """Move the today of a running `ah sim serve`: the same market, further on."""
+    from pipeline.sources.simulator import move_today
+
+    if to is None and days is None:
+        days = 1
+    day = move_today(url, to=to.date() if to else None, days=days)
+    typer.echo(f"simulator today: {day:%Y-%m-%d}")
+
+
 @app.command("pit")
 def pit_command(
     target: Annotated[

@@ -245,9 +245,13 @@ class StateConfig:
 class SimulatorSettings:
     """The built-in market used by `--source sim` and `ah sim serve`."""
 
-    stocks: int = _spec(300, check=_between(1, MAX_SIM_STOCKS), help="stocks ever listed")
+    stocks: int = _spec(
+        300, check=_between(1, MAX_SIM_STOCKS), help="stocks listed on 2024-06-28 (~2%/year after)"
+    )
     start: dt.date = _spec(dt.date(2019, 1, 1), help="first day of history")
-    today: dt.date = _spec(dt.date(2024, 6, 28), help="the simulated today")
+    today: dt.date = _spec(
+        dt.date(2024, 6, 28), help="the simulated today (later: the same market, further on)"
+    )
     seed: int = _spec(7, check=_between(0, 2**63 - 1), help="random seed")
     points: int = _spec(5000, check=_between(0, MAX_POINTS), help="simulated account points")
     limit_per_min: int | None = _spec(

@@ -30,6 +30,7 @@ The kinds, with their exit codes, and the classes of each kind (where they live)
     │                                    PermissionDenied, RateLimited, QuotaExhausted,
     │                                    TransientError, RequestRejected, DeadlineExceeded
     ├── Refused                          pipeline.sources.simulator.protocol (code != 0)
+    ├── SimulatorUnreachableError        pipeline.sources.simulator.admin (ah sim advance)
     ├── CannotSplit                      pipeline.sync.plan
     ├── AppendConflict                   cache.store
     ├── PitBuildError                    pipeline.pit.step (no raw data)

@@ -1,22 +1,25 @@
 """`make demo`: the whole job on the built-in simulated market, then a short tour.
 
 Runs `ah run --source sim` into a cache folder with the embedded DuckDB sink, and
-prints where everything is, the latest top 10 by P and by G, and a DuckDB query to
-paste.
+prints where everything is, the latest top 10 by P and by G, a DuckDB query to
+paste, and how to run again one simulated day later.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import sys
 from pathlib import Path
 
 import duckdb
 
-from foundation.config import DatabaseConfig, load_settings
+from foundation.config import DatabaseConfig, Settings, load_settings
 from foundation.logs import start_logging
 from pipeline.run.job import RunRequest, run_pipeline
+from pipeline.sources import simulator_config
+from pipeline.sources.simulator import Simulator
 
 TOP_SQL = """
 select f.ts_code, b.name, f.calc_date, f.{score}, f.{rank}
@@ -69,7 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     glob = f"{cache}/factors/g/**/*.parquet"
     print(f"  python -c \"import polars as pl; "
           f"print(pl.scan_parquet('{glob}').sort('calc_date').tail(5).collect())\"")  # fmt: skip
+    print("Run again tomorrow (the same market one open day on; only the new day is fetched):")
+    print(f"  AH_SIMULATOR_TODAY={next_open_day(settings)} "
+          f"ah --cache-dir {cache} run --source sim")  # fmt: skip
     return result.exit_code
+
+
+def next_open_day(settings: Settings) -> dt.date:
+    """The simulated market's next open day after its configured today."""
+    return Simulator(simulator_config(settings)).advance(1)
 
 
 if __name__ == "__main__":

@@ -380,7 +380,11 @@ def test_moneyflow_and_limit_list(sim: Simulator) -> None:
 
 def test_the_largest_configuration_fits_the_real_code_ranges() -> None:
     config = SimulatorConfig(stocks=8000, start=dt.date(2010, 1, 1))
-    universe = build_universe(config, TradingCalendar(2027))
+    universe = build_universe(config, TradingCalendar(2027), 2024)
     assert len(set(universe.ts_code.tolist())) == universe.count > 8000
+    later = build_universe(config, TradingCalendar(2037), 2034)  # ten years of listings on
+    assert len(set(later.ts_code.tolist())) == later.count > universe.count + 1000
+    assert (later.ts_code[: universe.count] == universe.ts_code).all()
+    assert (later.list_day[: universe.count] == universe.list_day).all()
     with pytest.raises(SimulatorConfigError, match="stocks must be between"):
         SimulatorConfig(stocks=9000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 import signal
@@ -17,7 +18,8 @@ import httpx
 import pytest
 
 from cache.catalogue.apis import api_spec
-from pipeline.sources.simulator import Simulator, SimulatorServer
+from pipeline.sources.simulator import Simulator, SimulatorServer, move_today
+from pipeline.sources.simulator.config import SimulatorConfigError
 from tests.simulator.helpers import SMALL, body
 
 pytest.importorskip("tushare")
@@ -163,3 +165,24 @@ def test_serve_forever_runs_in_the_foreground_until_ctrl_c(http: httpx.Client) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_ah_sim_advance_moves_a_served_market(tmp_path: Path) -> None:
+    from tests.cli_runner import ah
+
+    fresh = Simulator(dataclasses.replace(SMALL, stocks=10))
+    with fresh.serve() as running:
+        moved = ah("sim", "advance", "--to", "2024-09-27", "--url", running.url, cwd=tmp_path)
+        assert moved.returncode == 0, moved.stderr
+        assert moved.stdout.strip() == "simulator today: 2024-09-27"
+        assert fresh.today.isoformat() == "2024-09-27"
+        daily = fresh.ground_truth("daily", start_date="20240901")
+        assert daily["trade_date"].max() == fresh.today
+        stepped = ah("sim", "advance", "--url", f"{running.url}/dataapi", cwd=tmp_path)
+        assert stepped.stdout.strip() == "simulator today: 2024-09-30"  # one open day
+        with pytest.raises(SimulatorConfigError, match="start of history"):
+            move_today(running.url, to=dt.date(2001, 1, 1))
+        assert move_today(running.url) == fresh.today == dt.date(2024, 9, 30)
+    gone = ah("sim", "advance", "--days", "2", "--url", running.url, cwd=tmp_path)
+    assert gone.returncode == 1 and "no simulator answered" in gone.stderr
+    assert "Traceback" not in gone.stderr

@@ -1,4 +1,5 @@
-"""Today: nothing after it exists (but the calendar and plans), moving it, determinism."""
+"""Today: nothing after it exists (but the calendar and plans), moving it, determinism,
+and a market that is the same whatever today it was configured with."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import httpx
 import polars as pl
 import pytest
 
-from pipeline.sources.simulator import Simulator
+from cache.catalogue.apis import api_spec
+from pipeline.sources.simulator import Simulator, SimulatorConfig
 from pipeline.sources.simulator.config import SimulatorConfigError
+from pipeline.sync.tasks import TASKS
 from tests.simulator.helpers import SMALL, body
 
 EARLY = dt.date(2022, 3, 15)
@@ -160,3 +163,53 @@ def test_a_stock_does_not_depend_on_how_many_others_there_are(sim: Simulator) ->
         ours = sim.ground_truth("daily", ts_code=row["ts_code"], start_date="20230101")
         theirs = bigger.ground_truth("daily", ts_code=row["ts_code_big"], start_date="20230101")
         assert ours.drop("ts_code").equals(theirs.drop("ts_code"))
+
+
+TODAY_1, TODAY_2 = dt.date(2020, 6, 30), dt.date(2021, 6, 30)
+LATER = SimulatorConfig(stocks=40, start=dt.date(2017, 1, 1), today=TODAY_2, seed=5)
+
+
+def _request(api: str, code: str, day: dt.date) -> bytes:
+    """One request the service answers for `api`: by stock, index or day as it takes."""
+    params = set(api_spec(api).param_names)
+    if api.startswith("index_daily"):
+        return body(api, {"ts_code": "000300.SH"})
+    if "index_code" in params:
+        return body(api, {"index_code": "000300.SH"})
+    if api in ("daily", "limit_list_d", "suspend_d", "moneyflow", "stk_limit"):
+        return body(api, {"trade_date": day.strftime("%Y%m%d")})
+    if "ts_code" in params and api not in ("stock_basic", "namechange"):
+        return body(api, {"ts_code": code})
+    return body(api, {})
+
+
+def test_a_later_configured_today_is_the_same_market_further_on() -> None:
+    earlier = Simulator(dataclasses.replace(LATER, today=TODAY_1))
+    later = Simulator(LATER)
+    grown = {task.name: later.ground_truth(task.name).height for task in TASKS}
+    later.set_today(TODAY_1)
+    codes = earlier.ground_truth("stock_basic")["ts_code"].to_list()
+    assert len(codes) > 20
+    for task in TASKS:  # every row of every dataset, all versions and list statuses
+        before = earlier.ground_truth(task.name)
+        assert before.height > 0, task.name
+        assert before.equals(later.ground_truth(task.name)), task.name
+        if task.unit != "snapshot" or task.name in ("stock_basic", "namechange"):
+            assert grown[task.name] > before.height, task.name
+    for task in TASKS:  # and the same answers over the wire, capped and paged
+        for code in (codes[3], codes[-1]):
+            request = _request(task.api_for(5000), code, dt.date(2020, 6, 24))
+            first, second = earlier.handle("/", request), later.handle("/", request)
+            answers = [json.loads(reply[2]) for reply in (first, second)]
+            assert first[0] == second[0] == 200 and answers[0]["code"] == 0, task.name
+            assert answers[0]["data"] == answers[1]["data"], task.name
+
+
+def test_moving_today_forward_lists_new_stocks_under_new_codes(fresh: Simulator) -> None:
+    listed = fresh.ground_truth("stock_basic").select("ts_code", "symbol", "list_date")
+    fresh.set_today(dt.date(2027, 12, 31))
+    later = fresh.ground_truth("stock_basic").select("ts_code", "symbol", "list_date")
+    assert later.join(listed, on=listed.columns, how="semi").height == listed.height
+    new = later.join(listed, on="ts_code", how="anti")
+    assert new.height >= 3 * (SMALL.stocks // 50)  # a batch in each year after the anchor
+    assert new["list_date"].min() > SMALL.today and new["list_date"].max() <= fresh.today

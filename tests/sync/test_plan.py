@@ -179,3 +179,40 @@ def test_every_latest_dataset_keys_on_its_partition_date() -> None:
         # a stored column the API does not return is the parameter the task asks by
         for column in set(spec.columns) - set(spec.fields):
             assert column == "type" and spec.types, spec.name
+
+
+def test_an_incremental_plan_reaches_a_new_version_of_any_old_period() -> None:
+    """Statements are asked by the day a version becomes visible, never by recent period:
+    a restatement of a period two years back that keeps its old ann_date, and a late
+    first report of an old period, are both reached by the plan of the new days."""
+    m = market(30, dt.date(2021, 1, 1), dt.date(2024, 3, 29))
+    day = dt.date(2024, 3, 28)
+    old, older = dt.date(2021, 12, 31), dt.date(2021, 9, 30)
+    events = pl.DataFrame(
+        {
+            "ts_code": ["600003.SH", "600007.SH"],
+            "end_date": [old, older],
+            "ann_date": [dt.date(2022, 4, 20), day],  # restated (old ann_date) / reported late
+            "visible": [day, day],
+            "update_flag": ["1", "0"],
+        }
+    )
+    with_events = Market(m.open_days, m.as_of, m.listings, events=events)
+    opts = PlanOptions(points=5000, start=dt.date(2023, 1, 1))
+    for name in ("income", "balancesheet", "cashflow", "fina_indicator", "express", "forecast"):
+        spec = task(name)
+        wanted = plan_task(spec, set(), with_events, opts).wanted
+        plan = plan_task(spec, set(wanted[:-2]), with_events, opts)  # last run: 2 days ago
+        assert plan.strategy == "per_day" and plan.missing == wanted[-2:], name
+        asked = [dict(i.params) for i in plan.items]
+        assert not any(set(p) == {"period"} for p in asked), name  # never by period alone
+        ann_days = {"start_date": "20240328", "end_date": "20240329"}
+        assert (ann_days in asked) == spec.ann_range, name  # the late report: by ann_date
+        if "f_ann_date" in spec.day_params or "ann_date" in spec.day_params:
+            param = spec.day_params[0]
+            assert {param: "20240328"} in asked and {param: "20240329"} in asked, name
+        if spec.events == "late":  # the restatement: by its (stock, period) pair
+            assert {"ts_code": "600003.SH", "period": "20211231"} in asked, name
+            assert {"ts_code": "600007.SH", "period": "20210930"} not in asked, name
+        elif spec.name in ("income", "cashflow"):  # the restatement: by f_ann_date
+            assert {"f_ann_date": "20240328"} in asked, name

@@ -11,6 +11,9 @@ from foundation.errors import UsageError
 EXCHANGES = ("SSE", "SZSE", "BSE")
 MAX_STOCKS = 8000  # the real code ranges of the smallest boards hold no more at this board mix
 FIRST_START = dt.date(1995, 1, 1)
+# The day on which a market holds `stocks` listed companies (a year after `start` when
+# that is later). Fixed, so the market never depends on `today`.
+REFERENCE_DAY = dt.date(2024, 6, 28)
 
 
 class SimulatorConfigError(UsageError):
@@ -21,11 +24,13 @@ class SimulatorConfigError(UsageError):
 class SimulatorConfig:
     """What the simulated market looks like and how its service behaves.
 
-    The market (listings, prices, statements) depends on `stocks`, `start`, `today`,
-    `seed` and `exchanges` only; `today` anchors it (all `stocks` are listed by then,
-    a trickle more list in the following year) and `Simulator.set_today` later moves
-    only what is visible. The other fields shape the protocol: points, limits, faults
-    (random ones by `fault_rate`, fixed refusals of whole APIs by `api_errors`).
+    The market (listings, prices, statements) depends on `stocks`, `start`, `seed`
+    and `exchanges` only: `stocks` companies are listed on its `anchor` day and about
+    2% more list in every year after it. `today` (and `Simulator.set_today` later)
+    only decides what is visible: a later today shows the same market further on,
+    with the same codes and history up to the earlier one. The other fields shape the
+    protocol: points, limits, faults (random ones by `fault_rate`, fixed refusals of
+    whole APIs by `api_errors`).
     """
 
     stocks: int = 300
@@ -43,6 +48,12 @@ class SimulatorConfig:
     api_errors: Mapping[str, tuple[int, str]] = field(default_factory=dict, hash=False)
     token: str = "alphahome-sim"
     exchanges: tuple[str, ...] = EXCHANGES
+
+    @property
+    def anchor(self) -> dt.date:
+        """The day on which `stocks` companies are listed: `REFERENCE_DAY`, or a year
+        after `start` when that is later."""
+        return max(REFERENCE_DAY, self.start + dt.timedelta(days=365))
 
     def __post_init__(self) -> None:
         if not 1 <= self.stocks <= MAX_STOCKS:

@@ -1,10 +1,12 @@
 """The simulated market: its parts, built lazily on first use and kept.
 
-The universe depends on the configuration only. Everything with a time horizon (the
-calendar, report schedules, fundamentals, the price tape, indexes) is built up to the
-end of the horizon year (the later of today's year and the configured today's year)
-and rebuilt when `today` moves into a later year; the parts are deterministic and
-prefix-stable, so a longer horizon never changes what an earlier one produced.
+The market depends on the configuration's `stocks`, `start`, `seed` and `exchanges`,
+never on `today`. Its parts (the universe, the calendar, report schedules,
+fundamentals, the price tape, indexes) are built up to the end of the horizon year
+(the later of today's year and the year of the configuration's anchor day) and
+rebuilt when `today` moves into a later year; the parts are deterministic and
+prefix-stable, so a longer horizon never changes what an earlier one produced: moving
+today forward extends the same market.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Market:
         with self._lock:
             self._today = day
             horizon = self.horizon_year
-            self._parts = {k: v for k, v in self._parts.items() if k[1] in (0, horizon)}
+            self._parts = {k: v for k, v in self._parts.items() if k[1] == horizon}
 
     def advance(self, sessions: int) -> dt.date:
         """Move today forward by `sessions` open days of the SSE calendar; the new today."""
@@ -69,16 +71,16 @@ class Market:
     @property
     def horizon_year(self) -> int:
         """The last year the time-dependent parts cover."""
-        return max(self._today.year, self.config.today.year)
+        return max(self._today.year, self.config.anchor.year)
 
     @property
     def first_pid(self) -> int:
         """The first report period with statements (Q1 two years before the start)."""
         return (self.config.start.year - 2) * 4
 
-    def part(self, name: str, build: Callable[[], T], *, timeless: bool = False) -> T:
-        """A part built once per horizon (or once for good when `timeless`)."""
-        key = (name, 0 if timeless else self.horizon_year)
+    def part(self, name: str, build: Callable[[], T]) -> T:
+        """A part built once per horizon."""
+        key = (name, self.horizon_year)
         with self._lock:
             if key not in self._parts:
                 self._parts[key] = build()
@@ -93,20 +95,15 @@ class Market:
 
     @property
     def universe(self) -> Universe:
-        """Every stock ever listed (independent of today)."""
-
-        def build() -> Universe:
-            calendar = TradingCalendar(self.config.today.year + _CALENDAR_MARGIN_YEARS)
-            return build_universe(self.config, calendar)
-
-        return self.part("universe", build, timeless=True)
+        """Every stock listed by the end of the horizon (and a few after it)."""
+        return self.part(
+            "universe", lambda: build_universe(self.config, self.calendar, self.horizon_year)
+        )
 
     @property
     def schedule(self) -> Schedule:
         """Report plans and announcement days."""
-        last_pid = (
-            max(self.horizon_year, self.config.today.year + 1) * 4 + 3
-        )  # covers every listing
+        last_pid = (self.horizon_year + 1) * 4 + 3  # covers every listing
         return self.part(
             "schedule",
             lambda: build_schedule(

@@ -107,6 +107,7 @@ def serve_forever(config: SimulatorConfig, host: str, port: int) -> None:
         f"stocks: {config.stocks}   seed: {config.seed}",
         flush=True,
     )
+    print(f"move today: ah sim advance --url {server.url} [--to YYYY-MM-DD | --days N]", flush=True)
     try:
         while True:
             time.sleep(3600)

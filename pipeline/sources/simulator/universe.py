@@ -6,8 +6,10 @@ listing order per board, so those can shift). Boards follow the real history (ST
 2019-07-22, ChiNext from 2009-10-30, Beijing from 2020-07-27) and codes are taken in
 listing order from each board's real ranges. Stock `i` with `i % 50 == 7` is a bank,
 `i % 100 == 13` a broker, `i % 200 == 29` an insurer, so small markets hold all three
-financial templates. The `stocks` of the config are listed by its `today`; about 2%
-more list during the following year, so advancing today brings new listings.
+financial templates. The `stocks` of the config are listed by its `anchor` day (fixed,
+independent of `today`); about 2% more list in each year after it, stock by stock in
+index order, so a later horizon adds stocks and never changes the earlier ones: their
+codes come from the codes the earlier stocks left free.
 """
 
 from __future__ import annotations
@@ -186,11 +188,23 @@ def _financial_comp_type(idx: NDArray[np.int64]) -> NDArray[np.int64]:
     return comp
 
 
+def yearly_listings(stocks: int) -> int:
+    """Stocks listing in each year after the anchor day (about 2% of `stocks`)."""
+    return max(1, stocks // 50)
+
+
+def universe_size(config: SimulatorConfig, horizon_year: int) -> int:
+    """Stocks of the universe that covers listings through the end of `horizon_year`:
+    the `stocks` listed by the anchor, then one batch per year after it."""
+    years = max(1, horizon_year - config.anchor.year + 1)
+    return config.stocks + years * yearly_listings(config.stocks)
+
+
 def _list_days(
     config: SimulatorConfig, calendar: TradingCalendar, idx: NDArray[np.int64], earliest: int
 ) -> NDArray[np.int64]:
     seed, n = config.seed, config.stocks
-    start, anchor = config.start.toordinal(), config.today.toordinal()
+    start, anchor = config.start.toordinal(), config.anchor.toordinal()
     u = noise.uniform(seed, "list_day", idx)
     lo_pre, hi_pre = max(dt.date(1991, 1, 1).toordinal(), earliest), start - 30
     before = (noise.uniform(seed, "listed_before_start", idx) < _SHARE_LISTED_BEFORE_START) & (
@@ -198,14 +212,19 @@ def _list_days(
     )
     after = np.maximum(start, earliest) + (anchor - np.maximum(start, earliest)) * u
     day = np.where(before, lo_pre + (hi_pre - lo_pre) * u**0.6, after)
-    day = np.where(idx < n, day, anchor + 1 + 364 * u).astype(np.int64)
+    year_after = np.maximum(idx - n, 0) // yearly_listings(n)
+    day = np.where(idx < n, day, anchor + 1 + YEAR * year_after + 364 * u).astype(np.int64)
     day = calendar.on_or_after(np.maximum(day, earliest))
     last_open = calendar.on_or_before(np.array([anchor]))[0]
     return np.where(idx < n, np.minimum(day, last_open), np.maximum(day, last_open + 1))
 
 
 def _boards(
-    seed: int, allowed: NDArray[np.bool_], day: NDArray[np.int64], financial: NDArray[np.bool_]
+    seed: int,
+    allowed: NDArray[np.bool_],
+    day: NDArray[np.int64],
+    financial: NDArray[np.bool_],
+    latest: int,
 ) -> NDArray[np.int64]:
     era_starts = np.array([e[0].toordinal() for e in _ERAS])
     weights = np.array([e[1] for e in _ERAS], dtype=np.float64)[
@@ -216,34 +235,45 @@ def _boards(
     main = np.zeros(len(BOARDS), dtype=bool)
     main[[SH_MAIN, SZ_MAIN]] = True
     weights = np.where(financial[:, None], weights * main[None, :], weights)
-    weights[weights.sum(axis=1) == 0] = allowed & (opening <= day.max())  # fallback: any open board
+    weights[weights.sum(axis=1) == 0] = allowed & (opening <= latest)  # fallback: any open board
     edges = np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)
     u = noise.uniform(seed, "board", np.arange(len(day)))
     return np.minimum((edges < u[:, None]).sum(axis=1), len(BOARDS) - 1)
 
 
 def _codes(
-    seed: int, board: NDArray[np.int64], day: NDArray[np.int64]
+    seed: int, board: NDArray[np.int64], day: NDArray[np.int64], base: int
 ) -> tuple[NDArray[np.str_], NDArray[np.str_]]:
+    """Codes per board in listing order: the first `base` stocks spread over the board's
+    ranges; later ones take the codes left free, those after the last one used first."""
     symbol = np.empty(len(board), dtype=object)
     ts_code = np.empty(len(board), dtype=object)
     jitter = noise.uniform(seed, "code", np.arange(len(board)))
     for b, spec in enumerate(BOARDS):
+        where = f"{spec.market}.{spec.suffix}"
         members = np.flatnonzero(board == b)
         members = members[np.lexsort((members, day[members]))]
-        codes = np.concatenate([np.arange(lo, hi) for lo, hi in spec.codes])
-        if len(members) > len(codes):
-            codes = np.concatenate([codes, *(np.arange(lo, hi) for lo, hi in spec.spare)])
-        if len(members) > len(codes):
-            where = f"{spec.market}.{spec.suffix}"
-            msg = f"{len(members)} stocks exceed the {len(codes)} codes of {where}"
+        first, later = members[members < base], members[members >= base]
+        ranges = np.concatenate([np.arange(lo, hi) for lo, hi in spec.codes])
+        every = np.concatenate([ranges, *(np.arange(lo, hi) for lo, hi in spec.spare)])
+        codes = ranges if len(first) <= len(ranges) else every
+        if len(first) > len(codes):
+            msg = f"{len(first)} stocks exceed the {len(codes)} codes of {where}"
             raise SimulatorConfigError(msg)
-        spacing = len(codes) // max(len(members), 1)
-        picked = codes[
-            np.arange(len(members)) * spacing + (jitter[members] * spacing).astype(np.int64)
-        ]
-        symbol[members] = [f"{c:06d}" for c in picked]
-        ts_code[members] = [f"{c:06d}.{spec.suffix}" for c in picked]
+        spacing = len(codes) // max(len(first), 1)
+        slots = np.arange(len(first)) * spacing + (jitter[first] * spacing).astype(np.int64)
+        picked = codes[slots]
+        if len(later):
+            after = int(slots.max()) + 1 if len(slots) else 0  # `codes` begins `every`
+            order = np.concatenate([np.arange(after, len(every)), np.arange(after)])
+            free = every[order][~np.isin(every[order], picked)]
+            if len(later) > len(free):
+                msg = f"the listings after the anchor day exhaust the codes of {where}"
+                raise SimulatorConfigError(msg)
+            picked = np.concatenate([picked, free[: len(later)]])
+        chosen = np.concatenate([first, later])
+        symbol[chosen] = [f"{c:06d}" for c in picked]
+        ts_code[chosen] = [f"{c:06d}.{spec.suffix}" for c in picked]
     return symbol.astype(str), ts_code.astype(str)
 
 
@@ -253,20 +283,23 @@ def _window(
     return (lo + (hi - lo) * noise.uniform(seed, tag, idx)).astype(np.int64)
 
 
-def build_universe(config: SimulatorConfig, calendar: TradingCalendar) -> Universe:
-    """Every stock of the market described by `config` (see the module docstring)."""
+def build_universe(
+    config: SimulatorConfig, calendar: TradingCalendar, horizon_year: int
+) -> Universe:
+    """Every stock of the market described by `config` listed by the end of
+    `horizon_year` (and a few after it; see the module docstring)."""
     seed, n = config.seed, config.stocks
-    m = n + max(1, n // 50)
+    m = universe_size(config, horizon_year)
     idx = np.arange(m, dtype=np.int64)
-    anchor = config.today.toordinal()
+    anchor = config.anchor.toordinal()
     allowed = np.array([b.exchange in config.exchanges for b in BOARDS])
     earliest = min(b.opens.toordinal() for b, ok in zip(BOARDS, allowed, strict=True) if ok)
     comp_type = (
         _financial_comp_type(idx) if (allowed[SH_MAIN] or allowed[SZ_MAIN]) else np.ones_like(idx)
     )
     list_day = _list_days(config, calendar, idx, earliest)
-    board = _boards(seed, allowed, list_day, comp_type > 1)
-    symbol, ts_code = _codes(seed, board, list_day)
+    board = _boards(seed, allowed, list_day, comp_type > 1, anchor + YEAR)
+    symbol, ts_code = _codes(seed, board, list_day, n + yearly_listings(n))
 
     start = config.start.toordinal()
     lo = np.maximum(list_day + 3 * YEAR, start + YEAR)
@@ -360,7 +393,7 @@ def _name_segments(
     pause_day: NDArray[np.int64],
 ) -> list[tuple[NameSegment, ...]]:
     """Names over time: the listing name, ST / *ST periods, renames, the "退" name."""
-    seed, anchor = config.seed, config.today.toordinal()
+    seed, anchor = config.seed, config.anchor.toordinal()
     end_of_life = np.minimum(pause_day, delist_day)
     pre_delist_st = calendar.on_or_after(
         end_of_life - _window(seed, "st_lead", idx, np.full_like(idx, 300), np.full_like(idx, 500))
@@ -520,7 +553,7 @@ def _suspensions(
     """(stock, first day, sessions): mostly one-day halts, some weeks-long ones."""
     seed = config.seed
     lo = np.maximum(list_day + 5, config.start.toordinal())
-    hi = np.minimum(np.minimum(delist_day, pause_day) - 30, config.today.toordinal() + YEAR)
+    hi = np.minimum(np.minimum(delist_day, pause_day) - 30, config.anchor.toordinal() + YEAR)
     years = np.maximum(hi - lo, 0) / YEAR
     slots = np.arange(_SUSPENSION_SLOTS)
     s, k = np.meshgrid(idx, slots, indexing="ij")
