@@ -48,12 +48,12 @@ def _timed(con: Any, sql: str, params: list[Any], reps: int) -> tuple[list[float
 
 def run_queries(job: QueryJob) -> dict[str, Any]:
     """In the child: the three queries through the catalogue, `reps` times each."""
-    import duckdb
 
     from cache.layout import CacheLayout
+    from cache.views import open_catalog
 
     layout = CacheLayout(job.cache)
-    con = duckdb.connect(str(layout.duckdb_path), read_only=True)
+    con = open_catalog(layout.duckdb_path)
     try:
         con.execute("SET enable_progress_bar = false")
         stock = con.execute(

@@ -12,8 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import duckdb
-
+from cache.views import open_catalog
 from foundation.config import DatabaseConfig, load_settings
 from foundation.logs import start_logging
 from pipeline.run.job import RunRequest, run_pipeline
@@ -29,7 +28,7 @@ order by f.{rank}, f.ts_code limit 10
 def top10(db: Path, table: str) -> str:
     """The latest calc date's ten best stocks by one factor, as a text table."""
     score, rank = f"{table}_score", f"{table}_rank"
-    with duckdb.connect(str(db), read_only=True) as con:
+    with open_catalog(db) as con:
         return str(con.sql(TOP_SQL.format(table=table, score=score, rank=rank)))
 
 

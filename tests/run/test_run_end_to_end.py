@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pgdb
-import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from cache.views import open_catalog
 from tests.cli_runner import ah
 
 TABLES = ("pit.indicators", "pit.income_quarterly", "pit.balance", "factors.p", "factors.g")
@@ -34,7 +34,7 @@ def duckdb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def duckdb_rows(cache: Path, table: str) -> list[tuple]:
-    with duckdb.connect(str(cache / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(cache / "alphahome.duckdb") as con:
         key = "calc_date, ts_code" if table.startswith("factors") else "all"
         return con.execute(f"select * from {table} order by {key}").fetchall()
 
@@ -61,7 +61,7 @@ def pg_frame(url: str, table: str, key: tuple[str, ...]) -> pl.DataFrame:
 
 def duckdb_frame(cache: Path, table: str, key: tuple[str, ...]) -> pl.DataFrame:
     """The DuckDB catalogue's table ordered by `key`, columns by name."""
-    with duckdb.connect(str(cache / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(cache / "alphahome.duckdb") as con:
         arrow = con.sql(f"select * from {table} order by {', '.join(key)}").to_arrow_table()
     frame = pl.from_arrow(arrow)
     assert isinstance(frame, pl.DataFrame)
@@ -71,7 +71,7 @@ def duckdb_frame(cache: Path, table: str, key: tuple[str, ...]) -> pl.DataFrame:
 def test_run_fills_every_stage_and_keeps_pit(duckdb_run: Path) -> None:
     for table in TABLES:
         assert duckdb_rows(duckdb_run, table), f"{table} is empty"
-    with duckdb.connect(str(duckdb_run / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(duckdb_run / "alphahome.duckdb") as con:
         bad = con.execute("select count(*) from factors.p where ann_date > calc_date").fetchone()
         assert bad == (0,)
         ranked = con.execute(
