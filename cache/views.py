@@ -16,6 +16,10 @@ relative path against the working directory, then `file_search_path`: open it fr
 cache folder (`cd data && duckdb -readonly alphahome.duckdb`), or through
 `open_catalog`, `ah sql` or `ah shell`, which set the search path to the file's folder.
 
+Beside the tables, the "as known at t" macros of `cache.catalogue.asof_sql`
+(`pit.income_asof(DATE '2020-06-30')`, `pit.universe_asof(d)`, `pit.daily_qfq(d)`, …),
+each created when the tables it reads are in the cache.
+
 `refresh_catalog(settings)` is how every caller (the sync, `ah pit`, `ah factors`, the
 load) rebuilds the file: it alone reads `[sinks.duckdb] materialize`, so a materialized
 catalogue stays materialized whoever rebuilds it.
@@ -29,6 +33,7 @@ from pathlib import Path
 import duckdb
 
 from cache.atomic import atomic_path
+from cache.catalogue.asof_sql import duckdb_sql, macros_for
 from cache.layout import LAYERS, CacheLayout
 from foundation.config import Settings
 
@@ -100,6 +105,9 @@ def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str,
                         "union_by_name = true)"
                     )
                 built[layer] = names
+            present = {f"{layer}.{name}" for layer, names in built.items() for name in names}
+            for macro in macros_for(present):
+                con.execute(duckdb_sql(macro))
             con.execute("CHECKPOINT")
         finally:
             con.close()

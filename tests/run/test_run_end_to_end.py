@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pgdb
@@ -10,7 +14,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from cache.views import open_catalog
-from tests.cli_runner import ah
+from pipeline.run.demo import top_stock, try_commands
+from tests.cli_runner import ROOT, ah
 
 TABLES = ("pit.indicators", "pit.income_quarterly", "pit.balance", "factors.p", "factors.g")
 CONFIG = """
@@ -106,3 +111,64 @@ def test_postgres_sink_gets_the_same_rows(duckdb_run: Path, pg_url: str, tmp_pat
         # every row, every column: the same values (NaN equal to NaN, never to null)
         assert_frame_equal(pg, local, check_exact=True, check_dtypes=False)
         assert pg.schema == local.schema, table
+
+
+def _shell_lines(markdown: str) -> list[str]:
+    """The commands of the README's ```sh blocks that run on a built cache (those
+    starting with `.venv/bin/`; `make demo` and `make test` build and test it)."""
+    lines, inside = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```sh"
+            continue
+        if inside and line.startswith(".venv/bin/"):
+            lines.append(line)
+    return lines
+
+
+def _run_printed(command: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """A printed command run by a shell as a user would paste it (no AH_ variables)."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
+    }
+    return subprocess.run(
+        command, shell=True, cwd=cwd, env=clean, input=stdin, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_every_readme_query_runs_as_printed(duckdb_run: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = _shell_lines(readme)
+    assert len(commands) >= 4
+    venv_bin = f"{Path(sys.executable).parent}/"
+    for command in commands:
+        out = _run_printed(command.replace(".venv/bin/", venv_bin, 1), duckdb_run.parent)
+        assert out.returncode == 0, f"{command}\n{out.stderr}"
+        assert out.stdout.strip(), command
+        assert "600000.SH" not in command  # not a code of the simulated market
+    csv = _run_printed(commands[1].replace(".venv/bin/", venv_bin, 1), duckdb_run.parent)
+    rows = csv.stdout.strip().splitlines()
+    assert rows[0] == "trade_date,open,close,vol" and len(rows) > 20
+    assert rows[1].startswith("2024-01-")  # a DATE compared with DATE '2024-01-01'
+    day = pl.read_parquet(duckdb_run.parent / "day.parquet")
+    assert day["trade_date"].unique().to_list() == [dt.date(2024, 3, 29)] and day.height > 10
+
+
+def test_every_demo_command_runs_as_printed(duckdb_run: Path) -> None:
+    db = duckdb_run / "alphahome.duckdb"
+    commands = try_commands(duckdb_run, top_stock(db))
+    assert any(" shell" in c for c in commands) and any(" sql " in c for c in commands)
+    for command in commands:
+        out = _run_printed(
+            command, Path("/"), stdin=".tables\nselect count(*) as n from factors.g;\n"
+        )
+        assert out.returncode == 0, f"{command}\n{out.stderr}"
+        assert out.stdout.strip(), command
+        assert "duckdb -readonly" not in command and not command.startswith("python ")
+    sql = _run_printed(commands[1], Path("/"))
+    assert (
+        sql.stdout.splitlines()[0] == "trade_date,close,vol" and len(sql.stdout.splitlines()) > 20
+    )
+    shell = _run_printed(commands[2], Path("/"), stdin=".tables\nselect 40 + 2 as answer;\n")
+    assert "factors.p" in shell.stdout and "raw.daily" in shell.stdout and "42" in shell.stdout
