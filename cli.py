@@ -227,6 +227,21 @@ def shell_command() -> None:
     raise typer.Exit(shell(layout, sys.stdin, sys.stdout, sys.stdin.isatty()))
 
 
+@app.command("describe")
+def describe_command(
+    table: Annotated[
+        str | None, typer.Argument(help="raw.daily, pit.indicators, … (default: every table)")
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Markdown, as docs/columns.md.")
+    ] = False,
+) -> None:
+    """What each column means: type, meaning, unit and source, per table."""
+    from cache.catalogue.columns import describe
+
+    typer.echo(describe(table, markdown), nl=False)
+
+
 @app.command("verify")
 def verify_command(
     datasets: Annotated[list[str] | None, typer.Argument(help="e.g. daily, pit.indicators")] = None,

@@ -34,6 +34,7 @@ import duckdb
 
 from cache.atomic import atomic_path
 from cache.catalogue.asof_sql import duckdb_sql, macros_for
+from cache.catalogue.columns import comments_of
 from cache.layout import LAYERS, CacheLayout
 from foundation.config import Settings
 
@@ -77,6 +78,25 @@ def refresh_catalog(settings: Settings, early: bool = False) -> dict[str, list[s
     return rebuild_catalog(CacheLayout(settings.cache.dir), materialize=materialize)
 
 
+def _comment(con: duckdb.DuckDBPyConnection, built: dict[str, list[str]]) -> None:
+    """COMMENT ON each column of the catalogue's tables: the column dictionary's text
+    (one batch of statements: a statement each costs a catalogue write)."""
+    present = set(
+        con.execute("SELECT schema_name, table_name, column_name FROM duckdb_columns()").fetchall()
+    )
+    statements = [
+        f"COMMENT ON COLUMN {_quote(layer)}.{_quote(name)}.{_quote(column)} IS {_literal(text)}"
+        for layer, names in built.items()
+        for name in names
+        for column, text in comments_of(f"{layer}.{name}").items()
+        if (layer, name, column) in present
+    ]
+    if statements:
+        con.execute("BEGIN")
+        con.execute(";\n".join(statements))
+        con.execute("COMMIT")
+
+
 def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str, list[str]]:
     """Rebuild the catalogue of every dataset in the cache; returns the names per schema.
 
@@ -105,6 +125,7 @@ def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str,
                         "union_by_name = true)"
                     )
                 built[layer] = names
+            _comment(con, built)
             present = {f"{layer}.{name}" for layer, names in built.items() for name in names}
             for macro in macros_for(present):
                 con.execute(duckdb_sql(macro))

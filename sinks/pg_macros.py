@@ -1,4 +1,8 @@
-"""The "as known at t" macros in PostgreSQL: SQL functions (and views) from the same
+"""What PostgreSQL gets after each load beside the rows: the "as known at t" macros
+(`create_asof_functions`), column comments and one-stock history indexes
+(`document_tables`).
+
+The "as known at t" macros in PostgreSQL: SQL functions (and views) from the same
 text the DuckDB catalogue uses (`cache.catalogue.asof_sql`).
 
 `pit.income_asof(DATE '2020-06-30')` is `CREATE FUNCTION pit.income_asof(d date)
@@ -10,13 +14,16 @@ stays until the next load that has them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import adbc_driver_manager
 from adbc_driver_postgresql.dbapi import Connection
 
 from cache.catalogue.asof_sql import AsOf, macros_for
+from cache.catalogue.columns import comments_of
 from foundation.logs import get_logger
-from sinks.ddl import quote_ident
-from sinks.postgres import error_reason
+from sinks.ddl import TableSpec, comment_sql, history_index_sql, quote_ident
+from sinks.postgres import error_reason, table_columns
 
 log = get_logger("load")
 
@@ -64,6 +71,27 @@ def create_statements(conn: Connection, macro: AsOf) -> list[str]:
         f"CREATE FUNCTION {macro.qualified}({macro.param} date) RETURNS TABLE ({returns}) "
         f"LANGUAGE sql STABLE AS $body$ {macro.body} $body$",
     ]
+
+
+def document_tables(conn: Connection, specs: Sequence[TableSpec]) -> None:
+    """After a load: each table's column comments (the column dictionary) and the
+    index that serves one stock's history (`ddl.history_index_sql`), in one
+    transaction; a failure is logged and rolled back, never fails the load."""
+    try:
+        with conn.cursor() as cur:
+            for spec in specs:
+                columns = table_columns(cur, spec)
+                if columns is None:
+                    continue
+                index = history_index_sql(spec, columns)
+                statements = [index] if index else []
+                statements += comment_sql(spec, comments_of(spec.qualified), columns)
+                for statement in statements:
+                    cur.execute(statement)
+        conn.commit()
+    except adbc_driver_manager.Error as exc:
+        conn.rollback()
+        log.warning("column comments or history indexes not created: %s", error_reason(exc))
 
 
 def create_asof_functions(conn: Connection) -> list[str]:

@@ -31,7 +31,7 @@ from sinks.base import Dataset, LoadResult, ProgressCallback, SinkCapabilities, 
 from sinks.ddl import TableDefinitionError, TableSpec, table_spec
 from sinks.migrations import apply_migrations
 from sinks.pg_inspect import row_counts
-from sinks.pg_macros import create_asof_functions
+from sinks.pg_macros import create_asof_functions, document_tables
 from sinks.postgres import (
     Connection,
     LoadError,
@@ -245,6 +245,7 @@ class PostgresSink:
 
             for plan in plans:
                 result.tables.append(_load_table(conn, plan, full, advance))
+            document_tables(conn, [plan.spec for plan in plans])
             create_asof_functions(conn)
         result.seconds = time.perf_counter() - start
         result.headline = f"loaded into PostgreSQL {self.target} in {result.seconds:.1f} s"

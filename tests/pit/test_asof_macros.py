@@ -19,6 +19,7 @@ import pytest
 
 from cache.atomic import write_parquet_atomic
 from cache.catalogue.asof_sql import PRICE_COLUMNS, macros_for
+from cache.catalogue.columns import column_dictionary, comment_text
 from cache.catalogue.datasets import BALANCE_LEVELS, INCOME_FLOWS
 from cache.layout import CacheLayout
 from cache.views import open_catalog, rebuild_catalog
@@ -226,6 +227,7 @@ def test_postgres_functions_agree_with_the_reference(
     asof_cache: tuple[CacheLayout, Reference, dict[str, pl.DataFrame]], pg_url: str
 ) -> None:
     layout, ref, market = asof_cache
+    docs = {d.column: d for d in column_dictionary()["pit.indicators"]}
     sink = PostgresSink(pg_url, layout)
     sink.migrate()
     tables = [("pit", n) for n in ("income_quarterly", "balance", "indicators", "industry")]
@@ -242,3 +244,12 @@ def test_postgres_functions_agree_with_the_reference(
 
         assert check_statements(query, ref, ref.codes()) > 100
         check_universe_and_prices(query, market)
+        # the column dictionary as comments, and an index for one stock's history
+        comment = query(
+            "SELECT col_description('pit.indicators'::regclass, a.attnum) AS c "
+            "FROM pg_attribute a WHERE a.attrelid = 'pit.indicators'::regclass "
+            "AND a.attname = 'gpa'"
+        )
+        assert comment == [{"c": comment_text(docs["gpa"])}]
+        indexes = query("SELECT indexdef FROM pg_indexes WHERE tablename = 'daily'")
+        assert any("(ts_code, trade_date)" in r["indexdef"] for r in indexes), indexes

@@ -157,18 +157,16 @@ def test_every_readme_query_runs_as_printed(duckdb_run: Path) -> None:
 
 def test_every_demo_command_runs_as_printed(duckdb_run: Path) -> None:
     db = duckdb_run / "alphahome.duckdb"
+    here = Path.cwd()  # where the demo printed them
     commands = try_commands(duckdb_run, top_stock(db))
     assert any(" shell" in c for c in commands) and any(" sql " in c for c in commands)
     for command in commands:
-        out = _run_printed(
-            command, Path("/"), stdin=".tables\nselect count(*) as n from factors.g;\n"
-        )
+        out = _run_printed(command, here, stdin=".tables\nselect count(*) from factors.g;\n")
         assert out.returncode == 0, f"{command}\n{out.stderr}"
         assert out.stdout.strip(), command
         assert "duckdb -readonly" not in command and not command.startswith("python ")
-    sql = _run_printed(commands[1], Path("/"))
-    assert (
-        sql.stdout.splitlines()[0] == "trade_date,close,vol" and len(sql.stdout.splitlines()) > 20
-    )
-    shell = _run_printed(commands[2], Path("/"), stdin=".tables\nselect 40 + 2 as answer;\n")
+    rows = _run_printed(commands[1], here).stdout.splitlines()
+    assert rows[0] == "trade_date,close,vol" and len(rows) > 20
+    shell = _run_printed(commands[2], here, stdin=".tables\nselect 40 + 2 as answer;\n")
     assert "factors.p" in shell.stdout and "raw.daily" in shell.stdout and "42" in shell.stdout
+    assert "pit.universe_asof" not in shell.stdout  # .tables lists tables and views only
