@@ -77,8 +77,10 @@ def render(frame: pl.DataFrame, fmt: Format) -> str:
         fmt_str_lengths=60,
         tbl_hide_dataframe_shape=True,
         tbl_hide_column_data_types=False,
+        tbl_hide_dtype_separator=True,
     ):
-        return f"{frame}\n({frame.height:,} rows)\n"
+        rows = "1 row" if frame.height == 1 else f"{frame.height:,} rows"
+        return f"{frame}\n({rows})\n"
 
 
 def write_result(frame: pl.DataFrame, fmt: Format, output: Path) -> str:

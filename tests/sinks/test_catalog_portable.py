@@ -27,6 +27,7 @@ with duckdb.connect(db, read_only=True) as con:  # from the cache folder (the cw
 with duckdb.connect(db, read_only=True) as con:  # from anywhere, with the search path
     con.execute("set file_search_path = '%s'" % sys.argv[2])
     print(con.execute("select count(*), min(trade_date) from raw.daily").fetchone())
+    print(con.execute("select count(*) from pit.daily_qfq(DATE '2024-01-02')").fetchone()[0])
 """
 
 
@@ -56,7 +57,10 @@ def test_an_older_duckdb_reads_the_views_of_a_moved_cache(tmp_path: Path, old_du
         layout, "factors", "p", "2020.parquet", factor_frame([dt.date(2020, 1, 3)], codes(5), 1)
     )
     days = [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
-    write_partition(layout, "raw", "daily", "2024/2024-01.parquet", daily_frame(days, codes(3), 2))
+    bars = daily_frame(days, codes(3), 2)
+    write_partition(layout, "raw", "daily", "2024/2024-01.parquet", bars)
+    factors = bars.select("ts_code", "trade_date", "_fetched_at").with_columns(adj_factor=2.0)
+    write_partition(layout, "raw", "adj_factor", "2024/2024-01.parquet", factors)
     rebuild_catalog(layout)
     moved = tmp_path / "elsewhere" / "cache"
     moved.parent.mkdir()
@@ -71,6 +75,6 @@ def test_an_older_duckdb_reads_the_views_of_a_moved_cache(tmp_path: Path, old_du
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["5", "(6, datetime.date(2024, 1, 2))"]
+    assert out.stdout.split("\n")[:3] == ["5", "(6, datetime.date(2024, 1, 2))", "3"]
     with open_catalog(moved / "alphahome.duckdb") as con:  # from any working directory
         assert con.execute("select count(*) from raw.daily").fetchone() == (6,)
