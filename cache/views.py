@@ -37,6 +37,9 @@ from cache.catalogue.asof_sql import duckdb_sql, macros_for
 from cache.catalogue.columns import comments_of
 from cache.layout import LAYERS, CacheLayout
 from foundation.config import Settings
+from foundation.logs import get_logger
+
+log = get_logger("cache.views")
 
 STORAGE_VERSION = "v1.1.0"
 """The DuckDB storage format the catalogue is written in: the oldest DuckDB it must open."""
@@ -128,7 +131,10 @@ def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str,
             _comment(con, built)
             present = {f"{layer}.{name}" for layer, names in built.items() for name in names}
             for macro in macros_for(present):
-                con.execute(duckdb_sql(macro))
+                try:
+                    con.execute(duckdb_sql(macro))
+                except duckdb.Error as exc:  # a table of another shape: no macro over it
+                    log.warning("catalogue: %s not created: %s", macro.qualified, exc)
             con.execute("CHECKPOINT")
         finally:
             con.close()
