@@ -282,6 +282,48 @@ def stats_command(
     typer.echo(stats_output(CacheLayout(settings.cache.dir), settings.database.url, as_json, runs))
 
 
+@app.command("sql")
+def sql_command(
+    query: Annotated[
+        str, typer.Argument(help="SQL on the catalogue, e.g. select … from raw.daily")
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json | parquet")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file.")] = None,
+) -> None:
+    """Run one SQL query on the DuckDB catalogue (read-only) and print or save the result."""
+    from cache.layout import CacheLayout
+    from pipeline.ops.sql import run_sql
+
+    layout = CacheLayout(STATE.settings().cache.dir)
+    typer.echo(run_sql(layout, query, fmt, output), nl=False)
+
+
+@app.command("shell")
+def shell_command() -> None:
+    """An interactive SQL prompt on the DuckDB catalogue (read-only); reads a script from
+    standard input when it is not a terminal."""
+    from cache.layout import CacheLayout
+    from pipeline.ops.sql import shell
+
+    layout = CacheLayout(STATE.settings().cache.dir)
+    raise typer.Exit(shell(layout, sys.stdin, sys.stdout, sys.stdin.isatty()))
+
+
+@app.command("describe")
+def describe_command(
+    table: Annotated[
+        str | None, typer.Argument(help="raw.daily, pit.indicators, … (default: every table)")
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Markdown, as docs/columns.md.")
+    ] = False,
+) -> None:
+    """What each column means: type, meaning, unit and source, per table."""
+    from cache.catalogue.columns import describe
+
+    typer.echo(describe(table, markdown), nl=False)
+
+
 @app.command("verify")
 def verify_command(
     datasets: Annotated[list[str] | None, typer.Argument(help="e.g. daily, pit.indicators")] = None,

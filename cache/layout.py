@@ -43,6 +43,12 @@ class CacheLayout:
         """The glob that reads a dataset as one table (DuckDB `read_parquet`, `pl.scan_parquet`)."""
         return str(self.dataset_dir(layer, name) / "**" / "*.parquet")
 
+    def relative_glob(self, layer: Layer, name: str) -> str:
+        """`glob` relative to the cache root (`raw/daily/**/*.parquet`): what the
+        catalogue's views name, so a moved cache still reads."""
+        self.dataset_dir(layer, name)  # checks the layer
+        return f"{layer}/{name}/**/*.parquet"
+
     def datasets(self, layer: Layer) -> list[str]:
         """Names of the datasets of a layer that hold at least one Parquet file."""
         base = self.root / layer

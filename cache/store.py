@@ -30,7 +30,7 @@ from typing import Literal
 
 import polars as pl
 
-from cache.atomic import TMP_SUFFIX, atomic_path
+from cache.atomic import TMP_SUFFIX, atomic_path, write_parquet_file
 from cache.catalogue.datasets import FETCHED_AT, FETCHED_AT_TYPE, DatasetSpec
 from cache.layout import CacheLayout
 from foundation.errors import AlphahomeError, InternalError, UsageError
@@ -158,7 +158,7 @@ def commit(
         if saved == 0 and path.exists():
             continue
         with atomic_path(path) as tmp:
-            merged.write_parquet(tmp, compression="zstd", statistics=True, row_group_size=128_000)
+            write_parquet_file(merged, tmp)
             if checkpoint:
                 checkpoint("write")
         written.append(path)
@@ -171,5 +171,5 @@ def write_empty(layout: CacheLayout, spec: DatasetSpec) -> Path:
     """Give a dataset with no rows one empty file, so it still reads as a typed table."""
     path = layout.dataset_dir("raw", spec.name) / SINGLE_FILE
     with atomic_path(path) as tmp:
-        spec.empty().write_parquet(tmp, compression="zstd", statistics=True)
+        write_parquet_file(spec.empty(), tmp)
     return path

@@ -9,6 +9,17 @@ is built under a temporary name and renamed over the old one, so a reader holdin
 old file open is never blocked and never sees a half-built catalogue. The sink `ah load`
 uses when no database URL is configured (`sinks.duckdb_sink.DuckDBSink`) rebuilds it here.
 
+The file opens in every DuckDB from 1.1 on (it is written in the 1.1 storage format,
+`STORAGE_VERSION`), and the views name their files relative to the cache root
+(`raw/daily/**/*.parquet`), so the cache can be moved or copied whole. DuckDB resolves a
+relative path against the working directory, then `file_search_path`: open it from the
+cache folder (`cd data && duckdb -readonly alphahome.duckdb`), or through
+`open_catalog`, `ah sql` or `ah shell`, which set the search path to the file's folder.
+
+Beside the tables, the "as known at t" macros of `cache.catalogue.asof_sql`
+(`pit.income_asof(DATE '2020-06-30')`, `pit.universe_asof(d)`, `pit.daily_qfq(d)`, …),
+each created when the tables it reads are in the cache.
+
 `refresh_catalog(settings)` is how every caller (the sync, `ah pit`, `ah factors`, the
 load) rebuilds the file: it alone reads `[sinks.duckdb] materialize`, so a materialized
 catalogue stays materialized whoever rebuilds it.
@@ -22,8 +33,25 @@ from pathlib import Path
 import duckdb
 
 from cache.atomic import atomic_path
+from cache.catalogue.asof_sql import duckdb_sql, macros_for
+from cache.catalogue.columns import comments_of
 from cache.layout import LAYERS, CacheLayout
 from foundation.config import Settings
+from foundation.logs import get_logger
+
+log = get_logger("cache.views")
+
+STORAGE_VERSION = "v1.1.0"
+"""The DuckDB storage format the catalogue is written in: the oldest DuckDB it must open."""
+
+
+def open_catalog(path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Connect to a catalogue file with its folder as DuckDB's `file_search_path`, so
+    its views (paths relative to the cache root) read from wherever it now lives."""
+    path = Path(path).absolute()
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute(f"SET file_search_path = {_literal(str(path.parent))}")
+    return con
 
 
 def _quote(identifier: str) -> str:
@@ -53,31 +81,60 @@ def refresh_catalog(settings: Settings, early: bool = False) -> dict[str, list[s
     return rebuild_catalog(CacheLayout(settings.cache.dir), materialize=materialize)
 
 
+def _comment(con: duckdb.DuckDBPyConnection, built: dict[str, list[str]]) -> None:
+    """COMMENT ON each column of the catalogue's tables: the column dictionary's text
+    (one batch of statements: a statement each costs a catalogue write)."""
+    present = set(
+        con.execute("SELECT schema_name, table_name, column_name FROM duckdb_columns()").fetchall()
+    )
+    statements = [
+        f"COMMENT ON COLUMN {_quote(layer)}.{_quote(name)}.{_quote(column)} IS {_literal(text)}"
+        for layer, names in built.items()
+        for name in names
+        for column, text in comments_of(f"{layer}.{name}").items()
+        if (layer, name, column) in present
+    ]
+    if statements:
+        con.execute("BEGIN")
+        con.execute(";\n".join(statements))
+        con.execute("COMMIT")
+
+
 def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str, list[str]]:
     """Rebuild the catalogue of every dataset in the cache; returns the names per schema.
 
     Views by default, tables with `materialize`; callers go through `refresh_catalog`,
-    which reads the choice from the settings. Paths in the views are absolute, so
-    the file can be opened from any working directory (`duckdb -readonly
-    data/alphahome.duckdb`).
+    which reads the choice from the settings. Paths in the views are relative to the
+    cache root (see the module docstring).
     """
     kind = "TABLE" if materialize else "VIEW"
     layout.root.mkdir(parents=True, exist_ok=True)
     built: dict[str, list[str]] = {}
     with atomic_path(layout.duckdb_path) as tmp:
-        con = duckdb.connect(str(tmp))
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "storage_compatibility_version": STORAGE_VERSION
+        }
+        con = duckdb.connect(str(tmp), config=config)
         try:
+            con.execute(f"SET file_search_path = {_literal(str(layout.root))}")
             for layer in LAYERS:
                 names = layout.datasets(layer)
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
                 for name in names:
-                    glob = _literal(layout.glob(layer, name))
+                    glob = _literal(layout.relative_glob(layer, name))
                     con.execute(
                         f"CREATE OR REPLACE {kind} {_quote(layer)}.{_quote(name)} AS "
                         f"SELECT * FROM read_parquet({glob}, hive_partitioning = false, "
                         "union_by_name = true)"
                     )
                 built[layer] = names
+            _comment(con, built)
+            present = {f"{layer}.{name}" for layer, names in built.items() for name in names}
+            for macro in macros_for(present):
+                try:
+                    con.execute(duckdb_sql(macro))
+                except duckdb.Error as exc:  # a table of another shape: no macro over it
+                    log.warning("catalogue: %s not created: %s", macro.qualified, exc)
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -219,6 +219,29 @@ def create_table_sql(spec: TableSpec, columns: Sequence[tuple[str, str]]) -> lis
     return statements
 
 
+def history_index_sql(spec: TableSpec, columns: Iterable[str]) -> str | None:
+    """The index that serves one stock's history (`WHERE ts_code = …`) when the key
+    does not lead with ts_code (raw market tables lead with the date, factors with
+    calc_date): (ts_code, the key's first column). None when the key already serves it
+    or the table has no ts_code."""
+    if "ts_code" not in set(columns) or spec.lead == "ts_code":
+        return None
+    cols = ", ".join(quote_ident(c) for c in dict.fromkeys(("ts_code", spec.lead)))
+    return (
+        f"CREATE INDEX IF NOT EXISTS {quote_ident(spec.name + '_ts_code')} "
+        f"ON {spec.sql_name} ({cols})"
+    )
+
+
+def comment_sql(spec: TableSpec, comments: dict[str, str], columns: Iterable[str]) -> list[str]:
+    """COMMENT ON COLUMN statements for the table's `columns` that have a comment."""
+    return [
+        f"COMMENT ON COLUMN {spec.sql_name}.{quote_ident(c)} IS {quote_literal(comments[c])}"
+        for c in columns
+        if c in comments
+    ]
+
+
 def add_columns_sql(spec: TableSpec, columns: Iterable[tuple[str, str]]) -> list[str]:
     """ALTER TABLE … ADD COLUMN statements for columns new in the cache (schema drift)."""
     return [f"ALTER TABLE {spec.sql_name} ADD COLUMN {quote_ident(c)} {t}" for c, t in columns]

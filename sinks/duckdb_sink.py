@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import duckdb
-
 from cache.layout import CacheLayout
-from cache.views import catalog_materialized, refresh_catalog
+from cache.views import catalog_materialized, open_catalog, refresh_catalog
 from foundation.config import Settings
 from sinks.base import Dataset, LoadResult, ProgressCallback, SinkCapabilities
 from sinks.ddl import quote_ident
@@ -74,7 +72,7 @@ class DuckDBSink:
         if not self._path.exists():
             return dict.fromkeys(tables)
         counts: dict[tuple[str, str], int | None] = {}
-        with duckdb.connect(str(self._path), read_only=True) as con:
+        with open_catalog(self._path) as con:
             present = {
                 (s, n)
                 for s, n in con.execute(

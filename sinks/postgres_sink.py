@@ -32,6 +32,7 @@ from sinks.base import Dataset, LoadResult, ProgressCallback, SinkCapabilities, 
 from sinks.ddl import TableDefinitionError, TableSpec, table_spec
 from sinks.migrations import apply_migrations
 from sinks.pg_inspect import row_counts
+from sinks.pg_macros import create_asof_functions, document_tables
 from sinks.postgres import (
     Connection,
     LoadError,
@@ -264,6 +265,8 @@ class PostgresSink:
                     result.tables.append(_load_table(conn, plan, full, advance))
                 except _DATASET_FAILURES as exc:
                     _failed(result, plan.spec.qualified, exc)
+            document_tables(conn, [plan.spec for plan in plans])
+            create_asof_functions(conn)
         result.seconds = time.perf_counter() - start
         result.headline = f"loaded into PostgreSQL {self.target} in {result.seconds:.1f} s"
         return result

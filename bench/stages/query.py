@@ -48,12 +48,12 @@ def _timed(con: Any, sql: str, params: list[Any], reps: int) -> tuple[list[float
 
 def run_queries(job: QueryJob) -> dict[str, Any]:
     """In the child: the three queries through the catalogue, `reps` times each."""
-    import duckdb
 
     from cache.layout import CacheLayout
+    from cache.views import open_catalog
 
     layout = CacheLayout(job.cache)
-    con = duckdb.connect(str(layout.duckdb_path), read_only=True)
+    con = open_catalog(layout.duckdb_path)
     try:
         con.execute("SET enable_progress_bar = false")
         stock = con.execute(
@@ -82,6 +82,8 @@ def run_queries(job: QueryJob) -> dict[str, Any]:
 
 def run(ctx: StageContext) -> StageResult:
     """Time the three queries (median of `reps` after a warm-up each)."""
+    from cache.atomic import ROW_GROUP_ROWS
+
     data = ctx.data()
     result = StageResult("query", TITLE)
     reps = max(ctx.reps, 3)
@@ -116,8 +118,9 @@ def run(ctx: StageContext) -> StageResult:
     result.add_rss_figure()
     result.facts = {k: v for k, v in found.items() if k != "seconds"}
     result.notes = [
-        f"`duckdb.connect('<cache>/alphahome.duckdb', read_only=True)`, view `{VIEW}` "
-        "(read_parquet over every file of the dataset); each query run once to warm the "
+        f"`cache.views.open_catalog('<cache>/alphahome.duckdb')` (read-only), view `{VIEW}` "
+        "(read_parquet over every file of the dataset, row groups of "
+        f"{ROW_GROUP_ROWS:,} rows); each query run once to warm the "
         f"OS cache, then timed {reps} times, results fetched as Arrow.",
         "History: `SELECT * … WHERE ts_code = ? ORDER BY trade_date` for the stock with the "
         "most rows; cross-section: `WHERE trade_date = ?` for day D; full scan: "

@@ -1,4 +1,5 @@
-"""The catalogues of the cache: the Tushare APIs (`apis`) and the datasets (`datasets`)."""
+"""The catalogues of the cache: the Tushare APIs (`apis`), the datasets (`datasets`), the
+column dictionary (`columns`) and the "as known at t" macros (`asof_sql`)."""
 
 from cache.catalogue.datasets import (
     DatasetSpec,

@@ -1,4 +1,4 @@
-"""Operations tools: health, verify, stats, backup and restore, schedule."""
+"""Operations tools: health, verify, stats, backup and restore, schedule, SQL on the catalogue."""
 
 from foundation.exports import lazy_exports
 
@@ -10,6 +10,8 @@ _EXPORTS = {
     "restore_backup": "pipeline.ops.backup",
     "list_backups": "pipeline.ops.backup",
     "render_schedule": "pipeline.ops.schedule",
+    "run_sql": "pipeline.ops.sql",
+    "shell": "pipeline.ops.sql",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,8 +1,9 @@
 """`make demo`: the whole job on the built-in simulated market, then a short tour.
 
 Runs `ah run --source sim` into a cache folder with the embedded DuckDB sink, and
-prints where everything is, the latest top 10 by P and by G, a DuckDB query to
-paste, and how to run again one simulated day later.
+prints where everything is, the latest top 10 by P and by G, commands to paste
+(`try_commands`: each runs as printed, with the environment's own `ah` and Python),
+and how to run again one simulated day later.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import duckdb
-
+from cache.views import open_catalog
 from foundation.config import DatabaseConfig, Settings, load_settings
 from foundation.logs import start_logging
 from pipeline.run.job import RunRequest, run_pipeline
@@ -32,8 +32,46 @@ order by f.{rank}, f.ts_code limit 10
 def top10(db: Path, table: str) -> str:
     """The latest calc date's ten best stocks by one factor, as a text table."""
     score, rank = f"{table}_score", f"{table}_rank"
-    with duckdb.connect(str(db), read_only=True) as con:
+    with open_catalog(db) as con:
         return str(con.sql(TOP_SQL.format(table=table, score=score, rank=rank)))
+
+
+def _shown(path: Path) -> str:
+    """`path` as typed from the working directory: relative when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _ah(cache: Path) -> str:
+    """This environment's `ah` on the cache at `cache`, as typed from here."""
+    return f"{_shown(Path(sys.executable).parent / 'ah')} --cache-dir {_shown(cache)}"
+
+
+def try_commands(cache: Path, stock: str) -> list[str]:
+    """Shell commands to paste after the demo, on the cache at `cache`: SQL through `ah
+    sql` and `ah shell` (no DuckDB command line needed), and Polars with the Python that
+    has it; `stock` is a code of the market."""
+    ah = _ah(cache)
+    python = _shown(Path(sys.executable).parent / "python")
+    glob = f"{_shown(cache)}/factors/g/**/*.parquet"
+    return [
+        f'{ah} sql "select calc_date, count(*), avg(p_score) from factors.p '
+        'group by 1 order by 1 desc limit 5"',
+        f"{ah} sql \"select trade_date, close, vol from raw.daily where ts_code = '{stock}' "
+        "and trade_date >= DATE '2024-01-01' order by trade_date\" --format csv",
+        f"{ah} shell",
+        f'{python} -c "import polars as pl; '
+        f"print(pl.scan_parquet('{glob}').sort('calc_date').tail(5).collect())\"",
+    ]
+
+
+def top_stock(db: Path) -> str:
+    """The latest calc date's best stock by P (a code the market surely has)."""
+    with open_catalog(db) as con:
+        row = con.execute(TOP_SQL.format(table="p", score="p_score", rank="p_rank")).fetchone()
+    return str(row[0]) if row else "000001.SZ"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,15 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     print(top10(db, "p"))
     print("Latest top 10 by G:")
     print(top10(db, "g"))
-    print("Try it yourself:")
-    print(f"  duckdb -readonly {db} -c \"select calc_date, count(*), avg(p_score) "
-          "from factors.p group by 1 order by 1 desc limit 5\"")  # fmt: skip
-    glob = f"{cache}/factors/g/**/*.parquet"
-    print(f"  python -c \"import polars as pl; "
-          f"print(pl.scan_parquet('{glob}').sort('calc_date').tail(5).collect())\"")  # fmt: skip
+    print("Try it yourself (dates are DATE values: DATE '2024-01-02', not '20240102'):")
+    for command in try_commands(cache, top_stock(db)):
+        print(f"  {command}")
     print("Run again tomorrow (the same market one open day on; only the new day is fetched):")
-    print(f"  AH_SIMULATOR_TODAY={next_open_day(settings)} "
-          f"ah --cache-dir {cache} run --source sim")  # fmt: skip
+    print(f"  AH_SIMULATOR_TODAY={next_open_day(settings)} {_ah(cache)} run --source sim")
     return result.exit_code
 
 

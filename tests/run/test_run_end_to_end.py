@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import adbc_driver_postgresql.dbapi as pgdb
-import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.cli_runner import ah
+from cache.views import open_catalog
+from pipeline.run.demo import top_stock, try_commands
+from tests.cli_runner import ROOT, ah
 
 TABLES = ("pit.indicators", "pit.income_quarterly", "pit.balance", "factors.p", "factors.g")
 CONFIG = """
@@ -34,7 +39,7 @@ def duckdb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def duckdb_rows(cache: Path, table: str) -> list[tuple]:
-    with duckdb.connect(str(cache / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(cache / "alphahome.duckdb") as con:
         key = "calc_date, ts_code" if table.startswith("factors") else "all"
         return con.execute(f"select * from {table} order by {key}").fetchall()
 
@@ -61,7 +66,7 @@ def pg_frame(url: str, table: str, key: tuple[str, ...]) -> pl.DataFrame:
 
 def duckdb_frame(cache: Path, table: str, key: tuple[str, ...]) -> pl.DataFrame:
     """The DuckDB catalogue's table ordered by `key`, columns by name."""
-    with duckdb.connect(str(cache / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(cache / "alphahome.duckdb") as con:
         arrow = con.sql(f"select * from {table} order by {', '.join(key)}").to_arrow_table()
     frame = pl.from_arrow(arrow)
     assert isinstance(frame, pl.DataFrame)
@@ -71,7 +76,7 @@ def duckdb_frame(cache: Path, table: str, key: tuple[str, ...]) -> pl.DataFrame:
 def test_run_fills_every_stage_and_keeps_pit(duckdb_run: Path) -> None:
     for table in TABLES:
         assert duckdb_rows(duckdb_run, table), f"{table} is empty"
-    with duckdb.connect(str(duckdb_run / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(duckdb_run / "alphahome.duckdb") as con:
         bad = con.execute("select count(*) from factors.p where ann_date > calc_date").fetchone()
         assert bad == (0,)
         ranked = con.execute(
@@ -106,3 +111,62 @@ def test_postgres_sink_gets_the_same_rows(duckdb_run: Path, pg_url: str, tmp_pat
         # every row, every column: the same values (NaN equal to NaN, never to null)
         assert_frame_equal(pg, local, check_exact=True, check_dtypes=False)
         assert pg.schema == local.schema, table
+
+
+def _shell_lines(markdown: str) -> list[str]:
+    """The commands of the README's ```sh blocks that run on a built cache (those
+    starting with `.venv/bin/`; `make demo` and `make test` build and test it)."""
+    lines, inside = [], False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```sh"
+            continue
+        if inside and line.startswith(".venv/bin/"):
+            lines.append(line)
+    return lines
+
+
+def _run_printed(command: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """A printed command run by a shell as a user would paste it (no AH_ variables)."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
+    }
+    return subprocess.run(
+        command, shell=True, cwd=cwd, env=clean, input=stdin, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_every_readme_query_runs_as_printed(duckdb_run: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = _shell_lines(readme)
+    assert len(commands) >= 4
+    venv_bin = f"{Path(sys.executable).parent}/"
+    for command in commands:
+        out = _run_printed(command.replace(".venv/bin/", venv_bin, 1), duckdb_run.parent)
+        assert out.returncode == 0, f"{command}\n{out.stderr}"
+        assert out.stdout.strip(), command
+        assert "600000.SH" not in command  # not a code of the simulated market
+    csv = _run_printed(commands[1].replace(".venv/bin/", venv_bin, 1), duckdb_run.parent)
+    rows = csv.stdout.strip().splitlines()
+    assert rows[0] == "trade_date,open,close,vol" and len(rows) > 20
+    assert rows[1].startswith("2024-01-")  # a DATE compared with DATE '2024-01-01'
+    day = pl.read_parquet(duckdb_run.parent / "day.parquet")
+    assert day["trade_date"].unique().to_list() == [dt.date(2024, 3, 29)] and day.height > 10
+
+
+def test_every_demo_command_runs_as_printed(duckdb_run: Path) -> None:
+    db = duckdb_run / "alphahome.duckdb"
+    here = Path.cwd()  # where the demo printed them
+    commands = try_commands(duckdb_run, top_stock(db))
+    assert any(" shell" in c for c in commands) and any(" sql " in c for c in commands)
+    for command in commands:
+        out = _run_printed(command, here, stdin=".tables\nselect count(*) from factors.g;\n")
+        assert out.returncode == 0, f"{command}\n{out.stderr}"
+        assert out.stdout.strip(), command
+        assert "duckdb -readonly" not in command and not command.startswith("python ")
+    rows = _run_printed(commands[1], here).stdout.splitlines()
+    assert rows[0] == "trade_date,close,vol" and len(rows) > 20
+    shell = _run_printed(commands[2], here, stdin=".tables\nselect 40 + 2 as answer;\n")
+    assert "factors.p" in shell.stdout and "raw.daily" in shell.stdout and "42" in shell.stdout
+    assert "pit.universe_asof" not in shell.stdout  # .tables lists tables and views only

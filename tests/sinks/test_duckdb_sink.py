@@ -6,11 +6,10 @@ import contextlib
 import datetime as dt
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from cache.layout import CacheLayout
-from cache.views import rebuild_catalog
+from cache.views import open_catalog, rebuild_catalog
 from pipeline.load import load_from_settings
 from pipeline.sync.runner import SyncRequest, run_sync
 from sinks import open_sink
@@ -38,7 +37,7 @@ def _cache(tmp_path: Path) -> CacheLayout:
 
 
 def _objects(path: Path) -> dict[str, str]:
-    with duckdb.connect(str(path), read_only=True) as con:
+    with open_catalog(path) as con:
         rows = con.execute(
             "SELECT schema_name || '.' || table_name, 'table' "
             "FROM duckdb_tables() UNION ALL "
@@ -58,7 +57,7 @@ def test_views_by_default_and_tables_when_materialized(tmp_path: Path) -> None:
     }
     rebuild_catalog(layout, materialize=True)
     assert set(_objects(layout.duckdb_path).values()) == {"table"}
-    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+    with open_catalog(layout.duckdb_path) as con:
         assert con.execute("SELECT count(*) FROM factors.p").fetchone() == (4,)
         assert con.execute("SELECT count(*) FROM raw.daily").fetchone() == (3,)
 
@@ -66,7 +65,7 @@ def test_views_by_default_and_tables_when_materialized(tmp_path: Path) -> None:
 def test_a_reader_of_the_old_file_is_never_blocked(tmp_path: Path) -> None:
     layout = _cache(tmp_path)
     rebuild_catalog(layout, materialize=True)
-    reader = duckdb.connect(str(layout.duckdb_path), read_only=True)
+    reader = open_catalog(layout.duckdb_path)
     try:
         more = factor_frame([dt.date(2020, 1, 10)], codes(4), 2)
         write_partition(layout, "factors", "p", "2020-2.parquet", more)
@@ -74,7 +73,7 @@ def test_a_reader_of_the_old_file_is_never_blocked(tmp_path: Path) -> None:
         assert reader.execute("SELECT count(*) FROM factors.p").fetchone() == (4,)
     finally:
         reader.close()
-    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+    with open_catalog(layout.duckdb_path) as con:
         assert con.execute("SELECT count(*) FROM factors.p").fetchone() == (8,)
 
 
@@ -118,6 +117,6 @@ def test_a_materialized_catalogue_stays_materialized_after_a_sync(tmp_path: Path
     objects = _objects(layout.duckdb_path)
     assert {"raw.stock_basic", "raw.trade_cal", "raw.daily"} <= set(objects)
     assert set(objects.values()) == {"table"}
-    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+    with open_catalog(layout.duckdb_path) as con:
         (rows,) = con.execute("SELECT count(*) FROM raw.daily").fetchone() or (0,)
     assert rows > 0

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
+from cache.views import open_catalog
 from pipeline.sync.runner import SyncRequest, run_sync
 from pipeline.sync.tasks import TASKS
 from tests.sync.conftest import (
@@ -95,12 +95,12 @@ def test_analysts_read_the_catalogue_during_and_after_a_run(
     run = start_ah("--config", str(config), "sync", "daily", "--full", cwd=tmp_path)
     counts = []
     while run.poll() is None:
-        with duckdb.connect(str(root / "alphahome.duckdb"), read_only=True) as con:
+        with open_catalog(root / "alphahome.duckdb") as con:
             counts.append(con.execute("select count(*) from raw.daily").fetchone()[0])
         time.sleep(0.02)
     assert run.returncode == 0, run.stderr.read() if run.stderr else ""
     assert len(counts) > 3 and set(counts) == {rows}  # never a row missing or twice
-    with duckdb.connect(str(root / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(root / "alphahome.duckdb") as con:
         assert con.execute("select count(*) from raw.daily").fetchone() == (rows,)
     for spec in TASKS:
         frame = pl.scan_parquet(str(root / "raw" / spec.name / "**" / "*.parquet")).collect()

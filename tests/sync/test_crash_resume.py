@@ -8,10 +8,10 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
+from cache.views import open_catalog
 from tests.sync.conftest import START, Served, ah, cache_rows, write_config
 from tests.sync.reference import truth_rows
 
@@ -26,7 +26,7 @@ def assert_readable(root: Path) -> None:
         if folder.is_dir() and any(folder.rglob("*.parquet")):
             pl.scan_parquet(str(folder / "**" / "*.parquet")).select(pl.len()).collect()
     if (root / "alphahome.duckdb").exists():
-        with duckdb.connect(str(root / "alphahome.duckdb"), read_only=True) as con:
+        with open_catalog(root / "alphahome.duckdb") as con:
             views = con.execute(
                 "select table_name from information_schema.tables where table_schema = 'raw'"
             ).fetchall()

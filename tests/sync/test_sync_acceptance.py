@@ -7,11 +7,11 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
 from cache.atomic import write_parquet_atomic
+from cache.views import open_catalog
 from pipeline.sources.simulator import Simulator
 from pipeline.sync.runner import SyncRequest, run_sync
 from pipeline.sync.tasks import TASKS
@@ -56,7 +56,7 @@ def test_full_sync_holds_exactly_the_source(synced: Path, serve: Callable[..., S
     income = pl.read_parquet(str(root / "raw/income/**/*.parquet"))
     assert set(income["update_flag"]) == {"0", "1"}
     # the analysts' catalogue reads every dataset
-    with duckdb.connect(str(root / "alphahome.duckdb"), read_only=True) as con:
+    with open_catalog(root / "alphahome.duckdb") as con:
         for name in DATASETS:
             count = con.execute(f"select count(*) from raw.{name}").fetchone()
             assert count is not None and count[0] == len(cache_rows(root, name))
