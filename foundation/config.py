@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from foundation.errors import UsageError
 
@@ -143,6 +143,46 @@ class RunConfig:
     exclude_tasks: list[str] = _spec(factory=list, help="tasks never run")
     alert_webhook: str | None = _spec(None, check=_optional_http_url, help="POST alerts here")
     min_free_disk_gb: float = _spec(1.0, check=_non_negative, help="health: free disk floor")
+    timeout_minutes: float = _spec(
+        0.0, check=_non_negative, help="ah run stops cleanly after this (0 = no limit)"
+    )
+    freq: str = _spec(
+        "weekly", check=_one_of("weekly", "monthly", "daily"), help="factor calc dates of ah run"
+    )
+    keep_reports_days: int = _spec(
+        90, check=_non_negative, help="run reports older than this are deleted (0 = keep)"
+    )
+    keep_logs_days: int = _spec(
+        30, check=_non_negative, help="rotated logs are compressed, deleted after this (0 = keep)"
+    )
+    max_backup_age_hours: float = _spec(
+        36.0, check=_non_negative, help="health: the last backup older than this warns (0 = off)"
+    )
+
+
+def _emails(v: Any) -> str | None:
+    bad = [a for a in v if not re.fullmatch(r"[^@\s]+@[^@\s]+", a)]
+    return "a list of e-mail addresses" if bad else None
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Where alerts go besides the log and stderr (each configured channel gets them)."""
+
+    email_to: list[str] = _spec(factory=list, check=_emails, help="mail alerts to these")
+    email_from: str = _spec("alphahome@localhost", help="the From address of alert mail")
+    smtp_host: str = _spec("localhost", help="SMTP server")
+    smtp_port: int = _spec(25, check=_positive, help="SMTP port (465 = implicit TLS)")
+    smtp_user: str | None = _spec(None, help="SMTP login")
+    smtp_password: str | None = _spec(None, secret=True, help="SMTP password")
+    smtp_starttls: bool = _spec(False, help="STARTTLS before login")
+    wecom_webhook: str | None = _spec(
+        None, check=_optional_http_url, secret=True, help="WeCom (企业微信) group robot URL"
+    )
+    dingtalk_webhook: str | None = _spec(
+        None, check=_optional_http_url, secret=True, help="DingTalk (钉钉) group robot URL"
+    )
+    dingtalk_secret: str | None = _spec(None, secret=True, help="DingTalk robot signing secret")
 
 
 @dataclass(frozen=True)
@@ -222,6 +262,7 @@ SECTIONS: dict[str, type] = {
     "tushare": TushareConfig,
     "cache": CacheConfig,
     "run": RunConfig,
+    "alerts": AlertsConfig,
     "state": StateConfig,
     "simulator": SimulatorSettings,
     "source": SourceConfig,
@@ -237,6 +278,7 @@ class Settings:
     tushare: TushareConfig
     cache: CacheConfig
     run: RunConfig
+    alerts: AlertsConfig
     state: StateConfig
     simulator: SimulatorSettings
     source: SourceConfig
@@ -257,6 +299,10 @@ class Settings:
             password = urlsplit(self.database.url).password
             if password:
                 found.append(password)
+        alerts = self.alerts
+        found += [s for s in (alerts.smtp_password, alerts.dingtalk_secret) if s]
+        for url in (alerts.wecom_webhook, alerts.dingtalk_webhook):
+            found += [v for _, v in parse_qsl(urlsplit(url).query) if len(v) >= 8] if url else []
         return found
 
 

@@ -431,8 +431,12 @@ def render_health(report: HealthReport) -> str:
     return "\n".join(lines)
 
 
-def health_output(report: HealthReport, as_json: bool) -> str:
-    """What `ah health` prints: the table, or the JSON document."""
+def health_output(report: HealthReport, as_json: bool, quiet: bool = False) -> str:
+    """What `ah health` prints: the table, or the JSON document. `quiet`: nothing when no
+    check failed or warned, else only those checks and the verdict (for cron's MAILTO)."""
     if as_json:
         return json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False)
+    if quiet:
+        trouble = [c for c in report.checks if c.status in ("fail", "warn")]
+        return render_health(HealthReport(trouble)) if trouble else ""
     return render_health(report)

@@ -51,7 +51,9 @@ def test_backup_restore_and_schedule(synthetic: SyntheticCache, tmp_path: Path) 
     assert out.returncode == 0 and "restored" in out.stdout, out.stderr
     out = ah("--cache-dir", cache, "backup", "list", "--dest", dest, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.count("\n") == 3  # title, header, one snapshot
-    out = ah("--cache-dir", cache, "schedule", "--systemd", "--g-freq", "monthly", cwd=tmp_path)
+    out = ah("--cache-dir", cache, "schedule", "--systemd", "--freq", "monthly", cwd=tmp_path)
     assert out.returncode == 0 and "OnCalendar=" in out.stdout and "--freq monthly" in out.stdout
+    out = ah("--cache-dir", cache, "schedule", "--write", str(tmp_path / "u"), cwd=tmp_path)
+    assert out.returncode == 0 and (tmp_path / "u" / "alphahome.cron").is_file(), out.stderr
     out = ah("--cache-dir", cache, "schedule", "--due", "weekly", cwd=tmp_path)
     assert out.returncode in (0, 1) and "last trading day of its week" in out.stdout
