@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
@@ -220,9 +220,14 @@ def verify_command(
 
     settings = STATE.settings()
     url = None if skip_sink else settings.database.url
-    report = verify_cache(
-        CacheLayout(settings.cache.dir), datasets or (), url, settings.sinks.raw_datasets
-    )
+    layout = CacheLayout(settings.cache.dir)
+    report = verify_cache(layout, datasets or (), url, settings.sinks.raw_datasets)
+    if not datasets:  # a whole-cache verify is what the metrics report
+        from pipeline.ops.records import record_verify
+
+        when = datetime.now(UTC)
+        record_verify(layout, len(report.datasets), [f.check for f in report.findings], when)
+        _refresh_metrics(settings)
     typer.echo(report.render())
     raise typer.Exit(report.exit_code)
 
@@ -247,6 +252,31 @@ def backup_command(
     settings = STATE.settings()
     start_logging(settings)
     typer.echo(describe_backup(create_backup(settings, dest, keep_daily, keep_weekly)))
+    _refresh_metrics(settings)
+
+
+def _refresh_metrics(settings: Settings) -> None:
+    """Refresh the non-run series of the metrics file (backup, verify, datasets)."""
+    from cache.layout import CacheLayout
+    from pipeline.run.metrics import refresh_metrics
+    from pipeline.sources import market_today
+    from pipeline.sync.runner import recorded_source
+
+    layout = CacheLayout(settings.cache.dir)
+    refresh_metrics(layout, market_today(settings, recorded_source(layout)))
+
+
+@backup_app.command("verify")
+def backup_verify(
+    snapshot: Annotated[str | None, typer.Argument(help="Snapshot name (default: newest).")] = None,
+    dest: Annotated[Path | None, _DEST] = None,
+) -> None:
+    """Re-hash every file of a snapshot (and its config copy) against its manifest."""
+    from cache.layout import CacheLayout
+    from pipeline.ops.backup import default_backup_root, describe_verify, verify_backup
+
+    root = dest or default_backup_root(CacheLayout(STATE.settings().cache.dir))
+    typer.echo(describe_verify(verify_backup(root, snapshot)))
 
 
 @backup_app.command("list")

@@ -18,6 +18,7 @@ from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 
 OPS_SUBDIR = "ops"
+PRIVATE_DIR_MODE = 0o700  # state is owner-only (ops/health.py checks it)
 VERIFY_CHECKS = ("corrupt", "gaps", "duplicates", "pit", "ranges", "drift")
 
 
@@ -26,6 +27,8 @@ def _path(layout: CacheLayout, name: str) -> Path:
 
 
 def _write(layout: CacheLayout, name: str, doc: dict[str, Any]) -> Path:
+    layout.state_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    (layout.state_dir / OPS_SUBDIR).mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
     text = json.dumps(doc, indent=1, default=str)
     return write_bytes_atomic(text.encode("utf-8"), _path(layout, name))
 

@@ -42,6 +42,7 @@ from foundation.progress import stage_progress
 from pipeline.executor import validate_executor_spec
 from pipeline.factor_step import compute_factors
 from pipeline.load import load_from_settings
+from pipeline.ops.health import secure_state_dir
 from pipeline.ops.retention import apply_retention
 from pipeline.pit.step import build_pit
 from pipeline.run.alerts import announce_alerts, evaluate_alerts
@@ -346,6 +347,7 @@ def publish_report(settings: Settings, report: SyncReport) -> Path:
     """The HTML page and the metrics of a saved report, then the retention of reports and
     logs (`ah sync` calls this after its own save); the HTML page's path."""
     layout = CacheLayout(settings.cache.dir)
+    secure_state_dir(layout)  # task state, manifests and locks name hosts, pids, paths
     doc = add_report_sections(layout, report.to_dict())
     html = write_run_report_html(layout, doc)
     write_metrics(layout, doc)

@@ -84,6 +84,10 @@ def test_installed_cron_lines_load_postgres(pg_url: str, tmp_path: Path) -> None
     stages = {t["task"]: t["status"] for t in report["tasks"] if t["strategy"] == "stage"}
     assert stages == {"pit": "success", "factors": "success", "load": "success"}
     assert (cache / "reports" / "latest.html").is_file()
-    # the morning health check is silent when all is well (MAILTO mails only trouble)
+    # the nightly backup, then the morning health check: silent when all is well (so
+    # MAILTO mails only trouble)
+    backup = sh(commands["backup"], tmp_path, env)
+    assert backup.returncode == 0 and "database dump" in backup.stdout, backup.stderr[-2000:]
+    assert "alphahome_backup_last_success_timestamp_seconds" in prom.read_text()
     health = sh(commands["health"], tmp_path, env)
     assert health.returncode == 0 and health.stdout == "", health.stdout + health.stderr
