@@ -565,13 +565,17 @@ def factors_rerank(
     """Recompute scores and ranks from the stored sub-factors."""
     from cache.layout import CacheLayout
     from pipeline.factor_step import rerank_factors
+    from pipeline.run.job import recorded_stage
 
     settings = STATE.settings()
     start_logging(settings)
-    result = rerank_factors(
-        CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
-        start.date() if start else None, end.date() if end else None,
-    )  # fmt: skip
+    with recorded_stage(settings, "factors") as record:
+        result = rerank_factors(
+            CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
+            start.date() if start else None, end.date() if end else None,
+        )  # fmt: skip
+        record.rows = sum(result.rows_written.values())
+        record.note = "rerank: " + ", ".join(f"{k} {v}" for k, v in result.dates_computed.items())
     for factor, dates in result.dates_computed.items():
         typer.echo(f"factors.{factor}: {dates} calc dates reranked")
 

@@ -495,11 +495,12 @@ def factor_chart(factors: Sequence[Mapping[str, Any]]) -> str:
         slot = plot_w / max(n, 1)
         behind = "" if f["behind"] is None else f", {f['behind']} open days behind"
         body += [
-            _text(left - 8, top + 20, f"factors.{f['factor']}", "end", 12),
-            _text(left - 8, top + 36, f"newest {f['newest']}{behind}", "end", 10, "#666"),
+            _text(left - 8, top + 24, f"factors.{f['factor']}", "end", 12),
+            _text(left - 8, top + 40, "rows with a score", "end", 10, "#666"),
             _line(left, top + band, left + plot_w, top + band),
-            _text(left - 8, top + 8, "100%", "end", 9, "#999"),
-        ]
+            _text(left + plot_w / 2, top + band + 14, f"newest {f['newest']}{behind}", "middle",
+                  11, "#333"),
+        ]  # fmt: skip
         for i, (date, rows, scored) in enumerate(
             zip(f["dates"], f["rows"], f["scored"], strict=True)
         ):
