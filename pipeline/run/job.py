@@ -158,6 +158,7 @@ class Watchdog:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.fired = False
+        self.interrupted_between_stages = False
         self._timer: threading.Timer | None = None
 
     def _fire(self) -> None:
@@ -171,9 +172,13 @@ class Watchdog:
             self._timer.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> bool:
+        """Swallow the watchdog's own interrupt when it lands between stages (the run
+        records it: `interrupted_between_stages`)."""
         if self._timer is not None:
             self._timer.cancel()
+        self.interrupted_between_stages = kind is KeyboardInterrupt and self.fired
+        return self.interrupted_between_stages
 
     def reason(self) -> str:
         """What a stage stopped by the watchdog is recorded with."""
@@ -245,6 +250,7 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     layout = CacheLayout(settings.cache.dir)
     started = time.monotonic()
     lines: list[str] = []
+    report = _new_report(settings, request, stages)  # replaced by the sync's own report
     with Watchdog(_timeout_s(settings, request)) as watchdog:
         report, ok = _sync_part(settings, request, stages, lines, watchdog)
         report.arguments = {**report.arguments, "stages": stages, "cadence": request.cadence}
@@ -268,6 +274,12 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
             report.tasks.append(outcome)
             ok = outcome.status == "success"
         _refresh_views(settings, report, stages)
+    if watchdog.interrupted_between_stages:
+        reason = watchdog.reason()
+        report.tasks.append(
+            TaskOutcome(task="run", status="failed", reason=reason, errors=[reason], api="-",
+                        strategy="stage")
+        )  # fmt: skip
     report.duration_s = round(time.monotonic() - started, 3)
     html = finish_report(settings, report, request.source, evaluate=True)
     lines.append(
