@@ -110,7 +110,8 @@ def pit_stage(settings: Settings, request: RunRequest, on_progress: Progress) ->
     mode: Literal["full", "incremental"] = "full" if full else "incremental"
     workers = _workers(settings, request)
     result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
-    return StageResult(sum(result.rows_written.values()), f"{result.stocks_rebuilt} stocks rebuilt")
+    note = f"{result.mode} build: {result.stocks_rebuilt} stocks rebuilt"
+    return StageResult(sum(result.rows_written.values()), note)
 
 
 def factor_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:

@@ -109,6 +109,22 @@ def test_failed_stage_on_an_empty_cache_still_writes_the_report(tmp_path: Path) 
     assert 'alphahome_task_status{task="pit",status="failed"} 1' in metrics
 
 
+def test_calendar_cadence_skips_factors_not_due(synced: tuple[Path, dict[str, Any]]) -> None:
+    work, _ = synced
+    # the data is as of Friday the 29th, the week's last open day, and its factors are
+    # stored: nothing is due, and the week's PIT is rebuilt in full
+    out = ah("run", "--stages", "pit,factors,load", "--cadence", "calendar", cwd=work, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = saved_report(work / "data", out)
+    assert [t["task"] for t in report["tasks"]] == ["pit", "load"]
+    assert report["tasks"][0]["reason"].startswith("full build")
+    calendar = report["arguments"]["calendar"]
+    assert calendar["factors_due"] is False and calendar["pit_full"] is True
+    assert "factors not due" in out.stdout
+    metrics = (work / "data" / "metrics" / "alphahome.prom").read_text()
+    assert 'alphahome_task_status{task="factors",status="success"} 1' in metrics  # kept
+
+
 def _reports(cache: Path) -> set[Path]:
     return set((cache / "reports").glob("sync-*.json"))
 
