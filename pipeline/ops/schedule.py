@@ -85,8 +85,8 @@ class ScheduleOptions:
         if unknown or not self.weekdays:
             msg = f"--weekdays must name days among {', '.join(WEEKDAYS)}, got {self.weekdays!r}"
             raise UsageError(msg)
-        if not Path(self.env_file).is_absolute():
-            msg = f"--env-file must be an absolute path, got {str(self.env_file)!r}"
+        if not Path(self.env_file).is_absolute() or re.search(r"\s", str(self.env_file)):
+            msg = f"--env-file must be an absolute path without spaces, got {str(self.env_file)!r}"
             raise UsageError(msg)
 
 
@@ -226,8 +226,7 @@ def systemd_units(settings: Settings, options: ScheduleOptions) -> dict[str, str
             "[Service]",
             "Type=oneshot",
             f"User={user}",
-            f"WorkingDirectory={_systemd_quote(str(Path.cwd()))}",
-            f"EnvironmentFile=-{_systemd_quote(str(options.env_file))}",
+            f"EnvironmentFile=-{str(options.env_file).replace('%', '%%')}",
         ]
         if job.timeout:
             service.append(f"TimeoutStartSec={_timeout(options)}")
