@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -202,6 +202,10 @@ def sync_command(
             filters=filters,
         ),
     )
+    if not dry_run:
+        from pipeline.run.job import publish_report
+
+        publish_report(settings, report)
     typer.echo(report.render())
     raise typer.Exit(report.exit_code)
 
@@ -256,14 +260,19 @@ def health_command(
     stale_days: Annotated[
         int, typer.Option("--stale-days", min=0, max=10_000, help="Units behind allowed.")
     ] = 1,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only failed and warned checks.")
+    ] = False,
 ) -> None:
-    """Configuration, cache, disk, locks, data freshness (and database, token): exit 0 or 1."""
+    """Configuration, cache, disk, locks, data freshness, backups (and database, token): 0 or 1."""
     from pipeline.ops.health import check_health, health_output
 
     report = check_health(
         STATE.settings, check_db=check_db, check_api_token=check_api, stale_after=stale_days
     )
-    typer.echo(health_output(report, as_json))
+    text = health_output(report, as_json, quiet=quiet)
+    if text:
+        typer.echo(text)
     raise typer.Exit(report.exit_code)
 
 
@@ -336,9 +345,14 @@ def verify_command(
 
     settings = STATE.settings()
     url = None if skip_sink else settings.database.url
-    report = verify_cache(
-        CacheLayout(settings.cache.dir), datasets or (), url, settings.sinks.raw_datasets
-    )
+    layout = CacheLayout(settings.cache.dir)
+    report = verify_cache(layout, datasets or (), url, settings.sinks.raw_datasets)
+    if not datasets:  # a whole-cache verify is what the metrics report
+        from pipeline.ops.records import record_verify
+
+        when = datetime.now(UTC)
+        record_verify(layout, len(report.datasets), [f.check for f in report.findings], when)
+        _refresh_metrics(settings)
     typer.echo(_json(report.to_dict()) if as_json else report.render())
     raise typer.Exit(report.exit_code)
 
@@ -363,6 +377,31 @@ def backup_command(
     settings = STATE.settings()
     start_logging(settings)
     typer.echo(describe_backup(create_backup(settings, dest, keep_daily, keep_weekly)))
+    _refresh_metrics(settings)
+
+
+def _refresh_metrics(settings: Settings) -> None:
+    """Refresh the non-run series of the metrics file (backup, verify, datasets)."""
+    from cache.layout import CacheLayout
+    from pipeline.run.metrics import refresh_metrics
+    from pipeline.sources import market_today
+    from pipeline.sync.runner import recorded_source
+
+    layout = CacheLayout(settings.cache.dir)
+    refresh_metrics(layout, market_today(settings, recorded_source(layout)))
+
+
+@backup_app.command("verify")
+def backup_verify(
+    snapshot: Annotated[str | None, typer.Argument(help="Snapshot name (default: newest).")] = None,
+    dest: Annotated[Path | None, _DEST] = None,
+) -> None:
+    """Re-hash every file of a snapshot (and its config copy) against its manifest."""
+    from cache.layout import CacheLayout
+    from pipeline.ops.backup import default_backup_root, describe_verify, verify_backup
+
+    root = dest or default_backup_root(CacheLayout(STATE.settings().cache.dir))
+    typer.echo(describe_verify(verify_backup(root, snapshot)))
 
 
 @backup_app.command("list")
@@ -392,28 +431,56 @@ def restore_command(
 @app.command("schedule")
 def schedule_command(
     cron: Annotated[bool, typer.Option("--cron", help="crontab lines (default).")] = False,
-    systemd: Annotated[bool, typer.Option("--systemd", help="systemd timers.")] = False,
+    systemd: Annotated[bool, typer.Option("--systemd", help="systemd units and timers.")] = False,
     windows: Annotated[bool, typer.Option("--windows", help="schtasks commands.")] = False,
-    sync_at: Annotated[str, typer.Option("--sync-at", help="HH:MM, Mon-Fri.")] = "18:30",
-    pit_at: Annotated[str, typer.Option("--pit-at", help="PIT + P, week's end.")] = "20:00",
-    g_at: Annotated[str, typer.Option("--g-at", help="G time.")] = "21:30",
-    g_freq: Annotated[str, typer.Option("--g-freq", help="weekly | monthly")] = "weekly",
+    write: Annotated[
+        Path | None, typer.Option("--write", help="Write the files to install into DIR.")
+    ] = None,
+    run_at: Annotated[
+        str, typer.Option("--run-at", "--sync-at", help="Evening ah run, HH:MM on --weekdays.")
+    ] = "18:30",
+    freq: Annotated[
+        str, typer.Option("--freq", "--g-freq", help="Factor calc dates: weekly | monthly.")
+    ] = "weekly",
     health_at: Annotated[str, typer.Option("--health-at", help="Daily.")] = "07:30",
     backup_at: Annotated[str, typer.Option("--backup-at", help="Nightly.")] = "02:30",
-    weekdays: Annotated[str, typer.Option("--weekdays", help="Sync days.")] = "mon,tue,wed,thu,fri",
+    weekdays: Annotated[str, typer.Option("--weekdays", help="Run days.")] = "mon,tue,wed,thu,fri",
+    env_file: Annotated[
+        Path, typer.Option("--env-file", help="systemd EnvironmentFile= with the secrets.")
+    ] = Path("/etc/alphahome/alphahome.env"),
     due: Annotated[str | None, typer.Option("--due", help="weekly|monthly guard.")] = None,
+    pit_at: Annotated[str | None, typer.Option("--pit-at", hidden=True)] = None,
+    g_at: Annotated[str | None, typer.Option("--g-at", hidden=True)] = None,
 ) -> None:
-    """Print cron / systemd / schtasks entries for the daily and weekly jobs of this install."""
-    from pipeline.ops.schedule import ScheduleOptions, check_due, render_schedule
+    """Cron / systemd / schtasks entries: the evening ah run, daily health, nightly backup."""
+    from pipeline.ops.schedule import (
+        ScheduleOptions,
+        check_due,
+        describe_written,
+        render_schedule,
+        write_schedule,
+    )
 
     settings = STATE.settings()
     if due is not None:
         is_due, message = check_due(settings, due)  # type: ignore[arg-type]
         typer.echo(message)
         raise typer.Exit(0 if is_due else 1)
+    for flag, value in (("--pit-at", pit_at), ("--g-at", g_at)):
+        if value is not None:
+            typer.echo(
+                f"note: {flag} is no longer used: the evening ah run does PIT and factors", err=True
+            )
     kind = "systemd" if systemd else "windows" if windows else "cron"
     days = tuple(d.strip().lower() for d in weekdays.split(",") if d.strip())
-    options = ScheduleOptions(sync_at, pit_at, g_at, g_freq, health_at, backup_at, days)  # type: ignore[arg-type]
+    options = ScheduleOptions(
+        run_at, freq, health_at, backup_at, days, env_file,  # type: ignore[arg-type]
+        settings.run.timeout_minutes,
+    )  # fmt: skip
+    if write is not None:
+        written = write_schedule(settings, options, kind, write)  # type: ignore[arg-type]
+        typer.echo(describe_written(kind, options, written))  # type: ignore[arg-type]
+        return
     typer.echo(render_schedule(settings, options, kind), nl=False)  # type: ignore[arg-type]
 
 
@@ -426,10 +493,16 @@ def load_command(
 ) -> None:
     """Load the cache into PostgreSQL (or rebuild the DuckDB file when no database is set)."""
     from pipeline.load import load_from_settings
+    from pipeline.run.job import recorded_stage
 
     settings = STATE.settings()
     start_logging(settings)
-    result = load_from_settings(settings, datasets or None, full=full)
+    with recorded_stage(settings, "load") as record:
+        result = load_from_settings(settings, datasets or None, full=full)
+        record.rows = sum(t.inserted + t.updated for t in result.tables)
+        record.note = f"{result.sink}: {result.target}"
+        if not result.ok:
+            record.failure = "; ".join(result.failed)
     typer.echo("\n".join(result.lines()))
     raise typer.Exit(0 if result.ok else AlphahomeError.exit_code)  # the others were loaded
 
@@ -570,6 +643,7 @@ def pit_command(
     from cache.views import refresh_catalog
     from foundation.progress import stage_progress
     from pipeline.pit.step import build_pit
+    from pipeline.run.job import recorded_stage
 
     if parallel and executor == "inline":
         msg = "--parallel asks for worker processes, --executor inline for none: choose one"
@@ -577,11 +651,14 @@ def pit_command(
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
-    with stage_progress("pit") as on_progress:
-        result = build_pit(
-            layout, _pit_targets(target), mode, executor, settings.run.workers, on_progress,  # type: ignore[arg-type]
-        )  # fmt: skip
-    refresh_catalog(settings)
+    with recorded_stage(settings, "pit") as record:
+        with stage_progress("pit") as on_progress:
+            result = build_pit(
+                layout, _pit_targets(target), mode, executor, settings.run.workers, on_progress,  # type: ignore[arg-type]
+            )  # fmt: skip
+        refresh_catalog(settings)
+        record.rows = sum(result.rows_written.values())
+        record.note = f"{result.mode} build: {result.stocks_rebuilt} stocks rebuilt"
     for table, rows in result.rows_written.items():
         typer.echo(
             f"pit.{table}: {rows} rows written, {result.table_rows.get(table, 0)} in the table"
@@ -609,18 +686,24 @@ def _factors(
     from cache.views import refresh_catalog
     from foundation.progress import stage_progress
     from pipeline.factor_step import compute_factors
+    from pipeline.run.job import recorded_stage
 
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
-    with stage_progress(f"factors {which}") as on_progress:
-        result = compute_factors(
-            layout, which, start=start.date() if start else None,  # type: ignore[arg-type]
-            end=end.date() if end else None, freq=freq, mode=mode,  # type: ignore[arg-type]
-            recompute_since=recompute_since.date() if recompute_since else None,
-            executor=executor, workers=settings.run.workers, on_progress=on_progress,
-        )  # fmt: skip
-    refresh_catalog(settings)
+    with recorded_stage(settings, "factors") as record:
+        with stage_progress(f"factors {which}") as on_progress:
+            result = compute_factors(
+                layout, which, start=start.date() if start else None,  # type: ignore[arg-type]
+                end=end.date() if end else None, freq=freq, mode=mode,  # type: ignore[arg-type]
+                recompute_since=recompute_since.date() if recompute_since else None,
+                executor=executor, workers=settings.run.workers, on_progress=on_progress,
+            )  # fmt: skip
+        refresh_catalog(settings)
+        record.rows = sum(result.rows_written.values())
+        record.note = "calc dates: " + ", ".join(
+            f"{k} {v}" for k, v in result.dates_computed.items()
+        )
     for factor, dates in result.dates_computed.items():
         typer.echo(f"factors.{factor}: {dates} calc dates, {result.rows_written[factor]} rows")
     typer.echo(f"as of {result.as_of}, {result.duration_s:.1f} s")
@@ -664,13 +747,17 @@ def factors_rerank(
     """Recompute scores and ranks from the stored sub-factors."""
     from cache.layout import CacheLayout
     from pipeline.factor_step import rerank_factors
+    from pipeline.run.job import recorded_stage
 
     settings = STATE.settings()
     start_logging(settings)
-    result = rerank_factors(
-        CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
-        start.date() if start else None, end.date() if end else None,
-    )  # fmt: skip
+    with recorded_stage(settings, "factors") as record:
+        result = rerank_factors(
+            CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
+            start.date() if start else None, end.date() if end else None,
+        )  # fmt: skip
+        record.rows = sum(result.rows_written.values())
+        record.note = "rerank: " + ", ".join(f"{k} {v}" for k, v in result.dates_computed.items())
     for factor, dates in result.dates_computed.items():
         typer.echo(f"factors.{factor}: {dates} calc dates reranked")
 
@@ -683,20 +770,31 @@ def run_command(
     ] = "sync,pit,factors,load",
     skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip a stage.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Re-fetch and rebuild everything.")] = False,
-    freq: Annotated[str, _FREQ] = "weekly",
+    freq: Annotated[str | None, typer.Option("--freq", help="weekly | monthly | daily")] = None,
     workers: Annotated[int | None, typer.Option("--workers")] = None,
     executor: Annotated[str, _EXEC] = "process",
+    cadence: Annotated[
+        str, typer.Option("--cadence", help="always | calendar (factors when due, weekly full PIT)")
+    ] = "always",
+    timeout_minutes: Annotated[
+        float | None, typer.Option("--timeout-minutes", help="Stop the run after this (0: none).")
+    ] = None,
 ) -> None:
     """The main job: sync, then PIT, then factors, then load, with one run report."""
     from pipeline.run.job import RunRequest, run_pipeline
 
-    settings = STATE.settings(**{"run.workers": workers})
+    settings = STATE.settings(**{
+        "run.workers": workers, "run.freq": freq, "run.timeout_minutes": timeout_minutes,
+    })  # fmt: skip
     start_logging(settings)
     chosen = [s.strip() for s in stages.split(",") if s.strip() and s.strip() not in (skip or [])]
     result = run_pipeline(
         settings,
-        RunRequest(stages=chosen, source=source, full=full, freq=freq, executor=executor),
-    )
+        RunRequest(
+            stages=chosen, source=source, full=full, freq=settings.run.freq,
+            executor=executor, cadence=cadence,
+        ),
+    )  # fmt: skip
     for line in result.lines:
         typer.echo(line)
     raise typer.Exit(result.exit_code)

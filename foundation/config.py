@@ -229,6 +229,50 @@ class RunConfig:
         False, help="let alert_webhook be a loopback, private or link-local address"
     )
     min_free_disk_gb: float = _spec(1.0, check=_between(0, 1e9), help="health: free disk floor")
+    timeout_minutes: float = _spec(
+        0.0, check=_between(0, 7 * 24 * 60), help="ah run stops cleanly after this (0 = no limit)"
+    )
+    freq: str = _spec(
+        "weekly", check=_one_of("weekly", "monthly", "daily"), help="factor calc dates of ah run"
+    )
+    keep_reports_days: int = _spec(
+        90, check=_between(0, 100_000), help="run reports older than this are deleted (0 = keep)"
+    )
+    keep_logs_days: int = _spec(
+        30,
+        check=_between(0, 100_000),
+        help="rotated logs are compressed, deleted after this (0 = keep)",
+    )
+    max_backup_age_hours: float = _spec(
+        36.0,
+        check=_between(0, 100_000),
+        help="health: the last backup older than this warns (0 = off)",
+    )
+
+
+def _emails(v: Any) -> str | None:
+    bad = [a for a in v if not re.fullmatch(r"[^@\s]+@[^@\s]+", a)]
+    return "a list of e-mail addresses" if bad else None
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Where alerts go besides the log and stderr (each configured channel gets them)."""
+
+    email_to: list[str] = _spec(factory=list, check=_emails, help="mail alerts to these")
+    email_from: str = _spec("alphahome@localhost", help="the From address of alert mail")
+    smtp_host: str = _spec("localhost", help="SMTP server")
+    smtp_port: int = _spec(25, check=_between(1, 65535), help="SMTP port (465 = implicit TLS)")
+    smtp_user: str | None = _spec(None, help="SMTP login")
+    smtp_password: str | None = _spec(None, secret=True, help="SMTP password")
+    smtp_starttls: bool = _spec(False, help="STARTTLS before login")
+    wecom_webhook: str | None = _spec(
+        None, check=_optional_http_url, secret=True, help="WeCom (企业微信) group robot URL"
+    )
+    dingtalk_webhook: str | None = _spec(
+        None, check=_optional_http_url, secret=True, help="DingTalk (钉钉) group robot URL"
+    )
+    dingtalk_secret: str | None = _spec(None, secret=True, help="DingTalk robot signing secret")
 
 
 @dataclass(frozen=True)
@@ -307,6 +351,7 @@ SECTIONS: dict[str, type] = {
     "tushare": TushareConfig,
     "cache": CacheConfig,
     "run": RunConfig,
+    "alerts": AlertsConfig,
     "state": StateConfig,
     "simulator": SimulatorSettings,
     "source": SourceConfig,
@@ -322,6 +367,7 @@ class Settings:
     tushare: TushareConfig
     cache: CacheConfig
     run: RunConfig
+    alerts: AlertsConfig
     state: StateConfig
     simulator: SimulatorSettings
     source: SourceConfig
@@ -338,9 +384,12 @@ class Settings:
     def secrets(self) -> list[str]:
         """Secret values in force (token, credentials in URLs), for log scrubbing."""
         found = [self.tushare.token] if self.tushare.token else []
-        for url in (self.database.url, self.run.alert_webhook, self.tushare.base_url):
+        urls = (self.database.url, self.run.alert_webhook, self.tushare.base_url)
+        alerts = self.alerts
+        for url in (*urls, alerts.wecom_webhook, alerts.dingtalk_webhook):
             if url:
                 found += url_secrets(url)
+        found += [s for s in (alerts.smtp_password, alerts.dingtalk_secret) if s]
         return found
 
 

@@ -72,7 +72,11 @@ def open_executor(spec: str = "process", workers: int = 1) -> Iterator[Executor]
                 initializer=_init_worker,
                 initargs=(POLARS_THREADS_PER_WORKER,),
             ) as pool:
-                yield pool
+                try:
+                    yield pool
+                except BaseException:  # a stop (timeout, Ctrl-C): drop the queued shards
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
         finally:
             if saved is None:
                 os.environ.pop("POLARS_MAX_THREADS", None)

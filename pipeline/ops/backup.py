@@ -9,6 +9,12 @@ meanwhile refuses), then every file is checked against the manifest written besi
 (`BACKUP_MANIFEST.json`: size, mtime, sha256). The snapshot is built under a hidden
 `.partial` name and renamed when verified, so a listed snapshot is always complete.
 
+The config file in force goes in too, as `config/<its name>` (owner-only, hashed in the
+manifest's `config` entry), so a restore on a new box has the settings as well; it is
+not copied back by `ah restore` (put it where you want it). `ah backup verify`
+re-hashes every file of a snapshot (and its config copy) against the manifest. Each
+backup is recorded in the cache (pipeline/ops/records.py) for health and the metrics.
+
 With PostgreSQL configured, `pg_dump -Fc -n raw -n pit -n factors -n ops` goes in as
 `postgres.dump`; the password reaches pg_dump through PGPASSWORD in its environment,
 never its command line. Retention keeps the newest snapshot of each of the last
@@ -42,12 +48,15 @@ from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger, scrub
 from pipeline.backends import open_locks, open_state
+from pipeline.ops.records import record_backup
 
 log = get_logger("backup")
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 MANIFEST = "BACKUP_MANIFEST.json"
 PG_DUMP_FILE = "postgres.dump"
+CONFIG_DIR = "config"
+PRIVATE_FILE_MODE = 0o600
 PG_SCHEMAS = ("raw", "pit", "factors", "ops")
 EXCLUDED_DIRS = (Path("state") / "locks",)
 CHUNK = 1 << 20
@@ -191,8 +200,34 @@ def read_manifest(snapshot: Path) -> dict[str, Any]:
         raise BackupError(msg) from None
 
 
+def _copy_config(settings: Settings, snapshot: Path) -> dict[str, Any] | None:
+    """Copy the config file in force into `<snapshot>/config/` (owner-only); its entry."""
+    if settings.config_file is None or not Path(settings.config_file).is_file():
+        return None
+    source = Path(settings.config_file).absolute()
+    rel = f"{CONFIG_DIR}/{source.name}"
+    target = snapshot / rel
+    target.parent.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    sha = copy_hashed(source, target)
+    target.chmod(PRIVATE_FILE_MODE)
+    return {"file": rel, "source": str(source), "size": target.stat().st_size, "sha256": sha}
+
+
+def verify_config_copy(snapshot: Path, manifest: Mapping[str, Any]) -> None:
+    """The snapshot's copy of the config file matches its manifest entry (if it has one)."""
+    entry = manifest.get("config")
+    if not entry:
+        return
+    path = snapshot / entry["file"]
+    if not path.is_file() or file_sha256(path) != entry["sha256"]:
+        msg = f"backup {snapshot.name}: {entry['file']} is missing or does not match"
+        raise BackupError(msg)
+
+
 def verify_snapshot(snapshot: Path, manifest: Mapping[str, Any], previous: Path | None) -> None:
-    """Every file present with its size; copies re-hashed; links the same inode as before."""
+    """Every file present with its size; copies re-hashed; links the same inode as before;
+    the config file's copy."""
+    verify_config_copy(snapshot, manifest)
     for rel, entry in manifest["files"].items():
         path = snapshot / rel
         if not path.is_file() or path.stat().st_size != entry["size"]:
@@ -362,6 +397,7 @@ def create_backup(
             "files": entries,
             "pg_dump": PG_DUMP_FILE if dump else None,
             "previous": previous.name if previous else None,
+            "config": _copy_config(settings, partial),
         }
         write_bytes_atomic(json.dumps(manifest, indent=1).encode("utf-8"), partial / MANIFEST)
         verify_snapshot(partial, manifest, previous)
@@ -370,6 +406,10 @@ def create_backup(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     copied = [e for e in entries.values() if not e["linked"]]
+    total = sum(e["size"] for e in entries.values())
+    record_backup(
+        layout, final, snapshot_time(stamp) or dt.datetime.now(dt.UTC), len(entries), total
+    )
     result = BackupResult(
         path=final,
         files=len(entries),
@@ -431,6 +471,52 @@ def describe_backup(result: BackupResult) -> str:
         lines.append(f"database dump {result.pg_dump} ({result.pg_dump.stat().st_size:,} bytes)")
     lines += [f"retention removed {p.name}" for p in result.removed]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """`ah backup verify`: a snapshot whose every file matched its manifest."""
+
+    snapshot: Path
+    files: int
+    bytes: int
+    config: str | None
+    pg_dump: bool
+
+
+def verify_backup(root: Path, name: str | None = None) -> VerifyResult:
+    """Re-hash every file of a snapshot (the newest by default) and its config copy
+    against the manifest; BackupError on the first mismatch. The database dump is
+    checked to be present and non-empty (pg_restore --list would need the server's tools)."""
+    snapshot = resolve_snapshot(root, name)
+    manifest = read_manifest(snapshot)
+    verify_config_copy(snapshot, manifest)
+    total = 0
+    for rel, entry in manifest["files"].items():
+        path = snapshot / rel
+        if not path.is_file() or file_sha256(path) != entry["sha256"]:
+            msg = f"backup {snapshot.name}: {rel} is missing or does not match its manifest"
+            raise BackupError(msg)
+        total += entry["size"]
+    dump = bool(manifest.get("pg_dump"))
+    if dump and not (
+        (snapshot / PG_DUMP_FILE).is_file() and (snapshot / PG_DUMP_FILE).stat().st_size
+    ):
+        msg = f"backup {snapshot.name}: {PG_DUMP_FILE} is missing or empty"
+        raise BackupError(msg)
+    config = (manifest.get("config") or {}).get("file")
+    return VerifyResult(snapshot, len(manifest["files"]), total, config, dump)
+
+
+def describe_verify(result: VerifyResult) -> str:
+    """What `ah backup verify` prints."""
+    extra = [f"config {result.config}" if result.config else "no config file"]
+    if result.pg_dump:
+        extra.append(PG_DUMP_FILE)
+    return (
+        f"backup {result.snapshot}: ok, {result.files} files ({result.bytes:,} bytes) match "
+        f"the manifest; {', '.join(extra)}"
+    )
 
 
 # ---------------------------------------------------------------- restore

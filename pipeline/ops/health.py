@@ -3,8 +3,9 @@
 Checks: the configuration loads, the config file holding a secret is owner-only, the
 cache is writable, free disk is above `run.min_free_disk_gb`, the database is
 reachable and migrated (`--check-db`), the Tushare token is accepted (`--check-api`),
-which task locks are held and by whom, and per dataset how far the newest data is
-behind the trading calendar. A `fail` makes the exit status 1; `warn` does not.
+which task locks are held and by whom, the age of the last backup
+(`run.max_backup_age_hours`), and per dataset how far the newest data is behind the
+trading calendar. A `fail` makes the exit status 1; `warn` does not.
 
 Also here, for the other engineers: `secure_state_dir(layout)` (owner-only state).
 """
@@ -31,6 +32,7 @@ from cache.locks import LOCKS_SUBDIR
 from cache.oslock import try_lock
 from foundation.config import ConfigError, Settings, mask_url
 from foundation.logs import scrub
+from pipeline.ops.records import last_backup
 from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
     cache_stats,
@@ -363,6 +365,26 @@ def check_freshness(layout: CacheLayout, today: dt.date, allowed_behind: int) ->
     return checks
 
 
+def check_backup(layout: CacheLayout, max_age_hours: float, now: dt.datetime) -> Check:
+    """The last recorded backup (`ah backup`): none warns, older than the limit fails."""
+    if max_age_hours <= 0:
+        return Check("backup", "skip", "not checked (run.max_backup_age_hours = 0)")
+    found = last_backup(layout)
+    if found is None:
+        return Check("backup", "warn", "no backup recorded: schedule ah backup (ah schedule)")
+    when, doc = found
+    hours = (now - when).total_seconds() / 3600
+    data = {
+        "finished": when.isoformat(),
+        "age_hours": round(hours, 2),
+        "snapshot": doc.get("snapshot"),
+    }
+    detail = f"last {when:%Y-%m-%d %H:%M} UTC, {hours:.1f} h ago ({doc.get('snapshot')})"
+    if hours > max_age_hours:
+        return Check("backup", "fail", f"{detail}; older than {max_age_hours:g} h", data)
+    return Check("backup", "ok", detail, data)
+
+
 # ---------------------------------------------------------------- the whole check
 
 
@@ -406,6 +428,7 @@ def check_health(
     )
     locks_at = CacheLayout(settings.cache.dir, settings.state.dir)  # `[state] dir`
     checks.append(check_locks(locks_at, settings.run.max_task_seconds_alert, now))
+    checks.append(check_backup(layout, settings.run.max_backup_age_hours, now))
     checks += check_freshness(layout, today, stale_after)
     return HealthReport(checks)
 
@@ -424,8 +447,12 @@ def render_health(report: HealthReport) -> str:
     return "\n".join(lines)
 
 
-def health_output(report: HealthReport, as_json: bool) -> str:
-    """What `ah health` prints: the table, or the JSON document."""
+def health_output(report: HealthReport, as_json: bool, quiet: bool = False) -> str:
+    """What `ah health` prints: the table, or the JSON document. `quiet`: nothing when no
+    check failed or warned, else only those checks and the verdict (for cron's MAILTO)."""
     if as_json:
         return json.dumps(report.to_dict(), indent=2, default=str, ensure_ascii=False)
+    if quiet:
+        trouble = [c for c in report.checks if c.status in ("fail", "warn")]
+        return render_health(HealthReport(trouble)) if trouble else ""
     return render_health(report)

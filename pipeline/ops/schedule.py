@@ -1,13 +1,21 @@
-"""`ah schedule`: ready-to-install cron lines, systemd timers or Windows `schtasks` commands.
+"""`ah schedule`: ready-to-install cron lines, systemd units and timers, or `schtasks` commands.
 
-Jobs: the daily sync after the market data is published (18:30 Mon–Fri), PIT + P on the
-week's last trading day, G weekly or monthly, a daily health check and a nightly backup,
-each at a configurable time, with the absolute paths of this install (the `ah` next to
-the running Python, else `python /abs/cli.py`), the config file and the cache.
+Jobs: the evening job after the market data is published (18:30 Mon–Fri), one `ah run
+--cadence calendar`: sync → PIT → factors → load, where the exchange calendar (the
+cached `raw/trade_cal`) decides the weekly and monthly parts (factors on the period's
+last open day, a full PIT on the week's last open day: pipeline/run/cadence.py); a
+daily `ah health --quiet` (silent when all is well, so MAILTO mails only trouble) and
+a nightly backup, each at a configurable time, with the absolute paths of this install
+(the `ah` next to the running Python, else `python /abs/cli.py`), the config file and
+the cache.
 
-Cron cannot know the trading calendar, so the weekly and monthly jobs run every weekday
-behind a guard, `ah schedule --due weekly|monthly`, that succeeds only on the last open
-day of the week (month) according to the cached `raw/trade_cal` (`is_due`).
+`--write DIR` writes the files to install instead of printing: `alphahome.cron`, or
+one `.service` and one `.timer` per job (secrets through `EnvironmentFile=`, the
+invoking user, `TimeoutStartSec` from `run.timeout_minutes`, which `ah run` enforces
+itself first) and an `alphahome.env.example`, or `alphahome-schtasks.cmd`.
+
+`ah schedule --due weekly|monthly` remains: it succeeds only on the last open day of
+the week (month) according to the cached calendar (`is_due`), for hand-made jobs.
 """
 
 from __future__ import annotations
@@ -34,17 +42,17 @@ PERIODS: tuple[Period, ...] = ("weekly", "monthly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CLI = Path(__file__).resolve().parents[1] / "cli.py"
 
-# The `ah` sub-commands of each step (arguments after the global options).
-SYNC = ("sync",)
-PIT = ("pit",)
-FACTOR_P = ("factors", "p", "--freq", "weekly")
-HEALTH = ("health",)
+# The `ah` sub-commands of each job (arguments after the global options).
+HEALTH = ("health", "--quiet")
 BACKUP = ("backup",)
+ENV_FILE = Path("/etc/alphahome/alphahome.env")
+SECRET_VARIABLES = ("TUSHARE_TOKEN", "DATABASE_URL")
+TIMEOUT_MARGIN_S = 300  # systemd's own stop comes after `ah run`'s clean one
 
 
-def factor_g(freq: Period) -> tuple[str, ...]:
-    """The G step at its calc-date frequency."""
-    return ("factors", "g", "--freq", freq)
+def evening_run(freq: Period) -> tuple[str, ...]:
+    """The evening job: the whole run, its weekly/monthly parts gated by the calendar."""
+    return ("run", "--cadence", "calendar", "--freq", freq)
 
 
 def due_guard(period: Period) -> tuple[str, ...]:
@@ -54,71 +62,58 @@ def due_guard(period: Period) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ScheduleOptions:
-    """When each job runs (local time, HH:MM) and on which weekdays."""
+    """When each job runs (local time, HH:MM), on which weekdays, the factor frequency."""
 
-    sync_at: str = "18:30"
-    pit_at: str = "20:00"
-    g_at: str = "21:30"
-    g_freq: Period = "weekly"
+    run_at: str = "18:30"
+    freq: Period = "weekly"
     health_at: str = "07:30"
     backup_at: str = "02:30"
     weekdays: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    env_file: Path = ENV_FILE
+    timeout_minutes: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("sync_at", "pit_at", "g_at", "health_at", "backup_at"):
+        for name in ("run_at", "health_at", "backup_at"):
             value = getattr(self, name)
             if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
                 msg = f"--{name.replace('_', '-')} must be HH:MM (24 h), got {value!r}"
                 raise UsageError(msg)
-        if self.g_freq not in PERIODS:
-            msg = f"--g-freq must be weekly or monthly, got {self.g_freq!r}"
+        if self.freq not in PERIODS:
+            msg = f"--freq must be weekly or monthly, got {self.freq!r}"
             raise UsageError(msg)
         unknown = [d for d in self.weekdays if d not in WEEKDAYS]
         if unknown or not self.weekdays:
             msg = f"--weekdays must name days among {', '.join(WEEKDAYS)}, got {self.weekdays!r}"
             raise UsageError(msg)
+        if not Path(self.env_file).is_absolute() or re.search(r"\s", str(self.env_file)):
+            msg = f"--env-file must be an absolute path without spaces, got {str(self.env_file)!r}"
+            raise UsageError(msg)
 
 
 @dataclass(frozen=True)
 class Job:
-    """One scheduled job: a guard (optional) and `ah` steps run in order, stopping at a failure."""
+    """One scheduled job: `ah` steps run in order, stopping at a failure."""
 
     name: str
     description: str
     at: str
     every_day: bool
-    guard: tuple[str, ...] | None
     steps: tuple[tuple[str, ...], ...]
+    timeout: bool = False  # bounded by run.timeout_minutes
 
 
 def jobs(options: ScheduleOptions) -> list[Job]:
     """The jobs of an install, in the order of a day."""
     return [
-        Job("backup", "nightly backup of the cache", options.backup_at, True, None, (BACKUP,)),
-        Job("health", "daily health check", options.health_at, True, None, (HEALTH,)),
+        Job("backup", "nightly backup of the cache", options.backup_at, True, (BACKUP,)),
+        Job("health", "daily health check", options.health_at, True, (HEALTH,)),
         Job(
-            "sync",
-            "daily sync after the market data is published",
-            options.sync_at,
+            "run",
+            f"evening run: sync, PIT, factors ({options.freq}, by the calendar), load",
+            options.run_at,
             False,
-            None,
-            (SYNC,),
-        ),
-        Job(
-            "pit-p",
-            "PIT tables and P on the week's last trading day",
-            options.pit_at,
-            False,
-            due_guard("weekly"),
-            (PIT, FACTOR_P),
-        ),
-        Job(
-            "g",
-            f"G on the {options.g_freq[:-2]}'s last trading day",
-            options.g_at,
-            False,
-            due_guard(options.g_freq),
-            (factor_g(options.g_freq),),
+            (evening_run(options.freq),),
+            timeout=True,
         ),
     ]
 
@@ -166,16 +161,15 @@ def render_cron(settings: Settings, options: ScheduleOptions) -> str:
     prefix = ah_prefix(settings)
     lines = [
         "# alphahome schedule (ah schedule --cron); times are this machine's local time zone.",
-        "# Commands log to <cache>/logs/alphahome.log; set MAILTO to get their output by mail.",
+        "# Commands log to <cache>/logs/alphahome.log; set MAILTO to get their output by mail",
+        "# (ah health --quiet prints only when something is wrong). Secrets: the config file",
+        "# (owner-only) or TUSHARE_TOKEN / DATABASE_URL set above these lines.",
         "SHELL=/bin/sh",
     ]
     for job in jobs(options):
         hour, minute = job.at.split(":")
-        parts = []
-        if job.guard:
-            parts.append(shlex.join([*prefix, *job.guard]) + " >/dev/null")
-        parts += [shlex.join([*prefix, *step]) for step in job.steps]
-        command = " && ".join(parts).replace("%", "\\%")  # a bare % ends a cron command
+        command = " && ".join(shlex.join([*prefix, *step]) for step in job.steps)
+        command = command.replace("%", "\\%")  # a bare % ends a cron command
         lines += [
             f"# {job.name}: {job.description}",
             f"{int(minute)} {int(hour)} * * {_cron_days(job, options)} {command}",
@@ -202,20 +196,28 @@ def _on_calendar(job: Job, options: ScheduleOptions) -> str:
     return f"{days}*-*-* {job.at}:00"
 
 
-def render_systemd(settings: Settings, options: ScheduleOptions) -> str:
-    """A .service and a .timer per job, with the commands to install them."""
+def service_user() -> str:
+    """The user the units run as: the invoking one (the sudo caller under sudo)."""
+    sudo_user = os.environ.get("SUDO_USER")
+    if sudo_user and sudo_user != "root" and getpass.getuser() == "root":
+        return sudo_user
+    return getpass.getuser()
+
+
+def _timeout(options: ScheduleOptions) -> str:
+    if options.timeout_minutes <= 0:
+        return "infinity"
+    return f"{round(options.timeout_minutes * 60) + TIMEOUT_MARGIN_S}s"
+
+
+def systemd_units(settings: Settings, options: ScheduleOptions) -> dict[str, str]:
+    """File name -> content: a .service and a .timer per job."""
     prefix = ah_prefix(settings)
-    user = getpass.getuser()
-    names = [f"alphahome-{job.name}.timer" for job in jobs(options)]
-    out = [
-        "# alphahome schedule (ah schedule --systemd): save each unit under /etc/systemd/system/,",
-        f"# then: systemctl daemon-reload && systemctl enable --now {' '.join(names)}",
-        "# A weekly/monthly job whose ExecCondition fails (not the last trading day) is skipped.",
-    ]
+    user = service_user()
+    units: dict[str, str] = {}
     for job in jobs(options):
         unit = f"alphahome-{job.name}"
         service = [
-            f"### {unit}.service",
             "[Unit]",
             f"Description=alphahome: {job.description}",
             "After=network-online.target",
@@ -224,12 +226,12 @@ def render_systemd(settings: Settings, options: ScheduleOptions) -> str:
             "[Service]",
             "Type=oneshot",
             f"User={user}",
+            f"EnvironmentFile=-{str(options.env_file).replace('%', '%%')}",
         ]
-        if job.guard:
-            service.append(f"ExecCondition={_systemd_line([*prefix, *job.guard])}")
+        if job.timeout:
+            service.append(f"TimeoutStartSec={_timeout(options)}")
         service += [f"ExecStart={_systemd_line([*prefix, *step])}" for step in job.steps]
         timer = [
-            f"### {unit}.timer",
             "[Unit]",
             f"Description=alphahome: {job.description} ({job.at})",
             "",
@@ -240,7 +242,37 @@ def render_systemd(settings: Settings, options: ScheduleOptions) -> str:
             "[Install]",
             "WantedBy=timers.target",
         ]
-        out += ["", *service, "", *timer]
+        units[f"{unit}.service"] = "\n".join(service) + "\n"
+        units[f"{unit}.timer"] = "\n".join(timer) + "\n"
+    return units
+
+
+def env_example(options: ScheduleOptions) -> str:
+    """The EnvironmentFile template (the secrets, never in unit files)."""
+    return (
+        f"# Secrets for the alphahome units: install as {options.env_file}, mode 0600.\n"
+        + "".join(f"# {name}=\n" for name in SECRET_VARIABLES)
+    )
+
+
+def _install_hint(options: ScheduleOptions, directory: str) -> list[str]:
+    timers = " ".join(f"alphahome-{job.name}.timer" for job in jobs(options))
+    return [
+        f"# install: cp {directory}/alphahome-*.service {directory}/alphahome-*.timer "
+        "/etc/systemd/system/",
+        f"#          install -m 600 -D {directory}/alphahome.env.example {options.env_file} "
+        "(then fill in the secrets)",
+        f"#          systemctl daemon-reload && systemctl enable --now {timers}",
+    ]
+
+
+def render_systemd(settings: Settings, options: ScheduleOptions) -> str:
+    """Every unit file, each under a `### <file>` header, with the commands to install them
+    (`ah schedule --systemd --write DIR` writes the files themselves)."""
+    out = ["# alphahome schedule (ah schedule --systemd)", *_install_hint(options, "DIR")]
+    for name, text in systemd_units(settings, options).items():
+        out += ["", f"### {name}", text.rstrip("\n")]
+    out += ["", "### alphahome.env.example", env_example(options).rstrip("\n")]
     return "\n".join(out) + "\n"
 
 
@@ -257,11 +289,14 @@ def render_windows(settings: Settings, options: ScheduleOptions) -> str:
     lines = [
         "REM alphahome schedule (ah schedule --windows): run these in an elevated cmd.exe.",
         "REM schtasks limits /TR to 261 characters: shorten paths if a line is refused.",
+        "REM Secrets: the config file, or TUSHARE_TOKEN / DATABASE_URL set with setx.",
+        "REM The evening run stops itself after run.timeout_minutes (when set).",
     ]
     for job in jobs(options):
-        commands = [job.guard, *job.steps] if job.guard else list(job.steps)
-        chain = " && ".join(" ".join(_windows_quote(a) for a in [*prefix, *c]) for c in commands)
-        action = f"cmd /c {chain}" if len(commands) > 1 else chain
+        chain = " && ".join(
+            " ".join(_windows_quote(a) for a in [*prefix, *step]) for step in job.steps
+        )
+        action = f"cmd /c {chain}" if len(job.steps) > 1 else chain
         action = action.replace('"', '\\"')
         if job.every_day:
             when = "/SC DAILY"
@@ -278,3 +313,40 @@ def render_schedule(settings: Settings, options: ScheduleOptions, kind: Format =
     """The schedule in the chosen format (what `ah schedule` prints)."""
     renderers = {"cron": render_cron, "systemd": render_systemd, "windows": render_windows}
     return renderers[kind](settings, options)
+
+
+def write_schedule(
+    settings: Settings, options: ScheduleOptions, kind: Format, directory: Path
+) -> list[Path]:
+    """`ah schedule --write DIR`: the files to install, written into `directory`."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        msg = f"--write {directory}: not a directory"
+        raise UsageError(msg)
+    directory.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str]
+    if kind == "systemd":
+        files = {**systemd_units(settings, options), "alphahome.env.example": env_example(options)}
+    elif kind == "windows":
+        files = {"alphahome-schtasks.cmd": render_windows(settings, options)}
+    else:
+        files = {"alphahome.cron": render_cron(settings, options)}
+    written = []
+    for name, text in files.items():
+        path = directory / name
+        path.write_bytes(text.encode("utf-8"))
+        written.append(path)
+    return written
+
+
+def describe_written(kind: Format, options: ScheduleOptions, written: list[Path]) -> str:
+    """What `ah schedule --write` prints: the files and how to install them."""
+    directory = str(written[0].parent) if written else "DIR"
+    lines = [f"wrote {p}" for p in written]
+    if kind == "systemd":
+        lines += [line.removeprefix("# ") for line in _install_hint(options, directory)]
+    elif kind == "cron":
+        lines.append(f"install: crontab {directory}/alphahome.cron  (replaces the user's crontab)")
+    else:
+        lines.append(f"install: run {directory}\\alphahome-schtasks.cmd in an elevated cmd.exe")
+    return "\n".join(lines)

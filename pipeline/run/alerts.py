@@ -2,7 +2,8 @@
 
 Each alert is one `ALERT <kind> <subject>: <message>` line on stderr and in the log,
 makes the run's exit status non-zero, and is POSTed as JSON to `run.alert_webhook`
-when configured. A webhook that times out or fails is logged and never fails the run.
+when configured (and sent to the `[alerts]` channels: channels.py). A webhook that
+times out or fails is logged and never fails the run.
 Secrets are never sent: the body holds only alert text, scrubbed like the logs, and
 the webhook URL (which may embed a token, as Slack's do) is logged by host only. Alerts
 go to http(s) only and, unless `run.alert_allow_private`, never to a loopback, private,
@@ -25,6 +26,7 @@ from foundation.config import Settings, internal_host
 from foundation.logs import get_logger
 from pipeline.ops.health import UNIT_NAMES, dataset_freshness
 from pipeline.ops.stats import success_rate, task_records
+from pipeline.run.channels import send_channels
 from pipeline.run.report import Alert, AlertKind
 from pipeline.sources import market_today
 from pipeline.sync.runner import recorded_source
@@ -163,4 +165,5 @@ def announce_alerts(
         send_webhook(
             settings.run.alert_webhook, alerts, timeout_s, run_id, settings.run.alert_allow_private
         )
+    send_channels(settings, alerts, run_id, timeout_s)  # e-mail, WeCom, DingTalk (channels.py)
     return 1 if alerts else 0

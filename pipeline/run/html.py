@@ -1,14 +1,18 @@
 """The run report as one static HTML page with inline SVG charts (opens offline, no JS).
 
 `<cache>/reports/<run_id>.html` and `latest.html`: a summary, the alerts, task
-durations coloured by outcome, run history (durations and success rates), rows per
-trade date of each per-trade-date dataset against the trading calendar up to the
-data's as-of date (cache/asof.py; missing open days in red), and the distribution of
-P and G scores per calc date (box plots).
+durations coloured by outcome, run history (durations and success rates), the stage
+durations against the last 10 runs, quota use per API over the sync, rows per dataset
+(saved by this run, and in the cache), rows per trade date of each per-trade-date
+dataset against the trading calendar up to the data's as-of date (cache/asof.py;
+missing open days in red), and factor coverage (the share of each calc date's rows
+with a score) and freshness (the newest calc date, open days behind the as-of date).
+Scores are ranks (0–100, median 50 by construction), so their distribution says
+nothing and is not drawn.
 
 The page is rendered from the report dict alone; the facts it needs from the cache
-(coverage, score distributions, history) are added to the report as the `ops`
-section by `add_report_sections`, which the orchestrator may also save in the JSON.
+(coverage, factor coverage, dataset rows, history) are added to the report as the
+`ops` section by `add_report_sections`, which the orchestrator may also save in the JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
+    cache_stats,
     dataset_files,
     load_reports,
     run_duration_s,
@@ -37,12 +42,15 @@ from pipeline.ops.stats import (
     task_records,
     trade_calendar,
     unit_dates,
+    units_behind,
 )
 from pipeline.run.report import OUTCOMES
 
 COVERAGE_WINDOW = 120
 SCORE_DATES = 12
 HISTORY_RUNS = 30
+STAGE_RUNS = 10
+STAGE_NAMES = ("sync", "pit", "factors", "load")
 WIDTH = 960
 LATEST = "latest.html"
 
@@ -119,50 +127,99 @@ def coverage(
     return found
 
 
-def score_distributions(
-    layout: CacheLayout, last: int = SCORE_DATES
-) -> dict[str, list[dict[str, Any]]]:
-    """Per factor (p, g), quantiles of the score on each of the last `last` calc dates."""
-    found: dict[str, list[dict[str, Any]]] = {}
+def factor_coverage(
+    layout: CacheLayout, as_of: dt.date | None, last: int = SCORE_DATES
+) -> list[dict[str, Any]]:
+    """Per factor (p, g): on each of the last `last` calc dates, the rows and the share
+    with a score; the newest calc date and the open days from it to `as_of`."""
+    calendar = trade_calendar(layout) if as_of is not None else pl.DataFrame()
+    found = []
     for factor in ("p", "g"):
         files = dataset_files(layout, "factors", factor)
         if not files:
             continue
         score = pl.col(f"{factor}_score")
-        scan = scan_files(files).select("calc_date", score)
-        recent = scan.select(pl.col("calc_date").unique()).collect()["calc_date"].sort().tail(last)
         frame = (
-            scan.filter(pl.col("calc_date").is_in(recent.implode()))
+            scan_files(files)
             .group_by("calc_date")
-            .agg(
-                n=score.count(),
-                nulls=score.null_count(),
-                min=score.min(),
-                q1=score.quantile(0.25, "linear"),
-                median=score.median(),
-                q3=score.quantile(0.75, "linear"),
-                max=score.max(),
-            )
+            .agg(rows=pl.len(), scored=score.count())
             .sort("calc_date")
-            .with_columns(pl.col("calc_date").cast(pl.String))
+            .tail(last)
             .collect()
         )
-        found[factor] = frame.to_dicts()
+        if frame.is_empty():
+            continue
+        newest = frame["calc_date"][-1]
+        behind = None
+        if as_of is not None and not calendar.is_empty():
+            behind = units_behind(calendar, "daily", newest, as_of)
+        found.append(
+            {
+                "factor": factor,
+                "dates": frame["calc_date"].cast(pl.String).to_list(),
+                "rows": frame["rows"].to_list(),
+                "scored": frame["scored"].to_list(),
+                "newest": newest.isoformat(),
+                "behind": behind,
+            }
+        )
     return found
 
 
-def add_report_sections(layout: CacheLayout, report: Mapping[str, Any]) -> dict[str, Any]:
-    """The report with an added `ops` section: coverage, score distributions, run history.
+def stage_durations(reports: Sequence[Mapping[str, Any]], runs: int = STAGE_RUNS) -> dict[str, Any]:
+    """Per stage, this run's duration (the last report) and those of the `runs` runs
+    before it that ran the stage. The sync's is its wall time (`sync_seconds`; tasks run
+    concurrently), the others' the stage entry's duration."""
 
-    Existing keys are left as they are; the history includes this run.
-    """
+    def durations(report: Mapping[str, Any]) -> dict[str, float]:
+        found: dict[str, float] = {}
+        tasks = report.get("tasks") or []
+        for t in tasks:
+            if t.get("strategy") == "stage" and t.get("task") in STAGE_NAMES:
+                found[t["task"]] = float(t.get("duration_s") or 0)
+        if "sync" not in found and report.get("sync_seconds") is not None:
+            found["sync"] = float(report["sync_seconds"])
+        elif "sync" not in found and any(t.get("strategy") != "stage" for t in tasks):
+            found["sync"] = max(
+                float(t.get("duration_s") or 0) for t in tasks if t.get("strategy") != "stage"
+            )
+        return found
+
+    *before, current = [durations(r) for r in reports] or [{}]
+    stages = []
+    for name in STAGE_NAMES:
+        past = [d[name] for d in before if name in d][-runs:]
+        if name in current or past:
+            stages.append({"stage": name, "now": current.get(name), "past": past})
+    return {"runs": runs, "stages": stages}
+
+
+def dataset_rows(layout: CacheLayout, report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per dataset in the cache: its rows, and the rows this run saved into it."""
+    saved = {
+        t.get("task"): int(t.get("rows_saved") or 0)
+        for t in report.get("tasks") or []
+        if t.get("strategy") != "stage"
+    }
+    return [
+        {"dataset": s.key, "rows": s.rows, "saved": saved.get(s.name, 0) if s.layer == "raw" else 0}
+        for s in cache_stats(layout)
+    ]
+
+
+def add_report_sections(layout: CacheLayout, report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report with an added `ops` section: coverage, factor coverage, dataset rows,
+    stage durations and run history. Existing keys are left as they are; the history
+    includes this run."""
     reports = [r for r in load_reports(layout) if r.get("run_id") != report.get("run_id")]
     history = run_history([*reports, dict(report)])[-HISTORY_RUNS:]
     day = _as_of(layout, report)
     ops = {
         "as_of": day.isoformat() if day else None,
         "coverage": coverage(layout, day),
-        "scores": score_distributions(layout),
+        "factors": factor_coverage(layout, day),
+        "datasets": dataset_rows(layout, report),
+        "stages": stage_durations([*reports, dict(report)]),
         "history": [asdict(h) for h in history],
     }
     return {**report, "ops": ops}
@@ -329,44 +386,138 @@ def coverage_chart(datasets: Sequence[Mapping[str, Any]]) -> str:
     return _svg(8 + len(datasets) * (band + gap), body, "rows per trade date")
 
 
-def boxplot_chart(stats: Sequence[Mapping[str, Any]], label: str) -> str:
-    """Box plots of a score (0–100) per calc date: min–max whiskers, quartile box, median."""
-    if not stats:
-        return f"<p>No {_e(label)} scores in the cache.</p>"
-    left, right, top, height = 50, 20, 12, 200
-    plot_w = WIDTH - left - right
-    slot = plot_w / len(stats)
-
-    def y(v: float) -> float:
-        return top + height - v / 100 * height
-
+def _hbars(
+    rows: Sequence[tuple[str, float, str, str, str]], label: str, empty: str, maximum: float
+) -> str:
+    """Horizontal bars: (name, value, bar colour, value text, tooltip) per row."""
+    if not rows:
+        return f"<p>{_e(empty)}</p>"
+    left, right, row, top = 200, 200, 20, 6
+    scale = (WIDTH - left - right) / (maximum or 1.0)
     body = []
-    for tick in (0, 25, 50, 75, 100):
+    for i, (name, value, colour, shown, tip) in enumerate(rows):
+        y = top + i * row
         body += [
-            _line(left, y(tick), left + plot_w, y(tick), "#e0e0e0"),
-            _text(left - 6, y(tick) + 4, tick, "end", 10),
+            _text(left - 8, y + 12, name, "end", 11),
+            _rect(left, y + 2, value * scale, row - 6, colour, tip),
+            _text(left + value * scale + 6, y + 12, shown, "start", 11, "#444"),
         ]
-    for i, s in enumerate(stats):
-        centre = left + i * slot + slot / 2
-        box_w = min(slot * 0.5, 40)
-        body.append(_text(centre, top + height + 16, s["calc_date"], "middle", 10))
-        body.append(_text(centre, top + height + 30, f"n={s['n']}", "middle", 9, "#666"))
-        if s["n"] == 0:
-            continue
-        tip = (
-            f"{s['calc_date']}: n={s['n']} nulls={s['nulls']} min={s['min']:.1f} q1={s['q1']:.1f} "
-            f"median={s['median']:.1f} q3={s['q3']:.1f} max={s['max']:.1f}"
-        )
+    return _svg(top + len(rows) * row + 6, body, label)
+
+
+def quota_chart(report: Mapping[str, Any]) -> str:
+    """Per API called, the calls made over the quota of the sync's wall time (the
+    per-minute limit times its minutes): how much of what was allowed the run used."""
+    calls = report.get("calls_by_api") or {}
+    limits = report.get("limits_by_api") or {}
+    seconds = report.get("sync_seconds")
+    rows = []
+    for api, n in sorted(calls.items(), key=lambda kv: -kv[1]):
+        limit = limits.get(api)
+        if limit and seconds:
+            quota = limit * max(float(seconds), 1.0) / 60
+            share = min(n / quota, 1.0)
+            colour = COLOURS["success"] if share < 0.9 else COLOURS["partial"]
+            rows.append((api, share, colour, f"{share:.1%} of {quota:,.0f} ({n:,} calls)",
+                         f"{api}: {n} calls, {limit}/min over {seconds:.0f} s"))  # fmt: skip
+        else:
+            rows.append((api, 0.0, "#b0bec5", f"{n:,} calls (no limit)", f"{api}: {n} calls"))
+    return _hbars(rows, "quota use per API", "No API calls in this run.", 1.0)
+
+
+def rows_chart(datasets: Sequence[Mapping[str, Any]]) -> str:
+    """Per dataset, the rows in the cache (light) and the rows this run saved (dark)."""
+    if not datasets:
+        return "<p>No datasets in the cache.</p>"
+    left, right, row, top = 200, 200, 18, 6
+    most = max(d["rows"] for d in datasets) or 1
+    scale = (WIDTH - left - right) / most
+    body = []
+    for i, d in enumerate(datasets):
+        y = top + i * row
+        saved = min(d["saved"], d["rows"])
+        total = f"{d['rows']:,}" + (f" (+{d['saved']:,})" if d["saved"] else "")
+        tip = f"{d['dataset']}: {d['rows']:,} rows"
         body += [
-            _line(centre, y(s["min"]), centre, y(s["max"]), "#455a64"),
-            _line(centre - box_w / 4, y(s["min"]), centre + box_w / 4, y(s["min"]), "#455a64"),
-            _line(centre - box_w / 4, y(s["max"]), centre + box_w / 4, y(s["max"]), "#455a64"),
-            _rect(centre - box_w / 2, y(s["q3"]), box_w, y(s["q1"]) - y(s["q3"]), "#90caf9", tip),
-            _line(
-                centre - box_w / 2, y(s["median"]), centre + box_w / 2, y(s["median"]), "#0d47a1", 2
-            ),
+            _text(left - 8, y + 11, d["dataset"], "end", 11),
+            _rect(left, y + 2, d["rows"] * scale, row - 5, "#90caf9", tip),
+            _rect(left, y + 2, saved * scale, row - 5, BAR, f"saved by this run: {saved:,}"),
+            _text(left + d["rows"] * scale + 6, y + 11, total, "start", 11, "#444"),
         ]
-    return _svg(top + height + 38, body, f"{label} distribution per calc date")
+    return _svg(top + len(datasets) * row + 6, body, "rows per dataset")
+
+
+def stages_chart(stages: Mapping[str, Any]) -> str:
+    """Per stage, the range of the last runs' durations (grey), their median (black
+    tick) and this run's (blue bar, red when over the range)."""
+    found = stages.get("stages") or []
+    if not found:
+        return "<p>No stage durations yet.</p>"
+    left, right, row, top = 200, 200, 30, 22
+    longest = max([s["now"] or 0 for s in found] + [max(s["past"], default=0) for s in found])
+    scale = (WIDTH - left - right) / (longest or 1.0)
+    body = [_text(left, 14, f"grey: range of the last {stages.get('runs')} runs; tick: median",
+                  "start", 11, "#666")]  # fmt: skip
+    for i, s in enumerate(found):
+        y = top + i * row
+        body.append(_text(left - 8, y + 15, s["stage"], "end", 12))
+        past = sorted(s["past"])
+        if past:
+            low, high, mid = past[0], past[-1], past[len(past) // 2]
+            body += [
+                _rect(left + low * scale, y + 2, (high - low) * scale, row - 8, "#cfd8dc",
+                      f"{s['stage']}: {len(past)} runs, {_seconds(low)} to {_seconds(high)}"),
+                _line(left + mid * scale, y, left + mid * scale, y + row - 4, "#212121", 2),
+            ]  # fmt: skip
+        if s["now"] is not None:
+            over = bool(past) and s["now"] > past[-1]
+            colour = COLOURS["failed"] if over else BAR
+            median = _seconds(past[len(past) // 2]) if past else "-"
+            end = left + max(s["now"], max(past, default=0)) * scale + 6
+            body += [
+                _rect(left, y + 8, s["now"] * scale, 8, colour, f"this run: {_seconds(s['now'])}"),
+                _text(end, y + 15, f"{_seconds(s['now'])} (median {median})", "start", 11, "#444"),
+            ]
+    return _svg(top + len(found) * row + 6, body, "stage durations against the last runs")
+
+
+def factor_chart(factors: Sequence[Mapping[str, Any]]) -> str:
+    """Per factor, the share of each recent calc date's rows with a score, and its
+    freshness (newest calc date, open days behind the data's as-of date)."""
+    if not factors:
+        return "<p>No factor scores in the cache.</p>"
+    left, right, band, gap = 200, 20, 60, 34
+    plot_w = WIDTH - left - right
+    body: list[str] = []
+    for k, f in enumerate(factors):
+        top = 8 + k * (band + gap)
+        n = len(f["dates"])
+        slot = plot_w / max(n, 1)
+        behind = "" if f["behind"] is None else f", {f['behind']} open days behind"
+        body += [
+            _text(left - 8, top + 24, f"factors.{f['factor']}", "end", 12),
+            _text(left - 8, top + 40, "rows with a score", "end", 10, "#666"),
+            _line(left, top + band, left + plot_w, top + band),
+            _text(left + plot_w / 2, top + band + 14, f"newest {f['newest']}{behind}", "middle",
+                  11, "#333"),
+        ]  # fmt: skip
+        for i, (date, rows, scored) in enumerate(
+            zip(f["dates"], f["rows"], f["scored"], strict=True)
+        ):
+            share = scored / rows if rows else 0.0
+            h = share * band
+            colour = BAR if share >= 0.5 else COLOURS["partial"]
+            x = left + i * slot
+            body += [
+                _rect(x + 1, top + band - h, max(slot - 2, 1), h, colour,
+                      f"{date}: {scored:,} of {rows:,} rows scored ({share:.0%})"),
+                _text(x + slot / 2, top + band - h - 3, f"{share:.0%}", "middle", 9, "#444"),
+            ]  # fmt: skip
+        body += [
+            _text(left, top + band + 14, f["dates"][0], "start", 10, "#666"),
+            _text(left + plot_w, top + band + 14, f["dates"][-1], "end", 10, "#666"),
+        ]
+    return _svg(8 + len(factors) * (band + gap), body, "factor coverage and freshness")
 
 
 # ---------------------------------------------------------------- the page
@@ -439,7 +590,6 @@ def render_report_html(report: Mapping[str, Any]) -> str:
         f"started {_e(report.get('started', '?'))}, finished {_e(report.get('finished', '?'))}"
         f" ({took}); {len(tasks)} tasks, success rate {shown_rate}"
     )
-    scores = ops.get("scores") or {}
     sections = [
         f"<h1>alphahome run {_e(run_id)}</h1><p class=muted>{summary}</p>",
         "<h2>Alerts</h2>" + _alerts(report),
@@ -447,10 +597,12 @@ def render_report_html(report: Mapping[str, Any]) -> str:
         "<h2>Task durations</h2>" + durations_chart(tasks),
         "<h2>Tasks</h2>" + _task_table(tasks),
         "<h2>Run history</h2>" + history_chart(ops.get("history") or []),
+        "<h2>Stage durations against the last runs</h2>" + stages_chart(ops.get("stages") or {}),
+        "<h2>Quota use per API over the sync</h2>" + quota_chart(report),
+        "<h2>Rows per dataset</h2>" + rows_chart(ops.get("datasets") or []),
         "<h2>Rows per trade date against the calendar</h2>"
         + coverage_chart(ops.get("coverage") or []),
-        "<h2>P score distribution per calc date</h2>" + boxplot_chart(scores.get("p") or [], "P"),
-        "<h2>G score distribution per calc date</h2>" + boxplot_chart(scores.get("g") or [], "G"),
+        "<h2>Factor coverage and freshness</h2>" + factor_chart(ops.get("factors") or []),
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -9,19 +9,32 @@ stages after it are skipped; the run still finishes its report.
 
 The report is completed (the data's as-of date, the market's today, the alerts) and
 then saved once; the HTML page and the metrics are written from that same report.
+`ah pit`, `ah factors` and `ah load` record themselves the same way (`recorded_stage`)
+and `ah sync` publishes its report (`publish_report`), so the metrics never go stale
+whichever command the schedule runs.
+
+With `--cadence calendar` (the schedule's evening job) the calendar decides the weekly
+and monthly parts (pipeline/run/cadence.py). `run.timeout_minutes` bounds the whole
+run: when it passes, the running stage is stopped, recorded as failed ("timed out"),
+the later stages are skipped, and the report is still written (exit 1).
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import datetime as dt
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from cache.asof import data_as_of
 from cache.layout import CacheLayout
+from cache.views import refresh_catalog
 from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger
@@ -29,8 +42,11 @@ from foundation.progress import stage_progress
 from pipeline.executor import validate_executor_spec
 from pipeline.factor_step import compute_factors
 from pipeline.load import load_from_settings
+from pipeline.ops.health import secure_state_dir
+from pipeline.ops.retention import apply_retention
 from pipeline.pit.step import build_pit
 from pipeline.run.alerts import announce_alerts, evaluate_alerts
+from pipeline.run.cadence import CADENCES, plan_cadence
 from pipeline.run.html import add_report_sections, write_run_report_html
 from pipeline.run.metrics import write_metrics
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
@@ -56,6 +72,9 @@ class RunRequest:
     workers: int | None = None
     sync: SyncRequest = field(default_factory=SyncRequest)
     progress: bool | None = None
+    cadence: str = "always"  # "calendar": factors when due, full PIT on the week's end
+    timeout_s: float | None = None  # None: run.timeout_minutes; 0: no limit
+    pit_full: bool = False
 
 
 @dataclass
@@ -88,10 +107,12 @@ def _workers(settings: Settings, request: RunRequest) -> int:
 def pit_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
     """Build every PIT table (incremental, or full with `--full`)."""
     layout = CacheLayout(settings.cache.dir)
-    mode: Literal["full", "incremental"] = "full" if request.full else "incremental"
+    full = request.full or request.pit_full
+    mode: Literal["full", "incremental"] = "full" if full else "incremental"
     workers = _workers(settings, request)
     result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
-    return StageResult(sum(result.rows_written.values()), f"{result.stocks_rebuilt} stocks rebuilt")
+    note = f"{result.mode} build: {result.stocks_rebuilt} stocks rebuilt"
+    return StageResult(sum(result.rows_written.values()), note)
 
 
 def factor_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
@@ -130,16 +151,65 @@ def _check_stages(stages: Sequence[str]) -> list[str]:
     return [s for s in STAGES if s in stages]
 
 
+class RunTimeout(AlphahomeError):
+    """The whole-run timeout passed while a stage ran (`run.timeout_minutes`)."""
+
+
+class Watchdog:
+    """Stops the run when `run.timeout_minutes` passes: it interrupts the main thread
+    (the stage unwinds through its `finally` blocks, releasing its locks; commits are
+    atomic) and the run records the stage as timed out."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self.interrupted_between_stages = False
+        self._timer: threading.Timer | None = None
+
+    def _fire(self) -> None:
+        self.fired = True
+        _thread.interrupt_main()
+
+    def __enter__(self) -> Watchdog:
+        if self.seconds > 0 and threading.current_thread() is threading.main_thread():
+            self._timer = threading.Timer(self.seconds, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> bool:
+        """Swallow the watchdog's own interrupt when it lands between stages (the run
+        records it: `interrupted_between_stages`)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self.interrupted_between_stages = kind is KeyboardInterrupt and self.fired
+        return self.interrupted_between_stages
+
+    def reason(self) -> str:
+        """What a stage stopped by the watchdog is recorded with."""
+        return f"timed out: the run exceeded {self.seconds / 60:g} min"
+
+
 def _run_stage(
-    settings: Settings, request: RunRequest, name: str, stage: Stage, lines: list[str]
+    settings: Settings,
+    request: RunRequest,
+    name: str,
+    stage: Stage,
+    lines: list[str],
+    watchdog: Watchdog | None = None,
 ) -> TaskOutcome:
     """Run one compute stage; any exception becomes a failed outcome (its traceback goes
-    to the log files only)."""
+    to the log files only), and so does the run's timeout."""
     outcome = TaskOutcome(task=name, api="-", strategy="stage")
     started = time.monotonic()
     try:
-        with stage_progress(name, request.progress) as on_progress:
-            result = stage(settings, request, on_progress)
+        try:
+            with stage_progress(name, request.progress) as on_progress:
+                result = stage(settings, request, on_progress)
+        except KeyboardInterrupt:
+            if watchdog is None or not watchdog.fired:
+                raise  # a Ctrl-C, not the timeout
+            raise RunTimeout(watchdog.reason()) from None
         outcome.status, outcome.rows_saved, outcome.reason = "success", result.rows, result.note
         outcome.units_done = outcome.units_total = 1
         lines.extend(result.lines)
@@ -171,55 +241,185 @@ def _new_report(settings: Settings, request: RunRequest, stages: list[str]) -> S
     )
 
 
+def _timeout_s(settings: Settings, request: RunRequest) -> float:
+    if request.timeout_s is not None:
+        return request.timeout_s
+    return settings.run.timeout_minutes * 60
+
+
 def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     """Run the selected stages in order; a failed stage stops the stages after it.
 
-    Bad arguments (a stage, the executor) raise `UsageError` before any stage starts.
-    The report is saved once, after the alerts are evaluated, and the HTML page and
-    the metrics are written from it, whatever the stages did.
+    Bad arguments (a stage, the executor, the cadence) raise `UsageError` before any
+    stage starts. The report is saved once, after the alerts are evaluated, and the
+    HTML page and the metrics are written from it, whatever the stages did.
     """
     stages = _check_stages(request.stages)
     validate_executor_spec(request.executor)
+    if request.cadence not in CADENCES:
+        msg = f"unknown cadence {request.cadence!r}; expected always or calendar"
+        raise UsageError(msg)
     layout = CacheLayout(settings.cache.dir)
     started = time.monotonic()
     lines: list[str] = []
-    if "sync" in stages:
-        sync_request = SyncRequest(
-            **{**request.sync.__dict__, "source": request.source, "full": request.full,
-               "progress": request.progress, "save_report": False}
+    report = _new_report(settings, request, stages)  # replaced by the sync's own report
+    with Watchdog(_timeout_s(settings, request)) as watchdog:
+        report, ok = _sync_part(settings, request, stages, lines, watchdog)
+        report.arguments = {**report.arguments, "stages": stages, "cadence": request.cadence}
+        if ok and request.cadence == "calendar":
+            plan = plan_cadence(layout, request.freq)
+            report.arguments["calendar"] = plan.to_dict()
+            lines.append(f"cadence: {plan.reason}")
+            if plan.pit_full and not request.full:
+                request = RunRequest(**{**request.__dict__, "pit_full": True})
+            if not plan.factors_due:
+                stages = [s for s in stages if s != "factors"]
+        for name, stage in COMPUTE_STAGES:
+            if name not in stages:
+                continue
+            if not ok:
+                report.tasks.append(
+                    TaskOutcome(task=name, status="skipped", reason="an earlier stage failed")
+                )
+                continue
+            outcome = _run_stage(settings, request, name, stage, lines, watchdog)
+            report.tasks.append(outcome)
+            ok = outcome.status == "success"
+        _refresh_views(settings, report, stages)
+    if watchdog.interrupted_between_stages:
+        reason = watchdog.reason()
+        report.tasks.append(
+            TaskOutcome(task="run", status="failed", reason=reason, errors=[reason], api="-",
+                        strategy="stage")
         )  # fmt: skip
-        report = run_sync(settings, sync_request)
-        lines.append(report.render())
-        ok = all(t.status != "failed" for t in report.tasks)
-    else:
-        report = _new_report(settings, request, stages)
-        ok = True
-    report.arguments = {**report.arguments, "stages": stages}
-    for name, stage in COMPUTE_STAGES:
-        if name not in stages:
-            continue
-        if not ok:
-            report.tasks.append(
-                TaskOutcome(task=name, status="skipped", reason="an earlier stage failed")
-            )
-            continue
-        outcome = _run_stage(settings, request, name, stage, lines)
-        report.tasks.append(outcome)
-        ok = outcome.status == "success"
-    report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
-    as_of = data_as_of(layout)
-    report.as_of = as_of.isoformat() if as_of else None
-    kind = request.source or recorded_source(layout) or settings.source.kind
-    report.market_today = report.market_today or market_today(settings, kind).isoformat()
-    report.alerts = evaluate_alerts(settings, report.to_dict())
-    report.save(layout)
-    doc = add_report_sections(layout, report.to_dict())
-    html = write_run_report_html(layout, doc)
-    write_metrics(layout, doc)
+    html = finish_report(settings, report, request.source, evaluate=True)
     lines.append(
         f"run {report.run_id}: success rate {report.success_rate:.0%} in "
         f"{report.duration_s:.1f} s; as of {report.as_of or '-'}; report {html}"
     )
     announce_alerts(settings, report.alerts, run_id=report.run_id)
     return RunResult(report=report, exit_code=report.exit_code, lines=lines)
+
+
+def _refresh_views(settings: Settings, report: SyncReport, stages: list[str]) -> None:
+    """Show new PIT and factor tables in the cache's DuckDB views file, unless the load
+    stage rebuilt it (the DuckDB sink); with PostgreSQL, analysts still query the cache."""
+    computed = any(t.task in ("pit", "factors") and t.status == "success" for t in report.tasks)
+    if not computed or ("load" in stages and settings.database.url is None):
+        return
+    try:
+        refresh_catalog(settings)
+    except Exception as exc:  # the views are a convenience: never fail the run for them
+        log.error("could not refresh the views file: %s", exc)
+
+
+def _sync_part(
+    settings: Settings,
+    request: RunRequest,
+    stages: list[str],
+    lines: list[str],
+    watchdog: Watchdog,
+) -> tuple[SyncReport, bool]:
+    """The sync stage (when selected): its report, which the run completes, and whether
+    it went well enough for the compute stages to follow."""
+    if "sync" not in stages:
+        return _new_report(settings, request, stages), True
+    sync_request = SyncRequest(
+        **{**request.sync.__dict__, "source": request.source, "full": request.full,
+           "progress": request.progress, "save_report": False}
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        report = run_sync(settings, sync_request)
+    except KeyboardInterrupt:
+        if not watchdog.fired:
+            raise  # a Ctrl-C, not the timeout
+        report = _new_report(settings, request, stages)
+        reason = watchdog.reason()
+        report.tasks.append(
+            TaskOutcome(
+                task="sync", status="failed", reason=reason, errors=[reason], api="-",
+                strategy="stage", duration_s=round(time.monotonic() - started, 3),
+            )
+        )  # fmt: skip
+        log.error("stage sync failed: %s", reason)
+        return report, False
+    lines.append(report.render())
+    return report, all(t.status != "failed" for t in report.tasks)
+
+
+def finish_report(
+    settings: Settings, report: SyncReport, source: str | None, *, evaluate: bool
+) -> Path:
+    """Complete a finished run's report (as-of date, market's today, and the alerts when
+    `evaluate`), save it, write its HTML page and the metrics, apply the retention of
+    reports and logs; the HTML page's path."""
+    layout = CacheLayout(settings.cache.dir)
+    report.finished = now_iso()
+    as_of = data_as_of(layout)
+    report.as_of = as_of.isoformat() if as_of else None
+    kind = source or recorded_source(layout) or settings.source.kind
+    report.market_today = report.market_today or market_today(settings, kind).isoformat()
+    if evaluate:
+        report.alerts = evaluate_alerts(settings, report.to_dict())
+    report.save(layout)
+    return publish_report(settings, report)
+
+
+def publish_report(settings: Settings, report: SyncReport) -> Path:
+    """The HTML page and the metrics of a saved report, then the retention of reports and
+    logs (`ah sync` calls this after its own save); the HTML page's path."""
+    layout = CacheLayout(settings.cache.dir)
+    secure_state_dir(layout)  # task state, manifests and locks name hosts, pids, paths
+    doc = add_report_sections(layout, report.to_dict())
+    html = write_run_report_html(layout, doc)
+    write_metrics(layout, doc)
+    apply_retention(layout, settings.run.keep_reports_days, settings.run.keep_logs_days)
+    return html
+
+
+@dataclass
+class StageRecord:
+    """What a stand-alone stage command tells `recorded_stage`: rows written, a note,
+    and why it failed when it failed without raising (a load that went on past a
+    dataset it could not load)."""
+
+    rows: int = 0
+    note: str = ""
+    failure: str | None = None
+
+
+@contextlib.contextmanager
+def recorded_stage(settings: Settings, name: str) -> Iterator[StageRecord]:
+    """Record a stand-alone stage command (`ah pit`, `ah factors`, `ah load`) as a
+    one-stage run: its report, HTML page and metrics are written whether it succeeds
+    or raises (the error still propagates to the command line). No alerts are
+    evaluated: the command's own exit status stands."""
+    report = _new_report(settings, RunRequest(stages=(name,)), [name])
+    outcome = TaskOutcome(task=name, api="-", strategy="stage")
+    record = StageRecord()
+    started = time.monotonic()
+    try:
+        yield record
+        outcome.status, outcome.rows_saved, outcome.reason = "success", record.rows, record.note
+        if record.failure is not None:
+            outcome.status, outcome.reason, outcome.errors = (
+                "failed",
+                record.failure,
+                [record.failure],
+            )
+        outcome.units_done = outcome.units_total = 1
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, AlphahomeError) else f"{type(exc).__name__}: {exc}"
+        outcome.status, outcome.reason, outcome.errors = "failed", reason, [reason]
+        raise
+    finally:
+        outcome.duration_s = round(time.monotonic() - started, 3)
+        report.tasks.append(outcome)
+        report.duration_s = outcome.duration_s
+        try:
+            finish_report(settings, report, None, evaluate=False)
+        except Exception as exc:  # the record must not mask what the command did
+            log.error("could not record the %s run: %s", name, exc)
+            log.debug("record of %s failed", name, exc_info=True)

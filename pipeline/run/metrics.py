@@ -3,9 +3,13 @@
 Written atomically after every run. Per task: duration, rows, calls, retries, errors,
 status (one series per outcome, 1 for the current one), last run and last success
 time; per run: success rate, duration, finish time, tasks by outcome, alerts; per
-dataset: rows, bytes and newest date (from Parquet footers). Tasks that were not in
-this run keep their series from the previous file, so a weekly factor run does not
-erase the daily sync's last success time.
+dataset: rows, bytes, newest date (from Parquet footers) and its lag in open days of
+the exchange calendar behind the market's today (so a holiday week is not "stale"),
+and whether it is stale by its own cadence; the last load, the last backup (time,
+bytes) and the last verify (time, findings per check). Tasks that were not in this
+run keep their series from the previous file, so a weekly factor run does not erase
+the daily sync's last success time. `ah backup` and `ah verify` refresh the
+non-run series (`refresh_metrics`).
 
 `METRICS` is the single list of exported names: the deploy rules and dashboard are
 checked against it.
@@ -24,12 +28,16 @@ from typing import Any
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from cache.state import FileStateStore
+from pipeline.ops.records import last_backup, last_verify
 from pipeline.ops.stats import (
+    TRADE_DATE_CADENCE,
     cache_stats,
     parse_time,
     run_duration_s,
     success_rate,
     task_records,
+    trade_calendar,
+    units_behind,
 )
 from pipeline.run.report import OUTCOMES
 
@@ -96,6 +104,36 @@ DATASET_NEWEST = MetricSpec(
     ("layer", "dataset"),
 )
 
+DATASET_LAG = MetricSpec(
+    "alphahome_dataset_lag_sessions",
+    "Trading sessions (open days of the exchange calendar) after the dataset's newest date, "
+    "up to the market's today.",
+    ("layer", "dataset"),
+)
+DATASET_STALE = MetricSpec(
+    "alphahome_dataset_stale",
+    "1 when a per-trade-date dataset is more than one due unit (open day, week or month end) "
+    "behind the market's today, else 0.",
+    ("layer", "dataset"),
+)
+LOAD_LAST_SUCCESS = MetricSpec(
+    "alphahome_load_last_success_timestamp_seconds",
+    "When the load into the sink last succeeded (ah load or the run's load stage; unix time).",
+    (),
+)
+BACKUP_LAST_SUCCESS = MetricSpec(
+    "alphahome_backup_last_success_timestamp_seconds",
+    "When the last verified backup snapshot finished (unix time).",
+    (),
+)
+BACKUP_BYTES = MetricSpec("alphahome_backup_bytes", "Bytes of the last backup snapshot.", ())
+VERIFY_LAST_RUN = MetricSpec(
+    "alphahome_verify_last_run_timestamp_seconds", "When ah verify last ran (unix time).", ()
+)
+VERIFY_FINDINGS = MetricSpec(
+    "alphahome_verify_findings", "Findings of the last ah verify, by check.", ("check",)
+)
+
 METRICS: tuple[MetricSpec, ...] = (
     TASK_DURATION,
     TASK_ROWS_FETCHED,
@@ -114,6 +152,13 @@ METRICS: tuple[MetricSpec, ...] = (
     DATASET_ROWS,
     DATASET_BYTES,
     DATASET_NEWEST,
+    DATASET_LAG,
+    DATASET_STALE,
+    LOAD_LAST_SUCCESS,
+    BACKUP_LAST_SUCCESS,
+    BACKUP_BYTES,
+    VERIFY_LAST_RUN,
+    VERIFY_FINDINGS,
 )
 TASK_METRICS = frozenset(m.name for m in METRICS if "task" in m.labels)
 
@@ -229,15 +274,51 @@ def run_samples(report: Mapping[str, Any], alerts: int | None = None) -> list[Sa
     return samples
 
 
-def dataset_samples(layout: CacheLayout) -> list[Sample]:
-    """Rows, bytes and newest date of every dataset, from Parquet footers."""
+def dataset_samples(layout: CacheLayout, today: dt.date | None = None) -> list[Sample]:
+    """Rows, bytes and newest date of every dataset, from Parquet footers; with `today`
+    (the market's), the lag in open days and whether each is stale by its cadence."""
+    calendar = trade_calendar(layout) if today is not None else None
     samples: list[Sample] = []
     for s in cache_stats(layout):
         labels: Labels = (("layer", s.layer), ("dataset", s.name))
         samples += [(DATASET_ROWS.name, labels, s.rows), (DATASET_BYTES.name, labels, s.bytes)]
         if s.last_date is not None:
             samples.append((DATASET_NEWEST.name, labels, _epoch(s.last_date)))
+        if calendar is None or today is None or s.date_column is None:
+            continue
+        lag = units_behind(calendar, "daily", s.last_date, today)
+        if lag is not None:
+            samples.append((DATASET_LAG.name, labels, float(lag)))
+        cadence = TRADE_DATE_CADENCE.get(s.name) if s.layer == "raw" else None
+        behind = units_behind(calendar, cadence, s.last_date, today) if cadence else None
+        if behind is not None:
+            samples.append((DATASET_STALE.name, labels, float(behind > 1)))
     return samples
+
+
+def ops_samples(layout: CacheLayout) -> list[Sample]:
+    """The last backup and the last verify (pipeline/ops/records.py)."""
+    samples: list[Sample] = []
+    backup = last_backup(layout)
+    if backup is not None:
+        when, doc = backup
+        samples.append((BACKUP_LAST_SUCCESS.name, (), _epoch(when)))
+        samples.append((BACKUP_BYTES.name, (), float(doc.get("bytes") or 0)))
+    verify = last_verify(layout)
+    if verify is not None:
+        when, findings = verify
+        samples.append((VERIFY_LAST_RUN.name, (), _epoch(when)))
+        samples += [(VERIFY_FINDINGS.name, (("check", c),), float(n)) for c, n in findings.items()]
+    return samples
+
+
+def load_sample(samples: list[Sample]) -> list[Sample]:
+    """The last load's success time, from the `load` task's (this run's or carried over)."""
+    found: list[Sample] = []
+    for name, labels, value in samples:
+        if name == TASK_LAST_SUCCESS.name and labels == (("task", "load"),):
+            found.append((LOAD_LAST_SUCCESS.name, (), value))
+    return found[:1]
 
 
 def carried_over(previous: list[Sample], current: list[Sample]) -> list[Sample]:
@@ -273,6 +354,12 @@ def metrics_path(layout: CacheLayout) -> Path:
     return layout.metrics_dir / PROM_FILE
 
 
+def _today(report: Mapping[str, Any]) -> dt.date:
+    if report.get("market_today"):
+        return dt.date.fromisoformat(str(report["market_today"]))
+    return dt.datetime.now(dt.UTC).date()
+
+
 def write_metrics(
     layout: CacheLayout, report: Mapping[str, Any], alerts: int | None = None
 ) -> Path:
@@ -280,12 +367,30 @@ def write_metrics(
 
     `alerts`: how many alerts the run raised (default: the length of report["alerts"]).
     Series of tasks not in this run are kept from the previous file; last success times
-    the previous file lacks come from the task state files.
+    the previous file lacks come from the task state files. Lags are counted up to the
+    report's `market_today`.
     """
     path = metrics_path(layout)
     previous = parse_samples(path.read_text(encoding="utf-8")) if path.exists() else []
     known = {labels for name, labels, _ in previous if name == TASK_LAST_SUCCESS.name}
     previous += [s for s in state_last_success(layout) if s[1] not in known]
-    current = run_samples(report, alerts) + dataset_samples(layout)
-    text = render_exposition(current + carried_over(previous, current))
+    current = run_samples(report, alerts) + dataset_samples(layout, _today(report))
+    tasks = current + carried_over(previous, current)
+    text = render_exposition(tasks + load_sample(tasks) + ops_samples(layout))
+    return write_bytes_atomic(text.encode("utf-8"), path, mode=PROM_MODE)
+
+
+def refresh_metrics(layout: CacheLayout, today: dt.date | None = None) -> Path:
+    """Rewrite the textfile with fresh dataset, backup and verify series, keeping the run
+    and task series of the last run (`ah backup` and `ah verify` call this)."""
+    path = metrics_path(layout)
+    previous = parse_samples(path.read_text(encoding="utf-8")) if path.exists() else []
+    fresh = dataset_samples(layout, today) + ops_samples(layout)
+    replaced = {name for name, _, _ in fresh} | {
+        DATASET_ROWS.name, DATASET_BYTES.name, DATASET_NEWEST.name, DATASET_LAG.name,
+        DATASET_STALE.name, BACKUP_LAST_SUCCESS.name, BACKUP_BYTES.name,
+        VERIFY_LAST_RUN.name, VERIFY_FINDINGS.name,
+    }  # fmt: skip
+    kept = [s for s in previous if s[0] not in replaced]
+    text = render_exposition(kept + fresh)
     return write_bytes_atomic(text.encode("utf-8"), path, mode=PROM_MODE)

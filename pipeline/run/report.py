@@ -91,6 +91,8 @@ class SyncReport:
     dry_run: bool = False
     tasks: list[TaskOutcome] = field(default_factory=list)
     calls_by_api: dict[str, int] = field(default_factory=dict)
+    limits_by_api: dict[str, int | None] = field(default_factory=dict)  # calls/min, None: none
+    sync_seconds: float | None = None  # the sync's own wall time (quota use is over it)
     estimated_seconds: float = 0.0
     duration_s: float = 0.0
     path: str | None = None

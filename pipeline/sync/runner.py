@@ -762,6 +762,9 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
             )  # fmt: skip
             report.tasks = await _run_tasks(ctx, request, planner, plans)
             report.calls_by_api = source.client.stats.by_api("calls")
+            limits = source.client.limits
+            report.limits_by_api = {api: limits.per_minute(api) for api in report.calls_by_api}
+            report.sync_seconds = round(time.monotonic() - started, 3)
     finally:
         locks.release()
         store.close()

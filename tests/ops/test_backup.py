@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,24 +20,29 @@ from pipeline.ops.backup import (
     apply_retention,
     create_backup,
     default_backup_root,
+    describe_verify,
     find_pg_binary,
     list_backups,
     pg_command,
     render_backups,
     restore_backup,
     snapshots_to_keep,
+    verify_backup,
 )
+from pipeline.ops.records import last_backup
 from tests.ops.conftest import SyntheticCache, make_settings
 
 T0 = dt.datetime(2024, 6, 28, 2, 30, tzinfo=dt.UTC)
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under root (locks excluded) with its bytes."""
+    """Every file under root (locks and the last backup's record excluded) with its bytes."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and "locks" not in p.relative_to(root).parts
+        if p.is_file()
+        and "locks" not in p.relative_to(root).parts
+        and p.relative_to(root).as_posix() != "state/ops/backup.json"
     }
 
 
@@ -48,7 +54,9 @@ def test_first_and_incremental_snapshot(synthetic: SyntheticCache) -> None:
     first = create_backup(settings, now=T0)
     assert first.path == default_backup_root(layout) / "20240628T023000Z"
     assert first.linked == 0 and first.copied == first.files == len(tree(layout.root))
-    snapshot_files = {k: v for k, v in tree(first.path).items() if k != MANIFEST}
+    snapshot_files = {
+        k: v for k, v in tree(first.path).items() if k != MANIFEST and not k.startswith("config/")
+    }
     assert snapshot_files == tree(layout.root)
 
     changed = layout.dataset_dir("raw", "daily") / "year=2024" / "06.parquet"
@@ -56,9 +64,9 @@ def test_first_and_incremental_snapshot(synthetic: SyntheticCache) -> None:
     added = layout.dataset_dir("raw", "daily") / "year=2024" / "07.parquet"
     pl.read_parquet(changed).write_parquet(added)
     second = create_backup(settings, now=T0 + dt.timedelta(days=1))
-    state_files = 1
+    state_files = 2  # the task state, and the first backup's record (state/ops/backup.json)
     assert second.copied == 2 + state_files and second.linked == second.files - second.copied
-    assert second.files == first.files + 1
+    assert second.files == first.files + 2
     for rel in tree(layout.root):
         same_inode = (
             os.path.samefile(first.path / rel, second.path / rel)
@@ -68,12 +76,51 @@ def test_first_and_incremental_snapshot(synthetic: SyntheticCache) -> None:
         should_link = rel not in {
             changed.relative_to(layout.root).as_posix(),
             "state/tasks/daily.json",
+            "state/ops/backup.json",
         }
         assert same_inode == (should_link and rel != added.relative_to(layout.root).as_posix()), rel
-    assert {k: v for k, v in tree(second.path).items() if k != MANIFEST} == tree(layout.root)
+    assert {
+        k: v for k, v in tree(second.path).items() if k != MANIFEST and not k.startswith("config/")
+    } == tree(layout.root)
     listed = list_backups(default_backup_root(layout))
     assert [s.name for s in listed] == [first.path.name, second.path.name]
     assert second.path.name in render_backups(listed, default_backup_root(layout))
+
+
+def test_backup_carries_the_config_file_and_verifies(
+    synthetic: SyntheticCache, tmp_path: Path
+) -> None:
+    layout = synthetic.layout
+    config = tmp_path / "alphahome.toml"
+    config.write_text('[tushare]\ntoken = "abcdef123456"\n')
+    config.chmod(0o600)
+    settings = make_settings(layout.root, config=config)
+    result = create_backup(settings, now=T0)
+    copy = result.path / "config" / "alphahome.toml"
+    assert copy.read_bytes() == config.read_bytes()
+    assert copy.stat().st_mode & 0o077 == 0  # it holds the token: owner-only
+    recorded = last_backup(layout)
+    assert recorded is not None and recorded[0] == T0
+    assert recorded[1]["snapshot"] == str(result.path) and recorded[1]["files"] == result.files
+    root = default_backup_root(layout)
+    verified = verify_backup(root)
+    assert verified.files == result.files and verified.config == "config/alphahome.toml"
+    assert "ok" in describe_verify(verified) and "config config/alphahome.toml" in describe_verify(
+        verified
+    )
+    # a damaged file (or config copy) in the snapshot is found by name
+    victim = next(p for p in sorted(result.path.rglob("*.parquet")))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(BackupError, match=re.escape(victim.name)):
+        verify_backup(root, result.path.name)
+    victim.unlink()
+    copy.write_text("changed")
+    with pytest.raises(BackupError, match=r"config/alphahome\.toml"):
+        verify_backup(root)
+    with pytest.raises(UsageError, match="no snapshot 'nope'"):
+        verify_backup(root, "nope")
 
 
 def test_backup_refuses_while_a_sync_holds_a_lock(synthetic: SyntheticCache) -> None:

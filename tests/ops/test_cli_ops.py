@@ -38,6 +38,16 @@ def test_health_stats_and_verify(synthetic: SyntheticCache, tmp_path: Path) -> N
     assert broken.name in found["findings"][0]["message"] + str(found["findings"][0]["examples"])
     out = ah("--cache-dir", cache, "verify", "nope", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("error: no dataset 'nope'")
+    # a whole-cache verify is recorded and exported
+    out = ah("--cache-dir", cache, "verify", "--skip-sink", cwd=tmp_path)
+    assert out.returncode == 1 and "FAIL corrupt" in out.stdout
+    metrics = (synthetic.layout.metrics_dir / "alphahome.prom").read_text()
+    assert 'alphahome_verify_findings{check="corrupt"} 1' in metrics
+    assert 'alphahome_verify_findings{check="gaps"} 0' in metrics
+    # --quiet: only what failed or warned, and the verdict
+    out = ah("--cache-dir", cache, "health", "--quiet", cwd=tmp_path)
+    assert out.returncode == 1 and "data raw.daily" in out.stdout
+    assert " ok " not in out.stdout and out.stdout.splitlines()[-1].startswith("health: FAIL")
 
 
 @pytest.mark.slow
@@ -55,9 +65,13 @@ def test_backup_restore_and_schedule(synthetic: SyntheticCache, tmp_path: Path) 
         locks.release()
     out = ah("--cache-dir", cache, "restore", "--dest", dest, cwd=tmp_path)
     assert out.returncode == 0 and "restored" in out.stdout, out.stderr
+    out = ah("--cache-dir", cache, "backup", "verify", "--dest", dest, cwd=tmp_path)
+    assert out.returncode == 0 and ": ok, " in out.stdout, out.stderr
     out = ah("--cache-dir", cache, "backup", "list", "--dest", dest, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.count("\n") == 3  # title, header, one snapshot
-    out = ah("--cache-dir", cache, "schedule", "--systemd", "--g-freq", "monthly", cwd=tmp_path)
+    out = ah("--cache-dir", cache, "schedule", "--systemd", "--freq", "monthly", cwd=tmp_path)
     assert out.returncode == 0 and "OnCalendar=" in out.stdout and "--freq monthly" in out.stdout
+    out = ah("--cache-dir", cache, "schedule", "--write", str(tmp_path / "u"), cwd=tmp_path)
+    assert out.returncode == 0 and (tmp_path / "u" / "alphahome.cron").is_file(), out.stderr
     out = ah("--cache-dir", cache, "schedule", "--due", "weekly", cwd=tmp_path)
     assert out.returncode in (0, 1) and "last trading day of its week" in out.stdout

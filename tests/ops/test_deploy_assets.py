@@ -6,17 +6,26 @@ against a textfile it actually writes), never from a list kept here.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pipeline.ops.records import record_backup, record_verify
 from pipeline.run.metrics import METRICS, parse_samples, write_metrics
+from pipeline.run.report import TaskOutcome
 from tests.ops.conftest import SyntheticCache, make_report
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alphahome-rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "alphahome-dashboard.json"
+PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
+PROMTOOL = shutil.which("promtool")
 METRIC = re.compile(r"\balphahome_[a-z0-9_]+\b")
 
 
@@ -24,11 +33,86 @@ def exported_names() -> set[str]:
     return {m.name for m in METRICS}
 
 
+def full_metrics(synthetic: SyntheticCache) -> Path:
+    """A textfile with every family: a run with a load, a backup and a verify recorded."""
+    layout = synthetic.layout
+    when = dt.datetime(2024, 6, 28, 3, tzinfo=dt.UTC)
+    record_backup(layout, layout.root.parent / "b" / "20240628T030000Z", when, 10, 12345)
+    record_verify(layout, 12, ["gaps", "gaps"], when)
+    tasks = [TaskOutcome("daily", "success", duration_s=3.0), TaskOutcome("load", "success")]
+    return write_metrics(layout, {**make_report(tasks=tasks), "alerts": []})
+
+
 def test_registry_matches_what_is_written(synthetic: SyntheticCache) -> None:
-    report = {**make_report(), "alerts": []}
-    text = write_metrics(synthetic.layout, report).read_text()
+    text = full_metrics(synthetic).read_text()
     written = {name for name, _, _ in parse_samples(text)}
     assert written == exported_names()
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (.ci/run installs it)")
+def test_promtool_accepts_the_metrics_and_the_rules(synthetic: SyntheticCache) -> None:
+    assert PROMTOOL is not None
+    metrics = full_metrics(synthetic)
+    done = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=metrics.read_bytes(), capture_output=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+    done = subprocess.run(
+        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the rules fire as meant: a holiday week is not stale, three open days behind are
+    tests = metrics.parent / "rules-test.yml"
+    tests.write_text(RULE_TESTS.format(rules=RULES))
+    done = subprocess.run(
+        [PROMTOOL, "test", "rules", str(tests)], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+RULE_TESTS = """
+rule_files: ["{rules}"]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'alphahome_dataset_lag_sessions{{layer="raw",dataset="daily"}}'
+        values: '0x180'
+      - series: 'alphahome_dataset_lag_sessions{{layer="raw",dataset="weekly"}}'
+        values: '3x180'
+    alert_rule_test:
+      - eval_time: 2h
+        alertname: AlphahomeDatasetStale
+        exp_alerts: []
+  - interval: 1m
+    input_series:
+      - series: 'alphahome_dataset_lag_sessions{{layer="raw",dataset="daily"}}'
+        values: '3x180'
+    alert_rule_test:
+      - eval_time: 2h
+        alertname: AlphahomeDatasetStale
+        exp_alerts:
+          - exp_labels: {{severity: warning, layer: raw, dataset: daily}}
+            exp_annotations:
+              summary: 'raw.daily is 3 open days behind the market'
+              description: >-
+                Counted in open days of the exchange calendar, so holidays do not count.
+                Run ah health.
+"""
+
+
+def test_grafana_provisioning_points_at_the_dashboard() -> None:
+    doc = parse_yaml_subset((PROVISIONING / "dashboards" / "alphahome.yaml").read_text())
+    (provider,) = doc["providers"]
+    assert doc["apiVersion"] == "1" and provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/")
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert "__inputs" not in dashboard  # provisioning does not resolve import inputs
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    sources = parse_yaml_subset((PROVISIONING / "datasources" / "prometheus.yaml").read_text())
+    assert sources["datasources"][0]["type"] == "prometheus"
 
 
 def _scalar(text: str) -> Any:
@@ -124,4 +208,8 @@ def test_dashboard_parses_and_uses_exported_metrics() -> None:
         "alphahome_task_duration_seconds",
         "alphahome_task_status",
         "alphahome_run_success_rate",
+        "alphahome_dataset_lag_sessions",
+        "alphahome_backup_last_success_timestamp_seconds",
+        "alphahome_verify_findings",
+        "alphahome_load_last_success_timestamp_seconds",
     } <= used

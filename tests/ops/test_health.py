@@ -21,6 +21,7 @@ from pipeline.ops.health import (
     lock_states,
     secure_state_dir,
 )
+from pipeline.ops.records import record_backup
 from tests.ops.conftest import (
     TODAY,
     SyntheticCache,
@@ -38,7 +39,9 @@ def statuses(report: Any) -> dict[str, str]:
 
 def test_healthy_cache_exits_zero(synthetic: SyntheticCache) -> None:
     settings = make_settings(synthetic.layout.root)
-    report = check_health(lambda: settings, today=TODAY)
+    when = dt.datetime(2024, 6, 28, 2, 30, tzinfo=dt.UTC)
+    record_backup(synthetic.layout, synthetic.layout.root.parent / "b", when, 1, 1)
+    report = check_health(lambda: settings, today=TODAY, now=when + dt.timedelta(hours=5))
     found = statuses(report)
     assert report.exit_code == 0, health_output(report, False)
     assert found["config"] == "ok" and found["cache writable"] == "ok"
@@ -50,6 +53,23 @@ def test_healthy_cache_exits_zero(synthetic: SyntheticCache) -> None:
     doc = json.loads(health_output(report, True))
     assert doc["ok"] is True
     assert {c["name"] for c in doc["checks"]} == set(found)
+
+
+def test_backup_age_and_quiet_output(synthetic: SyntheticCache) -> None:
+    layout = synthetic.layout
+    settings = make_settings(layout.root)
+    when = dt.datetime(2024, 6, 28, 2, 30, tzinfo=dt.UTC)
+    report = check_health(lambda: settings, today=TODAY, now=when)
+    assert statuses(report)["backup"] == "warn" and report.exit_code == 0
+    quiet = health_output(report, False, quiet=True)
+    assert quiet.splitlines()[1].startswith("backup") and "no backup recorded" in quiet
+    assert len(quiet.splitlines()) == 3  # header, the warned check, the verdict
+    record_backup(layout, layout.root.parent / "b", when, 1, 1)
+    report = check_health(lambda: settings, today=TODAY, now=when + dt.timedelta(hours=35))
+    assert statuses(report)["backup"] == "ok" and health_output(report, False, quiet=True) == ""
+    report = check_health(lambda: settings, today=TODAY, now=when + dt.timedelta(hours=37))
+    assert statuses(report)["backup"] == "fail" and report.exit_code == 1
+    assert "older than 36 h" in health_output(report, False, quiet=True)
 
 
 def test_stale_daily_dataset_fails(tmp_path: Path) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 import pytest
 
 from cache.state import FileStateStore, TaskState
-from pipeline.run.metrics import METRICS, metrics_path, write_metrics
+from pipeline.ops.records import record_backup, record_verify
+from pipeline.run.metrics import METRICS, metrics_path, refresh_metrics, write_metrics
 from pipeline.run.report import TaskOutcome
-from tests.ops.conftest import SyntheticCache, make_report
+from tests.ops.conftest import TODAY, SyntheticCache, build_cache, make_report
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL_VALUE = r'"(?:[^"\\\n]|\\["\\n])*"'
@@ -132,3 +134,54 @@ def test_alert_count(synthetic: SyntheticCache) -> None:
     assert values(families, "alphahome_run_alerts")[""] == 2
     families = parse_strictly(write_metrics(synthetic.layout, report, alerts=0).read_text())
     assert values(families, "alphahome_run_alerts")[""] == 0
+
+
+def _lag(path: Any, name: str, dataset: str = "daily") -> float:
+    families = parse_strictly(path.read_text())
+    return values(families, name)[f'{{layer="raw",dataset="{dataset}"}}']
+
+
+def test_lag_counts_open_days_so_a_holiday_is_not_stale(tmp_path: Any) -> None:
+    # raw.daily up to the Thursday before Spring Festival (Feb 9-16 closed)
+    cache = build_cache(tmp_path / "cache", daily_until=dt.date(2024, 2, 8))
+    sunday_after = {**make_report(), "market_today": "2024-02-18"}  # ten days on the wall
+    path = write_metrics(cache.layout, sunday_after)
+    assert _lag(path, "alphahome_dataset_lag_sessions") == 0
+    assert _lag(path, "alphahome_dataset_stale") == 0
+    wednesday = {**make_report(), "market_today": "2024-02-21"}  # three open days later
+    path = write_metrics(cache.layout, wednesday)
+    assert _lag(path, "alphahome_dataset_lag_sessions") == 3
+    assert _lag(path, "alphahome_dataset_stale") == 1
+    # weekly bars up to TODAY's week are ahead of that day: nothing behind
+    assert _lag(path, "alphahome_dataset_lag_sessions", "weekly") == 0
+
+
+def test_backup_verify_and_load_series(synthetic: SyntheticCache) -> None:
+    layout = synthetic.layout
+    tasks = [TaskOutcome("daily", "success"), TaskOutcome("load", "success")]
+    report = make_report(tasks=tasks)
+    path = write_metrics(layout, report)
+    families = parse_strictly(path.read_text())
+    finished = values(families, "alphahome_run_finished_timestamp_seconds")[""]
+    assert values(families, "alphahome_load_last_success_timestamp_seconds") == {"": finished}
+    assert "alphahome_backup_last_success_timestamp_seconds" not in families
+    # a backup and a verify refresh their series and keep the run's
+    when = dt.datetime(2024, 6, 29, 2, 30, tzinfo=dt.UTC)
+    record_backup(layout, layout.root.parent / "snap", when, 3, 4096)
+    record_verify(layout, 9, ["gaps", "pit", "gaps"], when)
+    path = refresh_metrics(layout, TODAY)
+    families = parse_strictly(path.read_text())
+    assert values(families, "alphahome_backup_last_success_timestamp_seconds") == {
+        "": when.timestamp()
+    }
+    assert values(families, "alphahome_backup_bytes") == {"": 4096}
+    findings = values(families, "alphahome_verify_findings")
+    assert findings['{check="gaps"}'] == 2 and findings['{check="pit"}'] == 1
+    assert findings['{check="corrupt"}'] == 0  # every check is named, found or not
+    assert values(families, "alphahome_run_finished_timestamp_seconds") == {"": finished}
+    assert values(families, "alphahome_load_last_success_timestamp_seconds") == {"": finished}
+    # the next run without a load keeps the last load's time
+    later = make_report(run_id="r2", started=dt.datetime(2024, 7, 1, tzinfo=dt.UTC))
+    families = parse_strictly(write_metrics(layout, later).read_text())
+    assert values(families, "alphahome_load_last_success_timestamp_seconds") == {"": finished}
+    assert values(families, "alphahome_backup_bytes") == {"": 4096}

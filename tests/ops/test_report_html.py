@@ -10,11 +10,11 @@ import subprocess
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 
-from pipeline.run.html import add_report_sections, write_run_report_html
+from pipeline.run.html import add_report_sections, stage_durations, write_run_report_html
 from pipeline.run.report import TaskOutcome
 from tests.ops.conftest import (
     TODAY,
@@ -31,9 +31,16 @@ CHROMIUM = (
 )
 
 
+def with_calls(report: dict[str, Any]) -> dict[str, Any]:
+    """The report with the sync's calls, limits and wall time (quota use)."""
+    calls = {"daily": 3, "trade_cal": 2}
+    return {**report, "calls_by_api": calls, "limits_by_api": {"daily": 500, "trade_cal": None},
+            "sync_seconds": 60.0}  # fmt: skip
+
+
 def test_page_is_written_twice_and_self_contained(tmp_path: Path) -> None:
     cache = build_cache(tmp_path / "cache")
-    report = make_report()
+    report = with_calls(make_report())
     report["tasks"][0]["reason"] = "<script>alert('x')</script> & more"
     report["alerts"] = [
         {"kind": "failed_task", "subject": "moneyflow", "message": "failed: no permission"}
@@ -48,7 +55,11 @@ def test_page_is_written_twice_and_self_contained(tmp_path: Path) -> None:
     assert not re.search(r"<link|@import|url\(|src=", page)
     urls = set(re.findall(r"https?://[^\"' )]+", page))
     assert urls <= {"http://www.w3.org/2000/svg"}  # the SVG namespace, never fetched
-    assert page.count("<svg") == 6  # outcomes, durations, history, coverage, P, G
+    # outcomes, durations, history, stages, quota, rows per dataset, coverage, factors
+    assert page.count("<svg") == 8
+    assert "Quota use per API" in page
+    assert "0.6% of 500 (3 calls)" in page  # daily: 3 calls of 500 a minute over a minute
+    assert "2 calls (no limit)" in page and "distribution" not in page
     for task in ("trade_cal", "daily", "income", "moneyflow"):
         assert f">{task}<" in page
     assert "ALERT failed_task moneyflow" in page
@@ -85,16 +96,37 @@ def test_sections_are_added_without_touching_existing_keys(tmp_path: Path) -> No
         4
     }
     assert coverage["raw.weekly"]["missing"] == []
-    scores = ops["scores"]["p"]
-    assert [s["calc_date"] for s in scores] == [d.isoformat() for d in cache.calc_dates]
+    (p, g) = ops["factors"]
+    assert (p["factor"], g["factor"]) == ("p", "g")
+    assert p["dates"] == [d.isoformat() for d in cache.calc_dates]
     rows = factor_rows("p", cache.calc_dates)
-    for s in scores:
-        day = dt.date.fromisoformat(s["calc_date"])
-        values = [r["p_score"] for r in rows if r["calc_date"] == day and r["p_score"] is not None]
-        assert s["n"] == len(values) and s["nulls"] == 1
-        assert s["median"] == pytest.approx(float(np.median(values)))
-        assert s["q1"] == pytest.approx(float(np.quantile(values, 0.25)))
-        assert (s["min"], s["max"]) == (min(values), max(values))
+    for day, n, scored in zip(p["dates"], p["rows"], p["scored"], strict=True):
+        on_day = [r for r in rows if r["calc_date"].isoformat() == day]
+        assert n == len(on_day) and scored == sum(r["p_score"] is not None for r in on_day)
+    newest = cache.calc_dates[-1]
+    assert p["newest"] == newest.isoformat()
+    assert p["behind"] == len([d for d in open_days_between(newest, TODAY) if d > newest])
+    datasets = {d["dataset"]: d for d in ops["datasets"]}
+    assert datasets["raw.daily"]["rows"] == 4 * (len(cache.daily_dates) - len(holes))
+    assert datasets["raw.daily"]["saved"] == 15000 and datasets["factors.p"]["saved"] == 0
+    (sync,) = ops["stages"]["stages"]  # no compute stage ran in these runs
+    assert sync == {"stage": "sync", "now": 42.0, "past": [42.0, 42.0, 42.0]}
+
+
+def test_stage_durations_against_the_last_runs() -> None:
+    def run(sync: float, pit: float | None) -> dict[str, Any]:
+        tasks = [TaskOutcome("daily", "success", duration_s=sync / 2)]
+        if pit is not None:
+            tasks.append(TaskOutcome("pit", "success", strategy="stage", duration_s=pit))
+        return {**make_report(tasks=tasks), "sync_seconds": sync}
+
+    reports = [run(float(i), float(10 + i)) for i in range(12)] + [run(5.0, None)]
+    stages = {s["stage"]: s for s in stage_durations(reports)["stages"]}
+    assert stages["sync"]["now"] == 5.0 and stages["sync"]["past"] == [
+        float(i) for i in range(2, 12)
+    ]
+    assert stages["pit"]["now"] is None and len(stages["pit"]["past"]) == 10
+    assert "load" not in stages
 
 
 def test_coverage_ends_at_the_data_as_of_date_not_the_run_day(tmp_path: Path) -> None:
@@ -116,7 +148,8 @@ def test_empty_cache_still_renders(tmp_path: Path) -> None:
     path = write_run_report_html(layout, make_report(tasks=[TaskOutcome("daily", "skipped")]))
     page = path.read_text()
     assert (
-        "No per-trade-date datasets in the cache." in page and "No P scores in the cache." in page
+        "No per-trade-date datasets in the cache." in page
+        and "No factor scores in the cache." in page
     )
 
 
@@ -167,11 +200,11 @@ def test_headless_chromium_renders_the_charts(tmp_path: Path) -> None:
         save_report(
             cache.layout, make_report(f"old{i}", dt.datetime(2024, 6, 20 + i, 10, tzinfo=dt.UTC))
         )
-    write_run_report_html(cache.layout, make_report())
+    write_run_report_html(cache.layout, with_calls(make_report()))
     url = (cache.layout.reports_dir / "latest.html").as_uri()
     dom = _chromium("--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<svg") == 6 and dom.stdout.count("<rect") > 100
+    assert dom.stdout.count("<svg") == 8 and dom.stdout.count("<rect") > 100
     shot = tmp_path / "report.png"
     done = _chromium(f"--screenshot={shot}", "--window-size=1280,2000", url)
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]

@@ -107,3 +107,86 @@ def test_failed_stage_on_an_empty_cache_still_writes_the_report(tmp_path: Path) 
     metrics = (cache / "metrics" / "alphahome.prom").read_text()
     assert f"alphahome_run_alerts {len(report['alerts'])}" in metrics
     assert 'alphahome_task_status{task="pit",status="failed"} 1' in metrics
+
+
+def test_calendar_cadence_skips_factors_not_due(synced: tuple[Path, dict[str, Any]]) -> None:
+    work, _ = synced
+    # the data is as of Friday the 29th, the week's last open day, and its factors are
+    # stored: nothing is due, and the week's PIT is rebuilt in full
+    out = ah("run", "--stages", "pit,factors,load", "--cadence", "calendar", cwd=work, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = saved_report(work / "data", out)
+    assert [t["task"] for t in report["tasks"]] == ["pit", "load"]
+    assert report["tasks"][0]["reason"].startswith("full build")
+    calendar = report["arguments"]["calendar"]
+    assert calendar["factors_due"] is False and calendar["pit_full"] is True
+    assert "factors not due" in out.stdout
+    metrics = (work / "data" / "metrics" / "alphahome.prom").read_text()
+    assert 'alphahome_task_status{task="factors",status="success"} 1' in metrics  # kept
+
+
+def _reports(cache: Path) -> set[Path]:
+    return set((cache / "reports").glob("sync-*.json"))
+
+
+def test_stage_and_sync_commands_record_their_runs(synced: tuple[Path, dict[str, Any]]) -> None:
+    work, _ = synced
+    cache = work / "data"
+    before = _reports(cache)
+    out = ah("load", cwd=work, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (new,) = _reports(cache) - before
+    report = json.loads(new.read_text())
+    assert [(t["task"], t["status"]) for t in report["tasks"]] == [("load", "success")]
+    assert report["arguments"]["stages"] == ["load"] and report["finished"]
+    metrics = (cache / "metrics" / "alphahome.prom").read_text()
+    assert 'alphahome_task_status{task="load",status="success"} 1' in metrics
+    assert "alphahome_load_last_success_timestamp_seconds " in metrics
+    assert f"alphahome_run_finished_timestamp_seconds {_epoch(report['finished'])}" in metrics
+    # `ah sync` publishes its report too: the HTML page and the metrics
+    out = ah("sync", "trade_cal", "--source", "sim", cwd=work, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (synced_report,) = _reports(cache) - before - {new}
+    run = json.loads(synced_report.read_text())["run_id"]
+    assert run in (cache / "reports" / "latest.html").read_text(encoding="utf-8")
+    metrics = (cache / "metrics" / "alphahome.prom").read_text()
+    assert 'alphahome_task_status{task="trade_cal",status="success"} 1' in metrics
+    assert 'alphahome_task_status{task="load",status="success"} 1' in metrics  # kept
+
+
+def _epoch(iso: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(iso).timestamp())
+
+
+def test_failed_stage_command_records_the_failure(tmp_path: Path) -> None:
+    (tmp_path / "alphahome.toml").write_text(CONFIG)
+    out = ah("pit", cwd=tmp_path, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "no raw data" in out.stderr
+    (path,) = _reports(tmp_path / "data")
+    report = json.loads(path.read_text())
+    assert [(t["task"], t["status"]) for t in report["tasks"]] == [("pit", "failed")]
+    metrics = (tmp_path / "data" / "metrics" / "alphahome.prom").read_text()
+    assert 'alphahome_task_status{task="pit",status="failed"} 1' in metrics
+
+
+def test_run_timeout_stops_cleanly_and_writes_the_report(tmp_path: Path) -> None:
+    (tmp_path / "alphahome.toml").write_text(CONFIG)
+    out = ah("run", "--source", "sim", "--timeout-minutes", "0.02", cwd=tmp_path, timeout=300)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr
+    cache = tmp_path / "data"
+    report = saved_report(cache, out)
+    statuses = [(t["task"], t["status"]) for t in report["tasks"]]
+    assert statuses[-3:] == [("pit", "skipped"), ("factors", "skipped"), ("load", "skipped")]
+    failed = [t for t in report["tasks"] if t["status"] == "failed"]
+    assert failed and "timed out: the run exceeded 0.02 min" in failed[0]["reason"]
+    assert ("failed_task", failed[0]["task"]) in {
+        (a["kind"], a["subject"]) for a in report["alerts"]
+    }
+    assert (cache / "reports" / "latest.html").is_file()
+    assert (cache / "metrics" / "alphahome.prom").is_file()
+    locks = list((cache / "state" / "locks").glob("*.lock"))
+    assert all(not p.read_text().strip() for p in locks)  # released (emptied), not held
