@@ -105,7 +105,9 @@ _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
 
 @app.command("sync")
 def sync_command(
-    tasks: Annotated[list[str] | None, typer.Argument(help="Tasks (default: all).")] = None,
+    tasks: Annotated[
+        list[str] | None, typer.Argument(help="Tasks (default: [sync] groups, or the 26).")
+    ] = None,
     source: Annotated[str | None, typer.Option("--source", help="sim | tushare")] = None,
     full: Annotated[bool, typer.Option("--full", help="Re-fetch every unit.")] = False,
     start: Annotated[datetime | None, typer.Option("--start", formats=_DATE_FORMATS)] = None,
@@ -114,7 +116,10 @@ def sync_command(
     mode: Annotated[str, typer.Option("--mode", help="upsert | append")] = "upsert",
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Plan afresh.")] = False,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip a task.")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="market, finance, …")] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="default, all, market, finance, an area (fund, hk, …)"),
+    ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Tasks at once.")] = None,
     exchange: Annotated[str | None, typer.Option("--exchange", help="stock_basic")] = None,
     list_status: Annotated[str | None, typer.Option("--list-status", help="L|D|P")] = None,
@@ -147,11 +152,16 @@ def sync_command(
 
 
 @app.command("tasks")
-def tasks_command() -> None:
+def tasks_command(
+    all_tasks: Annotated[
+        bool, typer.Option("--all", help="Every catalogued API, with area and points.")
+    ] = False,
+) -> None:
     """Each dataset with its rows, first/last date and last successful sync."""
     from pipeline.sync.runner import list_tasks, render_tasks
 
-    typer.echo(render_tasks(list_tasks(STATE.settings())))
+    rows = list_tasks(STATE.settings(), all_tasks=all_tasks)
+    typer.echo(render_tasks(rows, coverage=all_tasks))
 
 
 @state_app.command("show")

@@ -67,7 +67,7 @@ from pipeline.sync.plan import (
     unit_key,
     within_bounds,
 )
-from pipeline.sync.tasks import TASKS, TaskSpec, select_tasks, task
+from pipeline.sync.tasks import ALL_TASKS, TASKS, TaskSpec, select_tasks, task
 
 log = get_logger("sync")
 
@@ -79,6 +79,15 @@ PROGRESS_LOG_SECONDS = 15.0
 CRASH_ENV = "AH_TEST_CRASH_AT"
 DIVIDEND_DONE = "实施"
 LISTING_SCHEMA = {"ts_code": pl.String, "list_date": pl.Date, "delist_date": pl.Date}
+# Where the codes of each kind of a per-code task come from (the lists' own tasks).
+LISTINGS_OF_KIND = {
+    "fund": "fund_basic",
+    "cb": "cb_basic",
+    "hk": "hk_basic",
+    "us": "us_basic",
+    "futures": "fut_basic",
+    "options": "opt_basic",
+}
 
 
 # ------------------------------------------------------------------ crash points (tests)
@@ -293,8 +302,35 @@ async def load_market(
         tree = await _whole(source, "index_classify", {"src": "SW2021"}, prefetched, empty)
         sw_l1 = tuple(sorted(tree.filter(pl.col("level") == "L1")["index_code"].to_list()))
     plans = open_dividend_plans(layout) if any(s.name == "dividend" for s in specs) else ()
-    market = Market(open_days, as_of, listings, index_codes, sw_l1, open_plans=plans)
+    other: dict[str, tuple[str, ...]] = {
+        kind: await _listed_codes(source, kind, as_of, prefetched, empty)
+        for kind in sorted(k for k in kinds if k in LISTINGS_OF_KIND)
+    }
+    market = Market(
+        open_days, as_of, listings, index_codes, sw_l1, other_codes=other, open_plans=plans
+    )
     return market, prefetched
+
+
+async def _listed_codes(
+    source: Source, kind: str, as_of: dt.date | None, prefetched: Prefetched, empty: Market
+) -> tuple[str, ...]:
+    """Codes of a kind listed at `as_of` (not delisted before it), from the kind's list;
+    none when the account may not read the list."""
+    name = LISTINGS_OF_KIND[kind]
+    spec = task(name)
+    if spec.min_points > source.points:
+        return ()
+    frames = []
+    try:
+        for params in spec.snapshots:
+            frames.append(await _whole(source, name, dict(params), prefetched, empty))
+    except PermissionDenied:
+        return ()
+    found = pl.concat(frames)
+    if "delist_date" in found.columns and as_of is not None:
+        found = found.filter(pl.col("delist_date").is_null() | (pl.col("delist_date") >= as_of))
+    return tuple(sorted(found["ts_code"].drop_nulls().unique().to_list()))
 
 
 async def fetch_events(
@@ -702,9 +738,8 @@ def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
     if request.mode not in ("upsert", "append"):
         msg = f"unknown mode {request.mode!r}; expected upsert or append"
         raise UsageError(msg)
-    specs = select_tasks(
-        request.tasks, request.groups, [*settings.run.exclude_tasks, *request.exclude]
-    )
+    groups = request.groups or (() if request.tasks else tuple(settings.sync.groups))
+    specs = select_tasks(request.tasks, groups, [*settings.run.exclude_tasks, *request.exclude])
     specs = [s for s in specs if s.name in request.tasks or settings.task(s.name).enabled]
     known = {f for s in specs for f in s.filters}
     for key in request.filters:
@@ -980,16 +1015,28 @@ class DatasetRow:
     last: dt.date | None
     status: str
     last_success: str | None
+    area: str = ""
+    points: int = 0
+    allowed: bool = True
 
 
-def render_tasks(rows: Sequence[DatasetRow]) -> str:
-    """`ah tasks` as text: one line per task."""
-    header = ("task", "group", "unit", "rows", "first", "last", "status", "last success")
-    lines = [
+def render_tasks(rows: Sequence[DatasetRow], *, coverage: bool = False) -> str:
+    """`ah tasks` as text: one line per task; with `coverage`, also its doc area, the
+    points it needs and whether the account's points allow it."""
+    header: tuple[str, ...] = (
+        "task", "group", "unit", "rows", "first", "last", "status", "last success"
+    )  # fmt: skip
+    lines: list[tuple[str, ...]] = [
         (r.task, r.group, r.unit, str(r.rows), str(r.first or "-"), str(r.last or "-"),
          r.status, r.last_success or "-")
         for r in rows
     ]  # fmt: skip
+    if coverage:
+        header = ("task", "area", "points", "allowed", *header[1:])
+        lines = [
+            (r.task, r.area, str(r.points), "yes" if r.allowed else "no", *line[1:])
+            for r, line in zip(rows, lines, strict=True)
+        ]
     widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
@@ -997,13 +1044,20 @@ def render_tasks(rows: Sequence[DatasetRow]) -> str:
     )
 
 
-def list_tasks(settings: Settings) -> list[DatasetRow]:
-    """Every task with its dataset's rows, first/last date and last success (`ah tasks`)."""
+def account_points(settings: Settings) -> int:
+    """The points of the account the configured source answers for."""
+    return settings.simulator.points if settings.source.kind == "sim" else settings.tushare.points
+
+
+def list_tasks(settings: Settings, *, all_tasks: bool = False) -> list[DatasetRow]:
+    """Every task of the default set (every catalogued API with `all_tasks`) with its
+    dataset's rows, first/last date, last success, area and points (`ah tasks`)."""
     layout = CacheLayout(settings.cache.dir)
     store = open_state(settings)
+    points = account_points(settings)
     try:
         rows = []
-        for spec in TASKS:
+        for spec in ALL_TASKS if all_tasks else TASKS:
             summary = summarize(layout, spec.name, spec.date_field)
             state = store.load(spec.name)
             rows.append(
@@ -1016,6 +1070,9 @@ def list_tasks(settings: Settings) -> list[DatasetRow]:
                     summary.last,
                     state.status,
                     state.last_success,
+                    area=spec.area,
+                    points=spec.min_points,
+                    allowed=spec.min_points <= points,
                 )
             )
         return rows
