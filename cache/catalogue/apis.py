@@ -127,7 +127,8 @@ def _field_type(name: str, documented: str) -> FieldType:
     return documented  # type: ignore[return-value]
 
 
-def _build(name: str, raw: dict[str, Any]) -> ApiSpec:
+def build_spec(name: str, raw: dict[str, Any]) -> ApiSpec:
+    """One catalogue entry (its JSON object) as an `ApiSpec`."""
     return ApiSpec(
         name=name,
         doc_id=raw.get("doc_id"),
@@ -152,7 +153,7 @@ def _build(name: str, raw: dict[str, Any]) -> ApiSpec:
 def catalogue() -> dict[str, ApiSpec]:
     """Every documented API by name (base names; `*_vip` variants resolve via `api_spec`)."""
     text = resources.files("cache.catalogue").joinpath("apis.json").read_text("utf-8")
-    return {name: _build(name, raw) for name, raw in json.loads(text)["apis"].items()}
+    return {name: build_spec(name, raw) for name, raw in json.loads(text)["apis"].items()}
 
 
 def base_api(name: str) -> str:

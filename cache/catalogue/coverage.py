@@ -40,6 +40,9 @@ from cache.catalogue.apis import ApiSpec, UnknownApiError, api_spec, catalogue
 __all__ = [
     "AREAS",
     "DEFAULT_APIS",
+    "FILLS",
+    "KEY_CHOICES",
+    "SNAPSHOT_PARAMS",
     "Area",
     "Coverage",
     "CoverageUnit",
