@@ -76,6 +76,10 @@ DEFAULT_BATCH_ITEMS = 64
 BATCH_ROWS = 100_000
 FLUSH_SECONDS = 20.0
 PROGRESS_LOG_SECONDS = 15.0
+# Mid-sync view rebuilds (each rewrites the whole catalogue file) are this far apart at
+# least, so a run of many new datasets does not rebuild it once per dataset; the rebuild
+# after the sync shows every dataset anyway.
+EARLY_VIEWS_SECONDS = 10.0
 CRASH_ENV = "AH_TEST_CRASH_AT"
 DIVIDEND_DONE = "实施"
 LISTING_SCHEMA = {"ts_code": pl.String, "list_date": pl.Date, "delist_date": pl.Date}
@@ -435,6 +439,7 @@ class RunContext:
     run_id: str
     catalog_lock: anyio.Lock = field(default_factory=anyio.Lock)
     views: set[str] = field(default_factory=set)
+    views_built_at: float | None = None  # time.monotonic() of the last mid-sync rebuild
 
 
 @dataclass(frozen=True)
@@ -616,15 +621,21 @@ class TaskRunner:
         self.ctx.progress.update(self.spec.name, self.units_done, len(self.plan.missing))
 
     async def ensure_view(self) -> None:
-        """Give a dataset its view as soon as it has a file, so analysts see it early."""
-        name = self.spec.name
-        if name in self.ctx.views:
+        """Give a dataset its view as soon as it has a file, so analysts see it early
+        (at most one rebuild every EARLY_VIEWS_SECONDS; a later commit tries again)."""
+        name, ctx = self.spec.name, self.ctx
+        if name in ctx.views:
             return
-        async with self.ctx.catalog_lock:
-            if name not in self.ctx.views and has_files(self.ctx.layout, name):
+        async with ctx.catalog_lock:
+            recent = (
+                ctx.views_built_at is not None
+                and time.monotonic() - ctx.views_built_at < EARLY_VIEWS_SECONDS
+            )
+            if name not in ctx.views and not recent and has_files(ctx.layout, name):
                 crash_point("views")
-                built = await anyio.to_thread.run_sync(refresh_catalog, self.ctx.settings, True)
-                self.ctx.views.update(built.get("raw", []) if built is not None else [name])
+                built = await anyio.to_thread.run_sync(refresh_catalog, ctx.settings, True)
+                ctx.views.update(built.get("raw", []) if built is not None else [name])
+                ctx.views_built_at = time.monotonic()
 
     async def committer(self, results: ObjectReceiveStream[Piece]) -> None:
         """Batch the arriving rows by pieces, rows and time; commit each batch."""

@@ -104,9 +104,7 @@ def test_kill_9_mid_sync_reruns_to_the_same_cache(
     all_synced: Path, served: Served, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, served.url, points=POINTS)
-    crashed = ah(
-        "--config", str(config), *ARGS, cwd=tmp_path, env={"AH_TEST_CRASH_AT": "fetch:250"}
-    )
+    crashed = ah("--config", str(config), *ARGS, cwd=tmp_path, env={"AH_TEST_CRASH_AT": "fetch:80"})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     rerun = ah("--config", str(config), *ARGS, cwd=tmp_path, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
