@@ -26,7 +26,12 @@ Each API's `Coverage` is derived from its documented params and fields:
 
 Uncertain keys (CATALOGUE.md lists them) are kept as documented unless
 `KEY_CHOICES` says otherwise; `tests/cache/test_coverage.py` checks every key is
-unique on what the simulator serves.
+unique on what the simulator serves. The shakiest (teleplay_record's license_key,
+bond_blk_detail, fut_wsr, pledge_detail, share_float, limit_list_ths, the hk_/us_
+statements in long format) are what the docs and the peers give; a real answer with
+two rows on one key keeps the later one. Calendars: trade-date units follow the SSE
+calendar, so HK/US/FX days on which Shanghai is closed are not asked (their snapshot
+calendars, hk_tradecal and us_tradecal, are synced whole).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -61,16 +62,19 @@ def test_every_task_ends_done_or_skipped_for_its_points(all_synced: Path) -> Non
     assert len(done) >= 0.8 * len(outcomes)
 
 
-def test_every_dataset_is_unique_on_its_key(all_synced: Path) -> None:
+def test_every_dataset_is_unique_on_its_key_and_has_its_duckdb_view(all_synced: Path) -> None:
     layout = CacheLayout(all_synced / "data")
     present = layout.datasets("raw")
     assert len(present) >= 180
-    for name in present:
-        spec = raw_dataset(name)
-        frame = pl.read_parquet(layout.glob("raw", name))
-        assert frame.columns == [*spec.columns, "_fetched_at"], name
-        if spec.storage == "latest":
-            assert frame.select(spec.key).unique().height == frame.height, name
+    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+        for name in present:
+            spec = raw_dataset(name)
+            frame = pl.read_parquet(layout.glob("raw", name))
+            assert frame.columns == [*spec.columns, "_fetched_at"], name
+            if spec.storage == "latest":
+                assert frame.select(spec.key).unique().height == frame.height, name
+            counted = con.execute(f'select count(*) from raw."{name}"').fetchone()
+            assert counted == (frame.height,), name
 
 
 def test_tasks_all_lists_every_api_with_area_points_and_permission(all_synced: Path) -> None:
