@@ -237,7 +237,7 @@ def area_of(api: str) -> Area:
     raise UnknownApiError(msg)
 
 
-def _unit(spec: ApiSpec, area: Area) -> tuple[CoverageUnit, str | None]:
+def _unit(spec: ApiSpec) -> tuple[CoverageUnit, str | None]:
     params = set(spec.param_names)
     required = {p.name for p in spec.params if p.required}
     fields = set(spec.field_names)
@@ -284,7 +284,7 @@ def _date_field(
 def _build(api: str) -> Coverage:
     spec = api_spec(api)
     area = area_of(api)
-    unit, date_param = _unit(spec, area)
+    unit, date_param = _unit(spec)
     key = _key(spec)
     date_field = _date_field(spec, unit, date_param, key)
     partitioned = date_field is not None and date_field in key and date_field not in NULLABLE_DATES
