@@ -10,13 +10,14 @@ SYNCED := $(VENV)/.synced
 DEMO_DIR ?= data
 BENCH_ARGS ?=
 
-.PHONY: help install test test-fast lint fmt demo bench bench-full clean
+.PHONY: help install test test-fast lint fmt demo bench bench-full clean catalogue
 
 help:
 	@echo "make demo        run the whole pipeline on a simulated market into ./$(DEMO_DIR)"
 	@echo "make test        run the test suite (starts a throwaway PostgreSQL server)"
 	@echo "make lint / fmt  ruff check and mypy / ruff format"
 	@echo "make bench       benchmarks, small scenario; make bench-full for 5,000 stocks x 15 years"
+	@echo "make catalogue   copy ../shared/tushare/apis.json into cache/catalogue/"
 	@echo "make clean       remove the environment, caches and ./$(DEMO_DIR)"
 
 $(TOOLS)/bin/uv:
@@ -46,6 +47,9 @@ fmt: $(SYNCED)
 
 demo: $(SYNCED)
 	$(VENV)/bin/python -m pipeline.run.demo --cache-dir $(DEMO_DIR)
+
+catalogue: $(SYNCED)
+	$(VENV)/bin/python -m cache.catalogue.refresh $(SHARED_APIS)
 
 bench: $(SYNCED)
 	$(VENV)/bin/python -m bench --scenario small $(BENCH_ARGS)

@@ -156,7 +156,9 @@ def _state_flags(use_db_state: bool, state_dir: Path | None) -> dict[str, Any]:
 
 @app.command("sync")
 def sync_command(
-    tasks: Annotated[list[str] | None, typer.Argument(help="Tasks (default: all).")] = None,
+    tasks: Annotated[
+        list[str] | None, typer.Argument(help="Tasks (default: [sync] groups, or the 26).")
+    ] = None,
     source: Annotated[str | None, typer.Option("--source", help="sim | tushare")] = None,
     full: Annotated[bool, typer.Option("--full", help="Re-fetch every unit.")] = False,
     start: Annotated[datetime | None, typer.Option("--start", formats=_DATE_FORMATS)] = None,
@@ -165,7 +167,10 @@ def sync_command(
     mode: Annotated[str, typer.Option("--mode", help="upsert | append")] = "upsert",
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Plan afresh.")] = False,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip a task.")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="market, finance, …")] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="default, all, market, finance, an area (fund, hk, …)"),
+    ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Tasks at once.")] = None,
     exchange: Annotated[str | None, typer.Option("--exchange", help="stock_basic")] = None,
     list_status: Annotated[str | None, typer.Option("--list-status", help="L|D|P")] = None,
@@ -215,12 +220,16 @@ def tasks_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
     use_db_state: Annotated[bool, _USE_DB_STATE] = False,
     state_dir: Annotated[Path | None, _STATE_DIR] = None,
+    all_tasks: Annotated[
+        bool, typer.Option("--all", help="Every catalogued API, with area and points.")
+    ] = False,
 ) -> None:
     """Each dataset with its rows, first/last date and last successful sync."""
     from pipeline.sync.listing import list_tasks, render_tasks, tasks_json
 
-    rows = list_tasks(STATE.settings(**_state_flags(use_db_state, state_dir)))
-    typer.echo(_json(tasks_json(rows)) if as_json else render_tasks(rows))
+    settings = STATE.settings(**_state_flags(use_db_state, state_dir))
+    rows = list_tasks(settings, all_tasks=all_tasks)
+    typer.echo(_json(tasks_json(rows)) if as_json else render_tasks(rows, coverage=all_tasks))
 
 
 @state_app.command("show")

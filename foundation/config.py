@@ -312,6 +312,17 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """Which tasks `ah sync` and `ah run` take when none are named."""
+
+    groups: list[str] = _spec(
+        factory=list,
+        help="task groups synced by default: default (the 26), all, or an area "
+        "(stock, index, fund, futures, options, bond, macro, hk, us, fx, other)",
+    )
+
+
+@dataclass(frozen=True)
 class DuckDBSinkConfig:
     """The embedded sink."""
 
@@ -355,6 +366,7 @@ SECTIONS: dict[str, type] = {
     "state": StateConfig,
     "simulator": SimulatorSettings,
     "source": SourceConfig,
+    "sync": SyncConfig,
     "sinks": SinksConfig,
 }
 
@@ -371,6 +383,7 @@ class Settings:
     state: StateConfig
     simulator: SimulatorSettings
     source: SourceConfig
+    sync: SyncConfig
     sinks: SinksConfig
     tasks: dict[str, TaskOverride]
     profile: str | None

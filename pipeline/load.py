@@ -1,11 +1,12 @@
 """The load step (`ah load`, and the last step of `ah run`): cache datasets into the sink.
 
 This module chooses what to load: by default the PIT and factor tables; raw datasets
-when named or configured (`[sinks] raw_datasets`). How they get there is the sink's
-business, behind the seam (`sinks.base.Sink`): PostgreSQL loads each changed partition
-in its own transaction (`sinks.postgres_sink`), the embedded DuckDB catalogue is
-rebuilt (`sinks.duckdb_sink`). `sinks.open_sink` picks the sink from the settings.
-The cache is only read, never written.
+when named or configured (`[sinks] raw_datasets`: dataset names, or `all`, `default`
+or a doc area such as `fund` for every synced dataset of the group). How they get
+there is the sink's business, behind the seam (`sinks.base.Sink`): PostgreSQL loads
+each changed partition in its own transaction (`sinks.postgres_sink`), the embedded
+DuckDB catalogue is rebuilt (`sinks.duckdb_sink`). `sinks.open_sink` picks the sink
+from the settings. The cache is only read, never written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import re
 import time
 from collections.abc import Sequence
 
+from cache.catalogue.apis import catalogue
+from cache.catalogue.coverage import AREAS, DEFAULT_APIS
 from cache.catalogue.datasets import datasets
 from cache.layout import LAYERS, CacheLayout, Layer
 from foundation.config import Settings, did_you_mean
@@ -60,15 +63,30 @@ def resolve_datasets(
     if datasets is None:
         for layer in DEFAULT_LAYERS:
             chosen += [(layer, name) for name in layout.datasets(layer)]
+        present = set(layout.datasets("raw"))
         for name in raw_datasets:
+            group = raw_group(name)
+            if group is not None:
+                chosen += [("raw", n) for n in group if n in present]
+                continue
             _, bare = _split(name)
-            if bare in layout.datasets("raw"):
+            if bare in present:
                 chosen.append(("raw", bare))
             else:
                 log.warning("configured raw dataset %r is not in the cache yet", name)
     else:
         chosen = [_resolve_one(layout, name) for name in datasets]
     return list(dict.fromkeys(chosen))
+
+
+def raw_group(name: str) -> tuple[str, ...] | None:
+    """The raw datasets of a group name (`all`, `default`, an area such as `fund`), in
+    catalogue order; None when `name` is not a group."""
+    if name == "all":
+        return tuple(catalogue())
+    if name == "default":
+        return DEFAULT_APIS
+    return AREAS.get(name)  # type: ignore[call-overload]
 
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")

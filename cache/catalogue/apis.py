@@ -78,8 +78,11 @@ class ApiSpec:
 
     @property
     def default_field_names(self) -> tuple[str, ...]:
-        """The fields returned when a request names none (default-display flag Y)."""
-        return tuple(f.name for f in self.fields if f.default)
+        """The fields returned when a request names none (default-display flag Y); every
+        field when the page flags none (bc_otcqt, bc_bestotcqt, cn_pmi), as a request
+        naming no fields must still get columns."""
+        flagged = tuple(f.name for f in self.fields if f.default)
+        return flagged or self.field_names
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -109,16 +112,23 @@ POLARS_TYPES: dict[str, Any] = {
 
 
 def _field_type(name: str, documented: str) -> FieldType:
-    """Dates are documented as str; a str field whose name ends in 'date' is a DATE."""
-    if documented == "str" and name.endswith("date"):
+    """Dates are documented as str; a str field whose name ends in 'date' is a DATE.
+
+    A few fields are documented as `datetime`: one named like a date (stk_nineturn's
+    trade_date) is a DATE, any other (report_rc's create_time) keeps the service's text.
+    """
+    if documented in ("str", "datetime") and name.endswith("date"):
         return "date"
+    if documented == "datetime":
+        return "str"
     if documented not in ("str", "float", "int"):
         msg = f"field {name!r} has an unknown documented type {documented!r}"
         raise InternalError(msg)
     return documented  # type: ignore[return-value]
 
 
-def _build(name: str, raw: dict[str, Any]) -> ApiSpec:
+def build_spec(name: str, raw: dict[str, Any]) -> ApiSpec:
+    """One catalogue entry (its JSON object) as an `ApiSpec`."""
     return ApiSpec(
         name=name,
         doc_id=raw.get("doc_id"),
@@ -143,7 +153,7 @@ def _build(name: str, raw: dict[str, Any]) -> ApiSpec:
 def catalogue() -> dict[str, ApiSpec]:
     """Every documented API by name (base names; `*_vip` variants resolve via `api_spec`)."""
     text = resources.files("cache.catalogue").joinpath("apis.json").read_text("utf-8")
-    return {name: _build(name, raw) for name, raw in json.loads(text)["apis"].items()}
+    return {name: build_spec(name, raw) for name, raw in json.loads(text)["apis"].items()}
 
 
 def base_api(name: str) -> str:

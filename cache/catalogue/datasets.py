@@ -10,6 +10,8 @@ types, natural key, storage kind, partitioning, date column and sort order. The 
   `type` fina_mainbz is asked by); the key is the API's documented primary key
   (limited to returned fields), plus the columns that tell history rows apart where
   the documented key cannot (index_member_all's in_date), plus those request columns.
+  The APIs beyond the default 26 take key, date column and partitions from their
+  coverage (`cache.catalogue.coverage`, where the uncertain choices are written down).
 - pit: the PIT table schemas (DESIGN 6); the stock tables are files of hash buckets of
   ts_code, the industry tables one file each.
 - factors: the output contract of `factors.schema`; one file per year of calc dates.
@@ -29,6 +31,7 @@ from typing import Literal
 import polars as pl
 
 from cache.catalogue.apis import api_spec
+from cache.catalogue.coverage import Coverage, covered
 from cache.layout import LAYERS, Layer
 from factors.industry import INDUSTRY_COLUMNS as MEMBERSHIP_COLUMNS
 from factors.schema import G_SCHEMA, P_SCHEMA
@@ -230,6 +233,23 @@ def _raw_datasets() -> tuple[DatasetSpec, ...]:
             sort_by=("index_code", "con_code", "trade_date"),
         ),
     )  # fmt: skip
+
+
+def _covered(c: Coverage) -> DatasetSpec:
+    """The dataset of an API beyond the default set: key, date and partitions as its
+    coverage chose them (`cache.catalogue.coverage`)."""
+    api = api_spec(c.api)
+    return DatasetSpec(
+        layer="raw",
+        name=c.api,
+        schema=api.polars_schema(),
+        key=c.key,
+        storage="latest",
+        partitioning="year" if c.partitioned else "single",
+        date_field=c.date_field,
+        sort_by=c.key,
+        nullable_key=frozenset(k for k in c.key if k in NULLABLE_RAW_KEY_COLUMNS),
+    )
 
 
 # ------------------------------------------------------------------------------ pit
@@ -439,7 +459,7 @@ def _derived_datasets() -> tuple[DatasetSpec, ...]:
 @cache
 def _by_layer() -> dict[str, dict[str, DatasetSpec]]:
     found: dict[str, dict[str, DatasetSpec]] = {layer: {} for layer in LAYERS}
-    for spec in (*_raw_datasets(), *_derived_datasets()):
+    for spec in (*_raw_datasets(), *(_covered(c) for c in covered()), *_derived_datasets()):
         found[spec.layer][spec.name] = spec
     return found
 

@@ -15,7 +15,7 @@ from cache.layout import CacheLayout
 from cache.read import summarize
 from foundation.config import Settings
 from pipeline.backends import open_state
-from pipeline.sync.tasks import TASKS
+from pipeline.sync.tasks import ALL_TASKS, TASKS
 
 
 @dataclass(frozen=True)
@@ -30,16 +30,28 @@ class DatasetRow:
     last: dt.date | None
     status: str
     last_success: str | None
+    area: str = ""
+    points: int = 0
+    allowed: bool = True
 
 
-def render_tasks(rows: Sequence[DatasetRow]) -> str:
-    """`ah tasks` as text: one line per task."""
-    header = ("task", "group", "unit", "rows", "first", "last", "status", "last success")
-    lines = [
+def render_tasks(rows: Sequence[DatasetRow], *, coverage: bool = False) -> str:
+    """`ah tasks` as text: one line per task; with `coverage`, also its doc area, the
+    points it needs and whether the account's points allow it."""
+    header: tuple[str, ...] = (
+        "task", "group", "unit", "rows", "first", "last", "status", "last success"
+    )  # fmt: skip
+    lines: list[tuple[str, ...]] = [
         (r.task, r.group, r.unit, str(r.rows), str(r.first or "-"), str(r.last or "-"),
          r.status, r.last_success or "-")
         for r in rows
     ]  # fmt: skip
+    if coverage:
+        header = ("task", "area", "points", "allowed", *header[1:])
+        lines = [
+            (r.task, r.area, str(r.points), "yes" if r.allowed else "no", *line[1:])
+            for r, line in zip(rows, lines, strict=True)
+        ]
     widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
@@ -47,13 +59,20 @@ def render_tasks(rows: Sequence[DatasetRow]) -> str:
     )
 
 
-def list_tasks(settings: Settings) -> list[DatasetRow]:
-    """Every task with its dataset's rows, first/last date and last success (`ah tasks`)."""
+def account_points(settings: Settings) -> int:
+    """The points of the account the configured source answers for."""
+    return settings.simulator.points if settings.source.kind == "sim" else settings.tushare.points
+
+
+def list_tasks(settings: Settings, *, all_tasks: bool = False) -> list[DatasetRow]:
+    """Every task of the default set (every catalogued API with `all_tasks`) with its
+    dataset's rows, first/last date, last success, area and points (`ah tasks`)."""
     layout = CacheLayout(settings.cache.dir)
     store = open_state(settings)
+    points = account_points(settings)
     try:
         rows = []
-        for spec in TASKS:
+        for spec in ALL_TASKS if all_tasks else TASKS:
             summary = summarize(layout, spec.name, spec.date_field)
             state = store.load(spec.name)
             rows.append(
@@ -66,6 +85,9 @@ def list_tasks(settings: Settings) -> list[DatasetRow]:
                     summary.last,
                     state.status,
                     state.last_success,
+                    area=spec.area,
+                    points=spec.min_points,
+                    allowed=spec.min_points <= points,
                 )
             )
         return rows

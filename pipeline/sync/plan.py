@@ -15,7 +15,8 @@ estimated from the listings:
 - `per_day`: the rows that became visible on each missing day: announcement ranges,
   exact-day parameters, and the (stock, period) pairs of income versions those cannot
   reach (events);
-- `snapshot`: one call per parameter set of a whole dataset.
+- `snapshot`: one call per parameter set of a whole dataset;
+- `per_code` of a `code` task: one call per listed code of its kind (and parameter set).
 
 A unit is committed once every item covering it is done; an item that covers units only
 partly (a per-code or per-period item) lists every unit of its span, so those complete
@@ -52,6 +53,7 @@ class Market:
     listings: pl.DataFrame  # ts_code, list_date, delist_date
     index_codes: tuple[str, ...] = ()
     sw_l1: tuple[str, ...] = ()
+    other_codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # fund, hk, ...
     # income versions visible on the missing days: ts_code, end_date, ann_date, visible, update_flag
     events: pl.DataFrame | None = None
     open_plans: tuple[dt.date, ...] = ()  # ann_date of dividend plans not yet carried out
@@ -63,7 +65,7 @@ class Market:
         if kind == "sw_l1":
             return list(self.sw_l1)
         if kind != "stock":
-            return []
+            return list(self.other_codes.get(kind or "", ()))
         frame = self.listings
         if hi is not None:
             frame = frame.filter(pl.col("list_date").is_null() | (pl.col("list_date") <= hi))
@@ -202,9 +204,15 @@ def bounds(spec: TaskSpec, market: Market, opts: PlanOptions) -> tuple[dt.date |
 
 def wanted_units(spec: TaskSpec, market: Market, lo: dt.date | None, hi: dt.date) -> list[str]:
     """Every unit the task wants between the bounds, oldest first."""
-    if spec.unit == "snapshot":
+    if spec.unit in ("snapshot", "code"):
         return [SNAPSHOT_UNIT]
     first = lo or dt.date(1990, 1, 1)
+    if spec.unit == "month":
+        months = (hi.year - first.year) * 12 + hi.month - first.month + 1
+        return [
+            f"{first.year + (first.month - 1 + i) // 12:04d}{(first.month - 1 + i) % 12 + 1:02d}01"
+            for i in range(months)
+        ]
     if spec.unit == "period":
         ahead = hi + dt.timedelta(days=spec.period_ahead_days)
         return [unit_key(q) for q in quarter_ends(first, ahead, spec.quarters)]
@@ -221,7 +229,7 @@ def missing_units(
     spec: TaskSpec, wanted: Sequence[str], committed: set[str], opts: PlanOptions
 ) -> list[str]:
     """Wanted units not committed, plus the refresh window (not in append mode)."""
-    if spec.unit == "snapshot":
+    if spec.unit in ("snapshot", "code"):
         return list(wanted)
     missing = {u for u in wanted if opts.full or u not in committed}
     if not opts.append:
@@ -261,9 +269,17 @@ def _rows_per_unit(spec: TaskSpec, market: Market, units: Sequence[str]) -> np.n
     return market.listed_counts([unit_date(u) for u in units]) * spec.density
 
 
+def _unit_param(spec: TaskSpec, unit: str) -> str:
+    """A unit as its request parameter: `YYYYMM` for months, `YYYYMMDD` otherwise."""
+    return unit[:6] if spec.unit == "month" else unit
+
+
 def _per_unit(spec: TaskSpec, api: str, missing: Sequence[str], rows: np.ndarray) -> list[WorkItem]:
     assert spec.date_param is not None
-    return [_item(api, {spec.date_param: u}, [u], r) for u, r in zip(missing, rows, strict=True)]
+    return [
+        _item(api, {**dict(spec.fills), spec.date_param: _unit_param(spec, u)}, [u], r)
+        for u, r in zip(missing, rows, strict=True)
+    ]
 
 
 def _ranges(
@@ -274,7 +290,12 @@ def _ranges(
     call but the last of a run returns a full page."""
     per_unit = dict(zip(missing, rows, strict=True))
     return [
-        _item(api, {"start_date": run[0], "end_date": run[-1]}, run, sum(per_unit[u] for u in run))
+        _item(
+            api,
+            {**dict(spec.fills), "start_date": run[0], "end_date": run[-1]},
+            run,
+            sum(per_unit[u] for u in run),
+        )
         for run in _runs(wanted, missing)
     ]
 
@@ -290,7 +311,12 @@ def _per_code_ranges(
     for code in market.codes(spec.code_kind, lo, hi):
         for i in range(0, len(missing), per_call):
             chunk = missing[i : i + per_call]
-            params = {spec.code_param: code, "start_date": chunk[0], "end_date": chunk[-1]}
+            params = {
+                **dict(spec.fills),
+                spec.code_param: code,
+                "start_date": chunk[0],
+                "end_date": chunk[-1],
+            }
             items.append(_item(api, params, missing, len(chunk) * spec.density))
     return items
 
@@ -388,6 +414,18 @@ def _event_pairs(
     return list(pairs.iter_rows())
 
 
+def _per_listed_code(spec: TaskSpec, api: str, market: Market) -> list[WorkItem]:
+    """One request per code of the task's kind listed at the as-of date (and per
+    parameter set)."""
+    assert spec.code_param is not None
+    at = market.as_of
+    return [
+        _item(api, {**dict(params), spec.code_param: code}, [SNAPSHOT_UNIT], 0)
+        for code in market.codes(spec.code_kind, at, at)
+        for params in spec.snapshots
+    ]
+
+
 def _snapshot(spec: TaskSpec, api: str, opts: PlanOptions) -> list[WorkItem]:
     chosen = {k: v for k, v in opts.filters.items() if k in spec.filters}
     items = []
@@ -451,6 +489,11 @@ def plan_task(spec: TaskSpec, committed: set[str], market: Market, opts: PlanOpt
         unit, snapshots = (SNAPSHOT_UNIT,), tuple(_snapshot(spec, api, opts))
         return TaskPlan(
             spec, api, "snapshot", lo, hi, unit, unit, snapshots, expected_calls=len(snapshots)
+        )
+    if spec.unit == "code":
+        unit, per_code = (SNAPSHOT_UNIT,), tuple(_per_listed_code(spec, api, market))
+        return TaskPlan(
+            spec, api, "per_code", lo, hi, unit, unit, per_code, expected_calls=len(per_code)
         )
     if lo is not None and lo > hi:
         return TaskPlan(spec, api, "none", lo, hi, (), (), ())
@@ -542,7 +585,7 @@ def within_bounds(plan: TaskPlan, frame: pl.DataFrame) -> pl.DataFrame:
     the trade date for market data) and, for rows that appear on a known day, not
     after the as-of date, so every strategy stores the same rows. Snapshots are whole."""
     spec = plan.task
-    if spec.unit == "snapshot" or spec.date_field is None or plan.hi is None:
+    if spec.unit in ("snapshot", "code", "month") or spec.date_field is None or plan.hi is None:
         return frame
     date = pl.col(spec.date_field)
     keep = date >= (plan.lo or dt.date(1900, 1, 1))

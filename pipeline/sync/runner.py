@@ -75,9 +75,22 @@ DEFAULT_CONCURRENCY = 4
 DEFAULT_BATCH_ITEMS = 64
 BATCH_ROWS = 100_000
 FLUSH_SECONDS = 20.0
+# Mid-sync view rebuilds (each rewrites the whole catalogue file) are this far apart at
+# least, so a run of many new datasets does not rebuild it once per dataset; the rebuild
+# after the sync shows every dataset anyway.
+EARLY_VIEWS_SECONDS = 10.0
 CRASH_ENV = "AH_TEST_CRASH_AT"
 DIVIDEND_DONE = "实施"
 LISTING_SCHEMA = {"ts_code": pl.String, "list_date": pl.Date, "delist_date": pl.Date}
+# Where the codes of each kind of a per-code task come from (the lists' own tasks).
+LISTINGS_OF_KIND = {
+    "fund": "fund_basic",
+    "cb": "cb_basic",
+    "hk": "hk_basic",
+    "us": "us_basic",
+    "futures": "fut_basic",
+    "options": "opt_basic",
+}
 
 
 # ------------------------------------------------------------------ crash points (tests)
@@ -292,8 +305,35 @@ async def load_market(
         tree = await _whole(source, "index_classify", {"src": "SW2021"}, prefetched, empty)
         sw_l1 = tuple(sorted(tree.filter(pl.col("level") == "L1")["index_code"].to_list()))
     plans = open_dividend_plans(layout) if any(s.name == "dividend" for s in specs) else ()
-    market = Market(open_days, as_of, listings, index_codes, sw_l1, open_plans=plans)
+    other: dict[str, tuple[str, ...]] = {
+        kind: await _listed_codes(source, kind, as_of, prefetched, empty)
+        for kind in sorted(k for k in kinds if k in LISTINGS_OF_KIND)
+    }
+    market = Market(
+        open_days, as_of, listings, index_codes, sw_l1, other_codes=other, open_plans=plans
+    )
     return market, prefetched
+
+
+async def _listed_codes(
+    source: Source, kind: str, as_of: dt.date | None, prefetched: Prefetched, empty: Market
+) -> tuple[str, ...]:
+    """Codes of a kind listed at `as_of` (not delisted before it), from the kind's list;
+    none when the account may not read the list."""
+    name = LISTINGS_OF_KIND[kind]
+    spec = task(name)
+    if spec.min_points > source.points:
+        return ()
+    frames = []
+    try:
+        for params in spec.snapshots:
+            frames.append(await _whole(source, name, dict(params), prefetched, empty))
+    except PermissionDenied:
+        return ()
+    found = pl.concat(frames)
+    if "delist_date" in found.columns and as_of is not None:
+        found = found.filter(pl.col("delist_date").is_null() | (pl.col("delist_date") >= as_of))
+    return tuple(sorted(found["ts_code"].drop_nulls().unique().to_list()))
 
 
 async def fetch_events(
@@ -346,6 +386,7 @@ class RunContext:
     run_id: str
     catalog_lock: anyio.Lock = field(default_factory=anyio.Lock)
     views: set[str] = field(default_factory=set)
+    views_built_at: float | None = None  # time.monotonic() of the last mid-sync rebuild
 
 
 @dataclass(frozen=True)
@@ -554,15 +595,21 @@ class TaskRunner:
         crash_point("state")
 
     async def ensure_view(self) -> None:
-        """Give a dataset its view as soon as it has a file, so analysts see it early."""
-        name = self.spec.name
-        if name in self.ctx.views:
+        """Give a dataset its view as soon as it has a file, so analysts see it early
+        (at most one rebuild every EARLY_VIEWS_SECONDS; a later commit tries again)."""
+        name, ctx = self.spec.name, self.ctx
+        if name in ctx.views:
             return
-        async with self.ctx.catalog_lock:
-            if name not in self.ctx.views and has_files(self.ctx.layout, name):
+        async with ctx.catalog_lock:
+            recent = (
+                ctx.views_built_at is not None
+                and time.monotonic() - ctx.views_built_at < EARLY_VIEWS_SECONDS
+            )
+            if name not in ctx.views and not recent and has_files(ctx.layout, name):
                 crash_point("views")
-                built = await anyio.to_thread.run_sync(refresh_catalog, self.ctx.settings, True)
-                self.ctx.views.update(built.get("raw", []) if built is not None else [name])
+                built = await anyio.to_thread.run_sync(refresh_catalog, ctx.settings, True)
+                ctx.views.update(built.get("raw", []) if built is not None else [name])
+                ctx.views_built_at = time.monotonic()
 
     async def committer(self, results: ObjectReceiveStream[Piece]) -> None:
         """Batch the arriving rows by pieces, rows and time; commit each batch."""
@@ -678,9 +725,8 @@ def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
     if request.mode not in ("upsert", "append"):
         msg = f"unknown mode {request.mode!r}; expected upsert or append"
         raise UsageError(msg)
-    specs = select_tasks(
-        request.tasks, request.groups, [*settings.run.exclude_tasks, *request.exclude]
-    )
+    groups = request.groups or (() if request.tasks else tuple(settings.sync.groups))
+    specs = select_tasks(request.tasks, groups, [*settings.run.exclude_tasks, *request.exclude])
     specs = [s for s in specs if s.name in request.tasks or settings.task(s.name).enabled]
     known = {f for s in specs for f in s.filters}
     for key in request.filters:

@@ -19,7 +19,17 @@ Units of work:
   its old ann_date, so "new since the last run" is asked by announcement day, and the
   (stock, period) pairs whose new version the announcement queries cannot reach are
   taken from the income statement's versions ("events");
-- `snapshot`: the whole dataset, every run.
+- `snapshot`: the whole dataset, every run;
+- `month`: calendar months (`YYYYMM` parameters: the monthly macro series);
+- `code`: one request per listed code of a kind (stocks, funds, HK listings, ...), every
+  run, for APIs that must name one and have no date to go by.
+
+`TASKS` are the 26 of the default set, written out here. `ALL_TASKS` adds one task per
+further catalogued API, derived as data from its coverage (`cache.catalogue.coverage`,
+where the uncertain units and keys are chosen). Groups: the default set's own
+(`market`, `finance`, `index`, `reference`), the doc areas (`stock`, `index`, `fund`,
+`futures`, `options`, `bond`, `macro`, `hk`, `us`, `fx`, `other`: every task of the
+area), `default` and `all`.
 """
 
 from __future__ import annotations
@@ -32,16 +42,24 @@ from typing import Literal
 import polars as pl
 
 from cache.catalogue.apis import ApiSpec, api_spec
+from cache.catalogue.coverage import AREAS, Coverage, area_of, covered
 from cache.catalogue.datasets import DatasetSpec, Partitioning, Storage, raw_dataset
 from foundation.config import did_you_mean
 from foundation.errors import UsageError
 
-Group = Literal["market", "finance", "index", "reference"]
-GROUPS: tuple[Group, ...] = ("market", "finance", "index", "reference")
-UnitKind = Literal["trade_date", "period", "day", "snapshot"]
+Group = Literal[
+    "market", "finance", "index", "reference",
+    "stock", "fund", "futures", "options", "bond", "macro", "hk", "us", "fx", "other",
+]  # fmt: skip
+DEFAULT_GROUPS: tuple[str, ...] = ("market", "finance", "index", "reference")
+AREA_GROUPS: tuple[str, ...] = tuple(AREAS)
+GROUPS: tuple[str, ...] = (
+    "default", "all", *DEFAULT_GROUPS, *(a for a in AREA_GROUPS if a not in DEFAULT_GROUPS)
+)  # fmt: skip
+UnitKind = Literal["trade_date", "period", "day", "snapshot", "month", "code"]
 Calendar = Literal["daily", "weekly", "monthly"]
 # What a request can be narrowed to when it must name a code.
-CodeKind = Literal["stock", "index", "sw_l1"]
+CodeKind = Literal["stock", "index", "sw_l1", "fund", "cb", "hk", "us", "futures", "options"]
 # What an incremental run re-asks besides its own day queries: nothing; the (stock,
 # period) pairs of income versions that became visible on a missing day but were
 # announced on another one; the pairs of every original report that became visible
@@ -98,6 +116,13 @@ class TaskSpec:
     period_ahead_days: int = 0
     density: float = 1.0
     filters: tuple[str, ...] = ()
+    fills: tuple[tuple[str, str], ...] = ()
+    default: bool = True
+
+    @property
+    def area(self) -> str:
+        """The doc area of the API (stock, index, fund, ...)."""
+        return area_of(self.name)
 
     @property
     def api(self) -> str:
@@ -368,9 +393,35 @@ TASKS: tuple[TaskSpec, ...] = (
     ),
 )
 
-TASKS_BY_NAME: dict[str, TaskSpec] = {t.name: t for t in TASKS}
-# Reference data first: the others plan from it.
+
+def _covered_task(c: Coverage) -> TaskSpec:
+    """The task of an API beyond the default set, from its coverage."""
+    if c.unit == "snapshot":
+        return TaskSpec(
+            name=c.api, group=c.area, unit="snapshot", start=None, refresh=0,
+            code_param=None, code_kind=None,
+            snapshots=tuple((*p, *c.fills) for p in c.snapshots), default=False,
+        )  # fmt: skip
+    if c.unit == "code":
+        return TaskSpec(
+            name=c.api, group=c.area, unit="code", start=None, refresh=0,
+            code_kind=c.code_kind, snapshots=(c.fills,), default=False,  # type: ignore[arg-type]
+        )  # fmt: skip
+    # a stock API that takes a code and a range can also go stock by stock
+    by_stock = c.ranged and c.area == "stock" and "ts_code" in c.spec.param_names
+    return TaskSpec(
+        name=c.api, group=c.area, unit=c.unit, start=MARKET_START, refresh=c.refresh,
+        date_param=c.date_param, ranged=c.ranged,
+        code_param="ts_code" if by_stock else None, code_kind="stock" if by_stock else None,
+        density=1.0 if by_stock else 0.05, fills=c.fills, default=False,
+    )  # fmt: skip
+
+
+ALL_TASKS: tuple[TaskSpec, ...] = (*TASKS, *(_covered_task(c) for c in covered()))
+TASKS_BY_NAME: dict[str, TaskSpec] = {t.name: t for t in ALL_TASKS}
+# Reference data first: the others plan from it; then lists before what they list.
 GROUP_ORDER = {g: i for i, g in enumerate(("reference", "index", "market", "finance"))}
+UNIT_ORDER = {u: i for i, u in enumerate(("snapshot", "trade_date", "month", "period", "code"))}
 
 
 def task(name: str) -> TaskSpec:
@@ -383,19 +434,41 @@ def task(name: str) -> TaskSpec:
     return spec
 
 
+def in_group(spec: TaskSpec, group: str) -> bool:
+    """Whether a task belongs to a group: `all`, `default` (the 26), one of the default
+    set's own groups (its tasks of that group), or a doc area (every task of the area)."""
+    if group == "all":
+        return True
+    if group == "default":
+        return spec.default
+    if group in DEFAULT_GROUPS and spec.default and spec.group == group:
+        return True
+    return group in AREA_GROUPS and spec.area == group
+
+
 def select_tasks(
     names: Iterable[str] = (),
     groups: Iterable[str] = (),
     exclude: Iterable[str] = (),
 ) -> list[TaskSpec]:
-    """Tasks named or in the groups (all when neither is given), minus the excluded
-    ones, reference data first."""
+    """Tasks named or in the groups (the default set when neither is given), minus the
+    excluded ones, reference data first."""
     names, groups, exclude = list(names), list(groups), list(exclude)
     for g in groups:
         if g not in GROUPS:
             msg = f"unknown group {g!r} (known: {', '.join(GROUPS)})"
             raise UsageError(msg)
-    wanted = {task(n).name for n in names} | {t.name for t in TASKS if t.group in groups}
+    if not names and not groups:
+        groups = ["default"]
+    wanted = {task(n).name for n in names} | {
+        t.name for t in ALL_TASKS if any(in_group(t, g) for g in groups)
+    }
     excluded = {task(n).name for n in exclude}
-    chosen = [t for t in TASKS if (not wanted or t.name in wanted) and t.name not in excluded]
-    return sorted(chosen, key=lambda t: GROUP_ORDER[t.group])
+    chosen = [t for t in ALL_TASKS if t.name in wanted and t.name not in excluded]
+    return sorted(chosen, key=_order)
+
+
+def _order(spec: TaskSpec) -> tuple[int, int]:
+    if spec.default:
+        return 0, GROUP_ORDER[spec.group]
+    return 1, UNIT_ORDER[spec.unit]

@@ -58,7 +58,7 @@ def test_bad_token_gets_the_exact_message(client: httpx.Client) -> None:
 
 
 def test_unknown_api_and_unknown_field(client: httpx.Client) -> None:
-    assert call(client, "fund_daily")["msg"] == "请指定正确的接口名"
+    assert call(client, "fund_minute")["msg"] == "请指定正确的接口名"
     answer = call(client, "trade_cal", fields="exchange,exchange_id")
     assert (answer["code"], answer["msg"]) == (-2001, "接口trade_cal不包含字段exchange_id")
 
@@ -312,7 +312,9 @@ def test_undocumented_parameters_are_ignored(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("exchanges", [("SSE",), ("SZSE", "BSE")])
 def test_every_api_answers_in_a_partial_market(exchanges: tuple[str, ...]) -> None:
-    sim = Simulator(dataclasses.replace(SMALL, stocks=40, exchanges=exchanges, limit_per_min=0))
+    sim = Simulator(
+        dataclasses.replace(SMALL, stocks=40, exchanges=exchanges, limit_per_min=0, points=20000)
+    )
     code = sim.ground_truth("stock_basic")["ts_code"][0]
     params = {"ts_code": code, "index_code": "000300.SH", "trade_date": "20240628"}
     for api in HANDLERS:

@@ -19,7 +19,7 @@ from pipeline.sources.tushare.client import TushareClient
 from pipeline.sources.tushare.errors import AuthError, PermissionDenied, RequestRejected
 from pipeline.sources.tushare.limits import RateLimits
 from pipeline.sync.runner import SyncRequest, run_sync
-from pipeline.sync.tasks import GROUPS, TASKS, select_tasks
+from pipeline.sync.tasks import DEFAULT_GROUPS, TASKS, select_tasks
 from tests.sync.conftest import SIM_TOKEN, START, Served, settings_for
 
 
@@ -61,7 +61,7 @@ def test_selection_by_name_group_and_exclusion() -> None:
     assert [t.name for t in select_tasks()] == [
         t.name for g in ("reference", "index", "market", "finance") for t in TASKS if t.group == g
     ]
-    for group in GROUPS:
+    for group in DEFAULT_GROUPS:
         assert {t.group for t in select_tasks(groups=[group])} == {group}
     chosen = select_tasks(["daily", "income"], ["reference"], exclude=["trade_cal"])
     assert [t.name for t in chosen] == ["stock_basic", "namechange", "daily", "income"]

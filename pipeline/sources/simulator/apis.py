@@ -23,6 +23,7 @@ from pipeline.sources.simulator import (
     announcements,
     api_market,
     api_reference,
+    generic,
     indexes,
     indicators,
     statements,
@@ -126,4 +127,21 @@ def _with_vip_variants(base: dict[str, ApiHandler]) -> dict[str, ApiHandler]:
     return out
 
 
-HANDLERS: dict[str, ApiHandler] = _with_vip_variants(_BASE)
+def _generic(api: str) -> Callable[[Market, Query], pl.DataFrame]:
+    def build(market: Market, q: Query) -> pl.DataFrame:
+        return generic.answer(market, q, api)
+
+    build.__doc__ = f"{api} rows (see generic.answer)."
+    return build
+
+
+def _with_long_tail(base: dict[str, ApiHandler]) -> dict[str, ApiHandler]:
+    """Every other catalogued API, answered from its field names and types."""
+    out = dict(base)
+    for name in catalogue():
+        if name not in out:
+            out[name] = ApiHandler(_generic(name))
+    return out
+
+
+HANDLERS: dict[str, ApiHandler] = _with_long_tail(_with_vip_variants(_BASE))
