@@ -15,7 +15,7 @@ from typing import Any
 
 # Bump when the prepared cache must be rebuilt for the same parameters (e.g. the
 # datasets it holds change).
-DATA_VERSION = 1
+DATA_VERSION = 2
 
 # The raw datasets the prepared cache holds: what PIT, P and G read, plus daily bars.
 DATA_TASKS: tuple[str, ...] = (
