@@ -300,11 +300,14 @@ def load_command(
     full: Annotated[bool, typer.Option("--full", help="Reload every partition.")] = False,
 ) -> None:
     """Load the cache into PostgreSQL (or rebuild the DuckDB file when no database is set)."""
+    from pipeline.backends import stage_lock
     from pipeline.load import load_from_settings
 
     settings = STATE.settings()
     start_logging(settings)
-    typer.echo("\n".join(load_from_settings(settings, datasets or None, full=full).lines()))
+    with stage_lock(settings, "load"):
+        result = load_from_settings(settings, datasets or None, full=full)
+    typer.echo("\n".join(result.lines()))
 
 
 db_app = typer.Typer(help="The PostgreSQL database: migrate, status, rename.", no_args_is_help=True)
@@ -399,12 +402,13 @@ def pit_command(
     from cache.layout import CacheLayout
     from cache.views import refresh_catalog
     from foundation.progress import stage_progress
+    from pipeline.backends import stage_lock
     from pipeline.pit.step import build_pit
 
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
-    with stage_progress("pit") as on_progress:
+    with stage_lock(settings, "pit"), stage_progress("pit") as on_progress:
         result = build_pit(layout, (target,), mode, executor, settings.run.workers, on_progress)  # type: ignore[arg-type]
     refresh_catalog(settings)
     for table, rows in result.rows_written.items():
@@ -427,12 +431,13 @@ def _factors(
     from cache.layout import CacheLayout
     from cache.views import refresh_catalog
     from foundation.progress import stage_progress
+    from pipeline.backends import stage_lock
     from pipeline.factor_step import compute_factors
 
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
-    with stage_progress(f"factors {which}") as on_progress:
+    with stage_lock(settings, "factors"), stage_progress(f"factors {which}") as on_progress:
         result = compute_factors(
             layout, which, start=start.date() if start else None,  # type: ignore[arg-type]
             end=end.date() if end else None, freq=freq, mode=mode,  # type: ignore[arg-type]
@@ -482,14 +487,16 @@ def factors_rerank(
 ) -> None:
     """Recompute scores and ranks from the stored sub-factors."""
     from cache.layout import CacheLayout
+    from pipeline.backends import stage_lock
     from pipeline.factor_step import rerank_factors
 
     settings = STATE.settings()
     start_logging(settings)
-    result = rerank_factors(
-        CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
-        start.date() if start else None, end.date() if end else None,
-    )  # fmt: skip
+    with stage_lock(settings, "factors"):
+        result = rerank_factors(
+            CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
+            start.date() if start else None, end.date() if end else None,
+        )  # fmt: skip
     for factor, dates in result.dates_computed.items():
         typer.echo(f"factors.{factor}: {dates} calc dates reranked")
 

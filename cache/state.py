@@ -13,12 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from cache.atomic import remove_atomic, write_bytes_atomic
 from cache.layout import CacheLayout
+
+STATE_DIR_MODE = 0o700  # hosts, pids and paths: the owner's business only
+
+
+def make_state_dir(layout: CacheLayout) -> Path:
+    """`<cache>/state`, created owner-only (0700) when missing (its mode is left alone
+    when it exists: `ah health` reports an open one)."""
+    state = layout.state_dir
+    if not state.is_dir():
+        state.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
+        os.chmod(state, STATE_DIR_MODE)
+    return state
+
 
 STATUSES = ("never", "running", "success", "partial", "no_data", "skipped", "failed")
 
@@ -45,6 +59,8 @@ class TaskState:
     committed: set[str] = field(default_factory=set)
     plan_id: str | None = None
     plan_done: set[str] = field(default_factory=set)
+    pid: int | None = None  # the process that ran it last, and where
+    host: str | None = None
 
     def to_json(self) -> str:
         """The document, sets as sorted lists."""

@@ -3,6 +3,9 @@ through the configured backend (`pipeline.backends`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from cache.locks import LockHeld, TaskLocks
 from foundation.config import Settings
 from pipeline.backends import open_locks, open_state
 from pipeline.sync.tasks import task as task_spec
@@ -12,13 +15,42 @@ SHOWN = ("task", "status", "reason", "started", "finished", "units_done", "units
          "committed", "errors")  # fmt: skip
 
 
+def _holder_gone(locks: TaskLocks, task: str) -> bool:
+    """True when nobody holds the task's lock (so a `running` state is a dead run's)."""
+    try:
+        locks.check([task])
+    except LockHeld:
+        return False
+    return True
+
+
+def mark_interrupted(doc: dict[str, Any]) -> dict[str, Any]:
+    """A `running` summary whose process is gone, shown as `interrupted`: when it
+    started and where it ran."""
+    where = f"pid {doc.get('pid')} on {doc.get('host')}" if doc.get("pid") else "a process"
+    reason = f"{where} stopped without finishing (started {doc.get('started')})"
+    return {**doc, "status": "interrupted", "reason": reason}
+
+
 def show_state(settings: Settings, task: str | None = None) -> str:
-    """The stored state of one task, or of every task that has one (`ah state show`)."""
+    """The stored state of one task, or of every task that has one (`ah state show`).
+
+    A task stored as `running` whose lock nobody holds is shown as `interrupted`, with
+    when it started and which process on which host ran it.
+    """
     store = open_state(settings)
+    locks = open_locks(settings)
     try:
         names = [task_spec(task).name] if task else store.tasks()
         docs = [store.load(name).summary() for name in names]
+        docs = [
+            mark_interrupted(d)
+            if d["status"] == "running" and _holder_gone(locks, d["task"])
+            else d
+            for d in docs
+        ]
     finally:
+        locks.release()
         store.close()
     if not docs:
         return "no task state yet"

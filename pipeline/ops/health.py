@@ -247,7 +247,7 @@ class LockState:
     """A task lock file and, when held, what its holder wrote in it."""
 
     task: str
-    path: Path
+    path: Path | None  # None for a PostgreSQL advisory lock
     held: bool
     holder: str
     since: dt.datetime | None
@@ -296,9 +296,40 @@ def lock_states(layout: CacheLayout) -> list[LockState]:
     return states
 
 
-def check_locks(layout: CacheLayout, max_seconds: float, now: dt.datetime) -> Check:
-    """Which task locks are held and by whom; warn when one is older than the task alert."""
-    held = [s for s in lock_states(layout) if s.held]
+def advisory_lock_states(url: str) -> list[LockState]:
+    """The PostgreSQL advisory locks of tasks and stages held now (`state.backend =
+    "postgres"`), with their recorded holders."""
+    from sinks.pg_state import held_locks
+
+    states = []
+    for task, info in held_locks(url):
+        since = None
+        holder = "an unknown holder"
+        if info:
+            holder = f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                stated = dt.datetime.fromisoformat(info["since"])
+                since = stated if stated.tzinfo else stated.replace(tzinfo=dt.UTC)
+        states.append(LockState(task, None, True, holder, since))
+    return states
+
+
+def check_locks(
+    layout: CacheLayout,
+    max_seconds: float,
+    now: dt.datetime,
+    database_url: str | None = None,
+) -> Check:
+    """Which task locks are held and by whom; warn when one is older than the task alert.
+
+    With `database_url` (the state in PostgreSQL) the advisory locks are read there, and
+    any file lock of the cache is listed too.
+    """
+    try:
+        found = advisory_lock_states(database_url) if database_url else []
+    except DatabaseUnavailableError as exc:
+        return Check("locks", "fail", f"advisory locks not readable: {scrub(str(exc))}")
+    held = found + [s for s in lock_states(layout) if s.held]
     if not held:
         return Check("locks", "ok", "no task lock held", {"held": []})
     data = {"held": [{"task": s.task, "holder": s.holder} for s in held]}
@@ -412,7 +443,8 @@ def check_health(
         if check_api_token
         else Check("api token", "skip", "not checked (--check-api)")
     )
-    checks.append(check_locks(layout, settings.run.max_task_seconds_alert, now))
+    pg_state = settings.database.url if settings.state.backend == "postgres" else None
+    checks.append(check_locks(layout, settings.run.max_task_seconds_alert, now, pg_state))
     checks += check_freshness(layout, today, stale_after)
     return HealthReport(checks)
 

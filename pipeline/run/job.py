@@ -26,6 +26,7 @@ from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger
 from foundation.progress import stage_progress
+from pipeline.backends import stage_lock
 from pipeline.executor import validate_executor_spec
 from pipeline.factor_step import compute_factors
 from pipeline.load import load_from_settings
@@ -89,24 +90,27 @@ def pit_stage(settings: Settings, request: RunRequest, on_progress: Progress) ->
     layout = CacheLayout(settings.cache.dir)
     mode: Literal["full", "incremental"] = "full" if request.full else "incremental"
     workers = _workers(settings, request)
-    result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
+    with stage_lock(settings, "pit"):
+        result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
     return StageResult(sum(result.rows_written.values()), f"{result.stocks_rebuilt} stocks rebuilt")
 
 
 def factor_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
     """Compute P and G at the calc dates up to the data's as-of date."""
-    result = compute_factors(
-        CacheLayout(settings.cache.dir), "all", freq=request.freq,  # type: ignore[arg-type]
-        mode="backfill" if request.full else "incremental", executor=request.executor,
-        workers=_workers(settings, request), on_progress=on_progress,
-    )  # fmt: skip
+    with stage_lock(settings, "factors"):
+        result = compute_factors(
+            CacheLayout(settings.cache.dir), "all", freq=request.freq,  # type: ignore[arg-type]
+            mode="backfill" if request.full else "incremental", executor=request.executor,
+            workers=_workers(settings, request), on_progress=on_progress,
+        )  # fmt: skip
     dates = ", ".join(f"{k} {v}" for k, v in result.dates_computed.items())
     return StageResult(sum(result.rows_written.values()), f"calc dates: {dates}")
 
 
 def load_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
     """Load the PIT and factor tables (and the configured raw ones) into the sink."""
-    result = load_from_settings(settings, full=request.full, on_progress=on_progress)
+    with stage_lock(settings, "load"):
+        result = load_from_settings(settings, full=request.full, on_progress=on_progress)
     rows = sum(t.inserted + t.updated for t in result.tables)
     return StageResult(rows, f"{result.sink}: {result.target}", tuple(result.lines()))
 

@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
+import socket
 import sys
 import time
 import uuid
@@ -42,6 +42,7 @@ from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
 from cache.views import refresh_catalog
 from foundation.config import Settings
+from foundation.crashpoints import crash_point
 from foundation.errors import UsageError
 from foundation.logs import get_logger, register_secrets, slow_operation
 from pipeline.backends import open_locks, open_state
@@ -76,28 +77,8 @@ DEFAULT_BATCH_ITEMS = 64
 BATCH_ROWS = 100_000
 FLUSH_SECONDS = 20.0
 PROGRESS_LOG_SECONDS = 15.0
-CRASH_ENV = "AH_TEST_CRASH_AT"
 DIVIDEND_DONE = "实施"
 LISTING_SCHEMA = {"ts_code": pl.String, "list_date": pl.Date, "delist_date": pl.Date}
-
-
-# ------------------------------------------------------------------ crash points (tests)
-
-_crash_counts: Counter[str] = Counter()
-
-
-def crash_point(point: str) -> None:
-    """Kill this process with SIGKILL the n-th time it passes `point`, when the
-    environment says `AH_TEST_CRASH_AT=<point>:<n>` (crash-safety tests only)."""
-    wanted = os.environ.get(CRASH_ENV)
-    if not wanted:
-        return
-    name, _, count = wanted.partition(":")
-    if name != point:
-        return
-    _crash_counts[point] += 1
-    if _crash_counts[point] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ------------------------------------------------------------------ the source's identity
@@ -613,6 +594,7 @@ class TaskRunner:
         state, name = self.state, self.spec.name
         state.status, state.reason, state.started, state.finished = "running", None, now_iso(), None
         state.run_id = self.ctx.run_id
+        state.pid, state.host = os.getpid(), socket.gethostname()
         state.errors = []
         removed = sweep_temporary_files(self.ctx.layout, name)
         if removed:
