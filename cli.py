@@ -101,6 +101,7 @@ def config_check() -> None:
 state_app = typer.Typer(help="Show and reset the state of sync tasks.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 _DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d"]
+_EXEC_OPT = typer.Option("--executor", help="process | inline | local-dask | dask://HOST:PORT")
 
 
 @app.command("sync")
@@ -216,6 +217,23 @@ def verify_command(
     )
     typer.echo(report.render())
     raise typer.Exit(report.exit_code)
+
+
+@app.command("repair")
+def repair_command(
+    datasets: Annotated[list[str] | None, typer.Argument(help="Raw tasks (default: all).")] = None,
+    executor: Annotated[str, _EXEC_OPT] = "process",
+    source: Annotated[str | None, typer.Option("--source", help="sim | tushare")] = None,
+) -> None:
+    """Re-fetch quarantined partitions and calendar gaps; rebuild the PIT and factor files
+    that depend on them."""
+    from pipeline.ops.repair import repair_cache
+
+    settings = STATE.settings()
+    start_logging(settings)
+    result = repair_cache(settings, datasets or (), executor, source)
+    typer.echo("\n".join(result.lines))
+    raise typer.Exit(result.exit_code)
 
 
 backup_app = typer.Typer(help="Snapshot the cache (and the database).")

@@ -23,6 +23,7 @@ import duckdb
 
 from cache.atomic import atomic_path
 from cache.layout import LAYERS, CacheLayout
+from cache.quarantine import sweep_unreadable
 from foundation.config import Settings
 
 
@@ -56,13 +57,15 @@ def refresh_catalog(settings: Settings, early: bool = False) -> dict[str, list[s
 def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str, list[str]]:
     """Rebuild the catalogue of every dataset in the cache; returns the names per schema.
 
-    Views by default, tables with `materialize`; callers go through `refresh_catalog`,
+    Unreadable Parquet files are quarantined first (`cache.quarantine`). Views by
+    default, tables with `materialize`; callers go through `refresh_catalog`,
     which reads the choice from the settings. Paths in the views are absolute, so
     the file can be opened from any working directory (`duckdb -readonly
     data/alphahome.duckdb`).
     """
     kind = "TABLE" if materialize else "VIEW"
     layout.root.mkdir(parents=True, exist_ok=True)
+    sweep_unreadable(layout)  # one unreadable file would fail its whole view
     built: dict[str, list[str]] = {}
     with atomic_path(layout.duckdb_path) as tmp:
         con = duckdb.connect(str(tmp))

@@ -3,7 +3,8 @@
 Checks: the configuration loads, the config file holding a secret is owner-only, the
 cache is writable, free disk is above `run.min_free_disk_gb`, the database is
 reachable and migrated (`--check-db`), the Tushare token is accepted (`--check-api`),
-which task locks are held and by whom, and per dataset how far the newest data is
+every partition and state file is readable (none quarantined), which task locks
+(file or PostgreSQL advisory) are held and by whom, and per dataset how far the newest data is
 behind the trading calendar. A `fail` makes the exit status 1; `warn` does not.
 
 Also here, for the other engineers: `secure_state_dir(layout)` (owner-only state).
@@ -27,8 +28,10 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from cache.layout import CacheLayout
+from cache.layout import LAYERS, CacheLayout
 from cache.locks import LOCKS_SUBDIR
+from cache.quarantine import quarantined, unreadable_reason
+from cache.state import unreadable_documents
 from foundation.config import ConfigError, Settings, mask_url
 from foundation.logs import scrub
 from pipeline.ops.stats import (
@@ -341,6 +344,35 @@ def check_locks(
     return Check("locks", "ok", detail, data)
 
 
+# ---------------------------------------------------------------- damaged files
+
+
+def damaged_files(layout: CacheLayout) -> list[str]:
+    """One line per damaged thing: a Parquet file whose footer cannot be read, a task
+    state document that does not parse, a quarantined file not yet repaired."""
+    lines = []
+    for layer in LAYERS:
+        base = layout.root / layer
+        for path in sorted(base.rglob("*.parquet")) if base.is_dir() else []:
+            reason = unreadable_reason(path)
+            if reason:
+                lines.append(f"{path.relative_to(layout.root)}: {reason}")
+    for path, reason in unreadable_documents(layout.state_dir / "tasks").items():
+        lines.append(f"{path.relative_to(layout.root)}: {reason}")
+    lines += [f"quarantined {e.line()}" for e in quarantined(layout)]
+    return lines
+
+
+def check_damage(layout: CacheLayout) -> Check:
+    """Fail naming every unreadable partition or state file and every quarantined one
+    (`ah repair` re-fetches and rebuilds them)."""
+    lines = damaged_files(layout)
+    if not lines:
+        return Check("files", "ok", "every partition and state file readable", {"damaged": []})
+    detail = "; ".join(lines) + " (run ah repair)"
+    return Check("files", "fail", detail, {"damaged": lines})
+
+
 # ---------------------------------------------------------------- freshness
 
 
@@ -444,6 +476,7 @@ def check_health(
         else Check("api token", "skip", "not checked (--check-api)")
     )
     pg_state = settings.database.url if settings.state.backend == "postgres" else None
+    checks.append(check_damage(layout))
     checks.append(check_locks(layout, settings.run.max_task_seconds_alert, now, pg_state))
     checks += check_freshness(layout, today, stale_after)
     return HealthReport(checks)

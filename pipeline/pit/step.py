@@ -26,6 +26,7 @@ import polars as pl
 from cache.atomic import remove_atomic, write_bytes_atomic, write_parquet_atomic
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
+from cache.quarantine import clear_restored
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
@@ -233,6 +234,9 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
             if mark is not None:
                 mine = mine.filter(pl.col("fetched") > dt.datetime.fromisoformat(mark))
             buckets = set(mine["bucket"].to_list())
+            for table in TARGET_TABLES[target]:  # a file deleted or quarantined since
+                expected = _expected_buckets(fetches, table)
+                buckets |= {b for b in expected if not part_path(layout, table, b).is_file()}
         for bucket in buckets:
             stale.setdefault(bucket, set()).add(target)
     codes = fetches.select("ts_code", "bucket").unique()
@@ -241,6 +245,40 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         jobs_targets = tuple(t for t in STOCK_TARGETS if t in stale[bucket])
         plan.jobs.append(BucketJob(str(layout.root), bucket, tuple(members), jobs_targets))
     return plan
+
+
+# The raw dataset whose stocks each stock table holds a file for (one per bucket).
+TABLE_STOCKS: dict[str, str] = {
+    "statement_versions": "income",
+    "income_quarterly": "income",
+    "balance": "balancesheet",
+    "indicators": "income",
+}
+
+
+def _expected_buckets(fetches: pl.DataFrame, table: str) -> set[int]:
+    mine = fetches.filter(pl.col("dataset") == TABLE_STOCKS[table])
+    return {bucket_of(code) for code in mine["ts_code"].unique().to_list()}
+
+
+def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> list[Path]:
+    """PIT files a finished build has made and that are not there now (deleted, or
+    quarantined as unreadable): one per bucket holding stocks of each stock table of a
+    built target, and the industry tables' single files."""
+    built = _read_state(layout).get("targets", {})
+    if fetches is None:
+        fetches = _stock_fetches(layout) if built else pl.DataFrame()
+    missing = []
+    for target in built:
+        for table in TARGET_TABLES.get(target, ()):
+            if table in TABLE_STOCKS:
+                paths = [part_path(layout, table, b) for b in _expected_buckets(fetches, table)]
+            elif _has_files(layout, "raw", MEMBERS):
+                paths = [layout.dataset_dir("pit", table) / WHOLE_TABLE_FILE]
+            else:
+                paths = []
+            missing += [p for p in sorted(paths) if not p.is_file()]
+    return missing
 
 
 def _write_part(path: Path, frame: pl.DataFrame) -> None:
@@ -357,6 +395,7 @@ def build_pit(
         if target in plan.watermarks:
             entries[target]["watermark"] = plan.watermarks[target]
     _write_state(layout, {"version": STATE_VERSION, "buckets": BUCKETS, "targets": entries})
+    clear_restored(layout)
 
     tables = _tables_of(chosen)
     buckets = [job for job in plan.jobs if isinstance(job, BucketJob)]

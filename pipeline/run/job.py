@@ -22,6 +22,7 @@ from typing import Literal
 
 from cache.asof import data_as_of
 from cache.layout import CacheLayout
+from cache.quarantine import sweep_unreadable
 from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger
@@ -176,6 +177,9 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     layout = CacheLayout(settings.cache.dir)
     started = time.monotonic()
     lines: list[str] = []
+    for entry in sweep_unreadable(layout):  # the stages then rebuild or re-fetch them
+        log.warning("quarantined %s", entry.line())
+        lines.append(f"quarantined {entry.line()}")
     if "sync" in stages:
         sync_request = SyncRequest(
             **{**request.sync.__dict__, "source": request.source, "full": request.full,
@@ -201,7 +205,11 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
         ok = outcome.status == "success"
     report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
-    as_of = data_as_of(layout)
+    try:
+        as_of = data_as_of(layout)
+    except Exception as exc:  # a damaged cache: the report still goes out, with the reason
+        log.error("as-of date not known: %s", exc)
+        as_of = None
     report.as_of = as_of.isoformat() if as_of else None
     kind = request.source or recorded_source(layout) or settings.source.kind
     report.market_today = report.market_today or market_today(settings, kind).isoformat()

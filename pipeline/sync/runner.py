@@ -37,6 +37,8 @@ from anyio.abc import ObjectReceiveStream
 from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
+from cache.quarantine import clear as clear_quarantine
+from cache.quarantine import clear_restored, quarantined, sweep_unreadable
 from cache.read import has_files, read_dataset, summarize
 from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
@@ -717,6 +719,23 @@ def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncRepo
         raise first_leaf(group) from None
 
 
+def requeue_quarantined(layout: CacheLayout, store: StateStore, names: Sequence[str]) -> set[str]:
+    """Quarantine the raw files that cannot be read (`cache.quarantine`), and plan every
+    unit again of the tasks among `names` that have a quarantined partition; the sync
+    then re-fetches them and clears their records once the task succeeds."""
+    for entry in sweep_unreadable(layout, ("raw",)):
+        log.warning("quarantined %s", entry.line())
+    hit = {e.dataset.removeprefix("raw.") for e in quarantined(layout)} & set(names)
+    for name in sorted(hit):
+        state = store.load(name)
+        state.committed.clear()
+        state.plan_done.clear()
+        state.plan_id = None
+        store.save(state)
+        log.warning("%s: a partition was quarantined; every unit is planned again", name)
+    return hit
+
+
 def first_leaf(error: BaseException) -> BaseException:
     """The first exception inside (nested) exception groups: the one worth reporting."""
     while isinstance(error, BaseExceptionGroup):
@@ -745,6 +764,7 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     locks = open_locks(settings)
     try:
         locks.check(names)  # a running task refuses at once, before any call
+        requeued = requeue_quarantined(layout, store, names)
         async with source.client:
             market, prefetched = await load_market(source, specs, request.end, layout, today)
             report.source_as_of = market.as_of.isoformat() if market.as_of else None
@@ -771,6 +791,9 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     finally:
         locks.release()
         store.close()
+    refetched = [t.task for t in report.tasks if t.task in requeued and t.status == "success"]
+    clear_quarantine(layout, tuple(f"raw.{name}" for name in refetched))
+    clear_restored(layout)
     as_of = record_as_of(layout)
     report.as_of = as_of.isoformat() if as_of else None
     crash_point("views")
