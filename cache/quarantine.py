@@ -61,7 +61,7 @@ def quarantined(layout: CacheLayout) -> list[QuarantineEntry]:
     path = _record_path(layout)
     try:
         docs = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     except ValueError:
         return [QuarantineEntry("state", RECORD_FILE, str(path), "", "record unreadable")]

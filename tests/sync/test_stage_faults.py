@@ -168,3 +168,61 @@ def test_a_killed_sync_shows_interrupted_with_when_and_where(
     assert rerun.returncode == 0, rerun.stderr
     shown = ah("--config", str(config), "state", "show", "daily", cwd=tmp_path)
     assert "status: success" in shown.stdout
+
+
+def raw_outputs(root: Path) -> dict[str, pl.DataFrame]:
+    """Every raw, PIT and factor file without `_fetched_at`, rows in a canonical order."""
+    found = {}
+    for layer in ("raw", *OUTPUT_LAYERS):
+        for path in sorted((root / layer).rglob("*.parquet")):
+            frame = pl.read_parquet(path)
+            frame = frame.drop([c for c in frame.columns if c == "_fetched_at"])
+            found[str(path.relative_to(root))] = frame.sort(frame.columns)
+    return found
+
+
+def files_line(health: str) -> str:
+    """The `files` line of `ah health` (its other checks judge freshness against today)."""
+    return next(line for line in health.splitlines() if line.startswith("files "))
+
+
+def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
+    built: Path, tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    served = serve()  # the market the shared cache was synced from
+    config = write_config(tmp_path, served.url)
+    root = copy_cache(built, tmp_path)
+    clean = raw_outputs(built / "data")
+    raw_part = sorted((root / "raw" / "daily").rglob("*.parquet"))[-2]
+    pit_part = sorted((root / "pit" / "balance").glob("part-*.parquet"))[3]
+    state_doc = root / "state" / "tasks" / "daily.json"
+    for path in (raw_part, pit_part, state_doc):
+        with path.open("r+b") as fh:
+            fh.truncate(path.stat().st_size // 2)
+    names = [str(p.relative_to(root)) for p in (raw_part, pit_part, state_doc)]
+
+    health = ah("--config", str(config), "health", cwd=tmp_path)
+    assert health.returncode == 1
+    verify = ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path)
+    assert verify.returncode == 1
+    for name in names:
+        assert name in files_line(health.stdout), name
+        assert name in verify.stdout, name
+
+    two = {"AH_RUN_WORKERS": "2"}
+    run = ah("--config", str(config), "run", "--stages", "sync,pit,factors", cwd=tmp_path, env=two)
+    assert "Traceback" not in run.stderr
+    reports = list((root / "reports").glob("*.html"))
+    assert reports, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "quarantined" in run.stdout
+
+    repair = ah("--config", str(config), "repair", cwd=tmp_path, env=two)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert "repair: cache whole" in repair.stdout
+    got = raw_outputs(root)
+    assert sorted(got) == sorted(clean)
+    for name, frame in clean.items():
+        assert got[name].equals(frame), name
+    health = ah("--config", str(config), "health", cwd=tmp_path)
+    assert files_line(health.stdout).split()[1] == "ok", health.stdout
+    assert ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path).returncode == 0
