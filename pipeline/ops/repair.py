@@ -6,7 +6,8 @@
    partition's task plans every unit afresh, a gap's dates are planned again.
 3. The PIT tables are rebuilt where a file is missing or their raw input changed
    (an incremental build, which rebuilds missing buckets), and the factors are
-   recomputed: every calc date when raw data was re-fetched, else the missing ones.
+   recomputed from the first re-fetched date on (every calc date when that date is not
+   known), plus the missing ones.
 4. Records of what was repaired are cleared; what is left is reported.
 
 Takes the stage locks of PIT and factors, and the sync's task locks, like the stages.
@@ -14,6 +15,8 @@ Takes the stage locks of PIT and factors, and the sync's task locks, like the st
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,24 +65,39 @@ def _chosen(datasets: Sequence[str]) -> set[str] | None:
     return names
 
 
-def _requeue_gaps(settings: Settings, layout: CacheLayout, names: set[str] | None) -> set[str]:
-    """Forget the committed units of calendar gaps; the tasks that have some."""
+def partition_start(partition: str) -> dt.date | None:
+    """The first day a dated partition file holds (`2024/2024-05.parquet`,
+    `2024.parquet`); None for undated ones (a single file, a stock bucket)."""
+    stem = partition.rsplit("/", 1)[-1].removesuffix(".parquet")
+    with contextlib.suppress(ValueError):
+        if len(stem) == len("2024-05"):
+            return dt.date(int(stem[:4]), int(stem[5:7]), 1)
+        if len(stem) == len("2024"):
+            return dt.date(int(stem), 1, 1)
+    return None
+
+
+def _requeue_gaps(
+    settings: Settings, layout: CacheLayout, names: set[str] | None
+) -> dict[str, dt.date]:
+    """Forget the committed units of calendar gaps; each task that has some, with its
+    first gap."""
     calendar = trade_calendar(layout)
     store = open_state(settings)
-    found = set()
+    found: dict[str, dt.date] = {}
     try:
         for spec in TASKS:
             if spec.unit != "trade_date" or (names is not None and spec.name not in names):
                 continue
-            gaps = {unit_key(d) for d in calendar_gaps(layout, spec.name, calendar)}
-            if not gaps:
+            days = calendar_gaps(layout, spec.name, calendar)
+            if not days:
                 continue
             state = store.load(spec.name)
-            state.committed -= gaps
+            state.committed -= {unit_key(d) for d in days}
             state.plan_done.clear()
             state.plan_id = None
             store.save(state)
-            found.add(spec.name)
+            found[spec.name] = min(days)
     finally:
         store.close()
     return found
@@ -99,13 +117,16 @@ def repair_cache(
     names = _chosen(datasets)
     for entry in sweep_unreadable(layout):
         result.lines.append(f"quarantined {entry.line()}")
-    broken = {
-        e.dataset.removeprefix(RAW_PREFIX)
-        for e in quarantined(layout)
-        if e.dataset.startswith(RAW_PREFIX)
-    }
-    tasks = {n for n in broken if names is None or n in names}
-    tasks |= _requeue_gaps(settings, layout, names)
+    since: list[dt.date | None] = []
+    tasks: set[str] = set()
+    for entry in quarantined(layout):
+        name = entry.dataset.removeprefix(RAW_PREFIX)
+        if entry.dataset.startswith(RAW_PREFIX) and (names is None or name in names):
+            tasks.add(name)
+            since.append(partition_start(entry.partition))
+    gaps = _requeue_gaps(settings, layout, names)
+    tasks |= set(gaps)
+    since += list(gaps.values())
     if tasks:
         kind = source or recorded_source(layout)
         request = SyncRequest(tasks=tuple(sorted(tasks)), source=kind, progress=False)
@@ -118,10 +139,12 @@ def repair_cache(
         result.lines.append(f"rebuilt PIT: {pit.buckets_rebuilt} buckets")
     if tasks or missing_factor_files(layout):
         with stage_lock(settings, "factors"):
+            known = [d for d in since if d is not None]
             factors = compute_factors(
                 layout,
                 "all",
-                mode="backfill" if tasks else "incremental",
+                mode="backfill" if None in since else "incremental",
+                recompute_since=min(known) if known and None not in since else None,
                 executor=executor,
                 workers=settings.run.workers,
             )

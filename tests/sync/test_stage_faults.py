@@ -210,7 +210,7 @@ def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
         assert name in verify.stdout, name
 
     two = {"AH_RUN_WORKERS": "2"}
-    run = ah("--config", str(config), "run", "--stages", "sync,pit,factors", cwd=tmp_path, env=two)
+    run = ah("--config", str(config), "run", "--stages", "pit,factors", cwd=tmp_path, env=two)
     assert "Traceback" not in run.stderr
     reports = list((root / "reports").glob("*.html"))
     assert reports, run.stdout[-2000:] + run.stderr[-2000:]
@@ -226,3 +226,34 @@ def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
     health = ah("--config", str(config), "health", cwd=tmp_path)
     assert files_line(health.stdout).split()[1] == "ok", health.stdout
     assert ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "point",
+    [
+        "load-commit:3",  # inside a partition's transaction, before COMMIT
+        pytest.param("load-partition:1", marks=pytest.mark.slow),  # right after a COMMIT
+        pytest.param("load-partition:17", marks=pytest.mark.slow),
+        pytest.param("load-commit:30", marks=pytest.mark.slow),
+        pytest.param("load-partition:45", marks=pytest.mark.slow),
+    ],
+)
+def test_kill_9_of_a_load_then_a_rerun_equals_the_cache(
+    built: Path, tmp_path: Path, pg_url: str, point: str
+) -> None:
+    copy_cache(built, tmp_path)
+    config = stage_config(tmp_path)
+    config.write_text(config.read_text() + f'[database]\nurl = "{pg_url}"\n')
+    crashed = ah("--config", str(config), "load", cwd=tmp_path, env={"AH_TEST_CRASH_AT": point})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    rerun = ah("--config", str(config), "load", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    loaded = [
+        f"{layer}.{p.name}"
+        for layer in OUTPUT_LAYERS
+        for p in (tmp_path / "data" / layer).iterdir()
+    ]
+    verify = ah("--config", str(config), "verify", *loaded, cwd=tmp_path)
+    assert "drift" not in verify.stdout, verify.stdout
+    assert verify.returncode == 0, verify.stdout
