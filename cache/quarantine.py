@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from cache.atomic import write_bytes_atomic
-from cache.layout import LAYERS, CacheLayout, Layer
+from cache.layout import LAYERS, CacheLayout, Layer, make_state_dir
 
 __all__ = [
     "QuarantineEntry",
@@ -70,6 +70,7 @@ def quarantined(layout: CacheLayout) -> list[QuarantineEntry]:
 
 def _save(layout: CacheLayout, entries: list[QuarantineEntry]) -> None:
     text = json.dumps([asdict(e) for e in entries], indent=1, ensure_ascii=False)
+    make_state_dir(layout)
     write_bytes_atomic(text.encode("utf-8"), _record_path(layout))
 
 

@@ -13,27 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from cache.atomic import remove_atomic, write_bytes_atomic
-from cache.layout import CacheLayout
+from cache.layout import CacheLayout, make_state_dir
 from cache.quarantine import quarantine_file
-
-STATE_DIR_MODE = 0o700  # hosts, pids and paths: the owner's business only
-
-
-def make_state_dir(layout: CacheLayout) -> Path:
-    """`<cache>/state`, created owner-only (0700) when missing (its mode is left alone
-    when it exists: `ah health` reports an open one)."""
-    state = layout.state_dir
-    if not state.is_dir():
-        state.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
-        os.chmod(state, STATE_DIR_MODE)
-    return state
-
 
 STATUSES = ("never", "running", "success", "partial", "no_data", "skipped", "failed")
 
@@ -157,6 +143,7 @@ class FileStateStore:
 
     def save(self, state: TaskState) -> None:
         """Replace the task's document atomically."""
+        make_state_dir(self.layout)
         write_bytes_atomic(state.to_json().encode("utf-8"), self._path(state.task))
 
     def reset(self, task: str) -> bool:

@@ -84,15 +84,17 @@ def _watch(sentinel: int | None) -> None:
             _die()
 
 
-def bind_to_parent() -> None:
+def bind_to_parent(death_signal: bool = True) -> None:
     """Tie this process's life to its parent's (call first thing in a pool worker).
 
-    Sets the Linux death signal where available and starts the watchdog thread; exits at
-    once when the parent is already gone (it may die before the death signal was set).
+    Sets the Linux death signal where available (unless `death_signal` is false: the
+    watchdog alone, as on other systems) and starts the watchdog thread; exits at once
+    when the parent is already gone (it may die before the death signal was set).
     """
     global _parent_pid, _sentinel
     _parent_pid = os.getppid()
-    _set_death_signal()
+    if death_signal:
+        _set_death_signal()
     parent = multiprocessing.parent_process()
     _sentinel = getattr(parent, "sentinel", None) if parent is not None else None
     if parent_gone():

@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from cache.layout import CacheLayout
+from cache.layout import CacheLayout, make_state_dir
 from cache.locks import STAGE_PREFIX, FileLocks, TaskLocks, task_locks
-from cache.state import FileStateStore, StateStore, make_state_dir
+from cache.state import FileStateStore, StateStore
 from foundation.config import Settings
 from foundation.errors import UsageError
 
@@ -35,9 +35,7 @@ def open_state(settings: Settings) -> StateStore:
     """The task state store chosen by `[state] backend` (close it when done)."""
     url = _postgres_url(settings)
     if url is None:
-        layout = CacheLayout(settings.cache.dir)
-        make_state_dir(layout)
-        return FileStateStore(layout)
+        return FileStateStore(CacheLayout(settings.cache.dir))
     from sinks.pg_state import PostgresStateStore
 
     return PostgresStateStore(url)
@@ -47,9 +45,7 @@ def open_locks(settings: Settings) -> TaskLocks:
     """The task locks chosen by `[state] backend` (release them when done)."""
     url = _postgres_url(settings)
     if url is None:
-        layout = CacheLayout(settings.cache.dir)
-        make_state_dir(layout)
-        return FileLocks(layout)
+        return FileLocks(CacheLayout(settings.cache.dir))
     from sinks.pg_state import PostgresLocks
 
     return PostgresLocks(url)
@@ -60,5 +56,6 @@ def stage_lock(settings: Settings, stage: str) -> Iterator[None]:
     """Hold the lock of a compute stage (`pit`, `factors`, `load`) for the block;
     `LockHeld` naming the holder when another process runs that stage on this cache
     (or, with the state in PostgreSQL, on this database)."""
+    make_state_dir(CacheLayout(settings.cache.dir))
     with task_locks(open_locks(settings), [STAGE_PREFIX + stage]):
         yield

@@ -36,7 +36,7 @@ from anyio.abc import ObjectReceiveStream
 
 from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
-from cache.layout import CacheLayout
+from cache.layout import CacheLayout, make_state_dir
 from cache.quarantine import clear as clear_quarantine
 from cache.quarantine import clear_restored, quarantined, sweep_unreadable
 from cache.read import has_files, read_dataset, summarize
@@ -778,6 +778,7 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
                 _dry_run_report(report, plans, source)
                 report.calls_by_api = source.client.stats.by_api("calls")
                 return report
+            make_state_dir(layout)  # owner-only, before the first lock or state file
             remember_source(layout, source.kind, source.label)
             locks.acquire(names)
             sweep_catalog_temporaries(layout)
