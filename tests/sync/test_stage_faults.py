@@ -278,3 +278,23 @@ def test_sync_full_replaces_an_unreadable_partition(
     assert cache_rows(tmp_path / "data", "daily") == truth_rows(served.sim, "daily", START)
     moved = list((tmp_path / "data" / "quarantine" / "raw" / "daily").rglob("*.bad"))
     assert [p.name.split(".")[0] for p in moved] == [part.stem]
+
+
+def test_verify_names_deleted_pit_and_factor_files_and_the_stages_rebuild_them(
+    built: Path, tmp_path: Path
+) -> None:
+    root = copy_cache(built, tmp_path)
+    config = stage_config(tmp_path)
+    part = sorted((root / "pit" / "balance").glob("part-*.parquet"))[5]
+    part.unlink()
+    shutil.rmtree(root / "factors" / "g")
+    verify = ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path)
+    assert verify.returncode == 1
+    assert f"pit/balance/{part.name} is missing" in verify.stdout
+    assert "factors/g is missing" in verify.stdout
+    for stage in STAGES:
+        proc = run_stage(tmp_path, stage)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert_same_outputs(root, outputs(built / "data"))
+    assert ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path).returncode == 0
