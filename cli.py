@@ -154,6 +154,9 @@ def _state_flags(use_db_state: bool, state_dir: Path | None) -> dict[str, Any]:
     return {"state.backend": "postgres" if use_db_state else None, "state.dir": state_dir}
 
 
+_EXEC_OPT = typer.Option("--executor", help="process | inline | local-dask | dask://HOST:PORT")
+
+
 @app.command("sync")
 def sync_command(
     tasks: Annotated[
@@ -366,6 +369,23 @@ def verify_command(
     raise typer.Exit(report.exit_code)
 
 
+@app.command("repair")
+def repair_command(
+    datasets: Annotated[list[str] | None, typer.Argument(help="Raw tasks (default: all).")] = None,
+    executor: Annotated[str, _EXEC_OPT] = "process",
+    source: Annotated[str | None, typer.Option("--source", help="sim | tushare")] = None,
+) -> None:
+    """Re-fetch quarantined partitions and calendar gaps; rebuild the PIT and factor files
+    that depend on them."""
+    from pipeline.ops.repair import repair_cache
+
+    settings = STATE.settings()
+    start_logging(settings)
+    result = repair_cache(settings, datasets or (), executor, source)
+    typer.echo("\n".join(result.lines))
+    raise typer.Exit(result.exit_code)
+
+
 backup_app = typer.Typer(help="Snapshot the cache (and the database).")
 app.add_typer(backup_app, name="backup", invoke_without_command=True)
 _DEST = typer.Option("--dest", help="Backup root (default <cache>/../alphahome-backups).")
@@ -501,12 +521,13 @@ def load_command(
     full: Annotated[bool, typer.Option("--full", help="Reload every partition.")] = False,
 ) -> None:
     """Load the cache into PostgreSQL (or rebuild the DuckDB file when no database is set)."""
+    from pipeline.backends import stage_lock
     from pipeline.load import load_from_settings
     from pipeline.run.job import recorded_stage
 
     settings = STATE.settings()
     start_logging(settings)
-    with recorded_stage(settings, "load") as record:
+    with stage_lock(settings, "load"), recorded_stage(settings, "load") as record:
         result = load_from_settings(settings, datasets or None, full=full)
         record.rows = sum(t.inserted + t.updated for t in result.tables)
         record.note = f"{result.sink}: {result.target}"
@@ -651,6 +672,7 @@ def pit_command(
     from cache.layout import CacheLayout
     from cache.views import refresh_catalog
     from foundation.progress import stage_progress
+    from pipeline.backends import stage_lock
     from pipeline.pit.step import build_pit
     from pipeline.run.job import recorded_stage
 
@@ -660,7 +682,7 @@ def pit_command(
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
-    with recorded_stage(settings, "pit") as record:
+    with stage_lock(settings, "pit"), recorded_stage(settings, "pit") as record:
         with stage_progress("pit") as on_progress:
             result = build_pit(
                 layout, _pit_targets(target), mode, executor, settings.run.workers, on_progress,  # type: ignore[arg-type]
@@ -694,13 +716,14 @@ def _factors(
     from cache.layout import CacheLayout
     from cache.views import refresh_catalog
     from foundation.progress import stage_progress
+    from pipeline.backends import stage_lock
     from pipeline.factor_step import compute_factors
     from pipeline.run.job import recorded_stage
 
     settings = STATE.settings(**{"run.workers": workers})
     start_logging(settings)
     layout = CacheLayout(settings.cache.dir)
-    with recorded_stage(settings, "factors") as record:
+    with stage_lock(settings, "factors"), recorded_stage(settings, "factors") as record:
         with stage_progress(f"factors {which}") as on_progress:
             result = compute_factors(
                 layout, which, start=start.date() if start else None,  # type: ignore[arg-type]
@@ -755,12 +778,13 @@ def factors_rerank(
 ) -> None:
     """Recompute scores and ranks from the stored sub-factors."""
     from cache.layout import CacheLayout
+    from pipeline.backends import stage_lock
     from pipeline.factor_step import rerank_factors
     from pipeline.run.job import recorded_stage
 
     settings = STATE.settings()
     start_logging(settings)
-    with recorded_stage(settings, "factors") as record:
+    with stage_lock(settings, "factors"), recorded_stage(settings, "factors") as record:
         result = rerank_factors(
             CacheLayout(settings.cache.dir), which,  # type: ignore[arg-type]
             start.date() if start else None, end.date() if end else None,

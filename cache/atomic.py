@@ -2,7 +2,8 @@
 
 Every write goes to a temporary sibling (not matching `*.parquet`, so globs never see
 it), is flushed to disk, and is renamed over the target; the folder is synced so the
-rename itself survives a crash.
+rename itself survives a crash. In a pool worker whose parent is gone the rename is
+refused (`foundation.lifeline`): a killed run writes nothing after its death.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from foundation.errors import StorageError
+from foundation.lifeline import check_parent
 
 TMP_SUFFIX = ".tmp"
 
@@ -71,6 +73,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        check_parent(target)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except OSError as exc:
@@ -112,6 +115,7 @@ def write_bytes_atomic(data: bytes, target: Path, mode: int | None = None) -> Pa
 def remove_atomic(target: Path) -> None:
     """Delete a file if present and sync its folder."""
     target = Path(target)
+    check_parent(target)
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
         _fsync_dir(target.parent)

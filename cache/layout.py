@@ -6,6 +6,7 @@ state, reports, logs and metrics beside them; `alphahome.duckdb` at the root.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -80,3 +81,16 @@ class CacheLayout:
     def duckdb_path(self) -> Path:
         """The analysts' DuckDB catalogue of views (and the embedded sink)."""
         return self.root / "alphahome.duckdb"
+
+
+STATE_DIR_MODE = 0o700  # hosts, pids and paths: the owner's business only
+
+
+def make_state_dir(layout: CacheLayout) -> Path:
+    """`<cache>/state`, created owner-only (0700) when missing (its mode is left alone
+    when it exists: `ah health` reports an open one)."""
+    state = layout.state_dir
+    if not state.is_dir():
+        state.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
+        os.chmod(state, STATE_DIR_MODE)
+    return state

@@ -25,6 +25,7 @@ from cache.oslock import read_note, try_lock, write_note
 from foundation.errors import AlreadyRunningError
 
 LOCKS_SUBDIR = "locks"
+STAGE_PREFIX = "stage."  # the lock of a compute stage (pit, factors, load): `stage.pit`
 
 
 class LockHeld(AlreadyRunningError):
@@ -41,13 +42,14 @@ def holder_info() -> dict[str, Any]:
 
 
 def describe_holder(task: str, holder: dict[str, Any] | None) -> str:
-    """The one-line refusal naming the holder."""
+    """The one-line refusal naming the holder (of a sync task, or of a stage's lock)."""
+    if task.startswith(STAGE_PREFIX):
+        what = f"stage {task.removeprefix(STAGE_PREFIX)} is being run"
+    else:
+        what = f"task {task} is being synced"
     if not holder:
-        return f"task {task} is being synced by another process (holder unknown)"
-    return (
-        f"task {task} is being synced by pid {holder.get('pid')} on "
-        f"{holder.get('host')} since {holder.get('since')}"
-    )
+        return f"{what} by another process (holder unknown)"
+    return f"{what} by pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
 
 
 class TaskLocks(Protocol):

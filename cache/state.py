@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cache.atomic import remove_atomic, write_bytes_atomic
-from cache.layout import CacheLayout
+from cache.layout import CacheLayout, make_state_dir
+from cache.quarantine import quarantine_file
 
 STATUSES = ("never", "running", "success", "partial", "no_data", "skipped", "failed")
 
@@ -45,6 +46,8 @@ class TaskState:
     committed: set[str] = field(default_factory=set)
     plan_id: str | None = None
     plan_done: set[str] = field(default_factory=set)
+    pid: int | None = None  # the process that ran it last, and where
+    host: str | None = None
 
     def to_json(self) -> str:
         """The document, sets as sorted lists."""
@@ -95,22 +98,52 @@ class StateStore(Protocol):
         ...
 
 
+def unreadable_documents(folder: Path) -> dict[Path, str]:
+    """Task documents under `folder` that do not parse, with why (for health, verify)."""
+    bad = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            TaskState.from_json(path.read_text("utf-8"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            bad[path] = f"unreadable task state ({type(exc).__name__})"
+    return bad
+
+
 class FileStateStore:
-    """Task documents as `<cache>/state/tasks/<task>.json`."""
+    """Task documents as `<cache>/state/tasks/<task>.json`.
+
+    A document that does not parse (truncated, overwritten) is moved to the quarantine
+    (`cache.quarantine`, so health and verify report it) and the task's state is started
+    afresh instead of stopping the sync: its next sync plans every unit again and
+    rewrites the cache's rows in place (upsert), so what the state recorded is rebuilt
+    from the cache and the source, never taken on trust from a guess.
+    """
 
     def __init__(self, layout: CacheLayout) -> None:
+        self.layout = layout
         self.folder = layout.state_dir / "tasks"
 
     def _path(self, task: str) -> Path:
         return self.folder / f"{task}.json"
 
     def load(self, task: str) -> TaskState:
-        """The task's state (a fresh one when it has none)."""
+        """The task's state (a fresh one when it has none, a rebuilt one when it is
+        unreadable)."""
         path = self._path(task)
-        return TaskState.from_json(path.read_text("utf-8")) if path.exists() else TaskState(task)
+        if not path.exists():
+            return TaskState(task)
+        try:
+            return TaskState.from_json(path.read_text("utf-8"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            reason = f"unreadable task state ({type(exc).__name__})"
+            quarantine_file(self.layout, "state.tasks", path, reason)
+        state = TaskState(task, reason=f"state rebuilt: {path.name} was unreadable")
+        self.save(state)
+        return state
 
     def save(self, state: TaskState) -> None:
         """Replace the task's document atomically."""
+        make_state_dir(self.layout)
         write_bytes_atomic(state.to_json().encode("utf-8"), self._path(state.task))
 
     def reset(self, task: str) -> bool:

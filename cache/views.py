@@ -36,6 +36,7 @@ from cache.atomic import atomic_path
 from cache.catalogue.asof_sql import duckdb_sql, macros_for
 from cache.catalogue.columns import comments_of
 from cache.layout import LAYERS, CacheLayout
+from cache.quarantine import sweep_unreadable
 from foundation.config import Settings
 from foundation.logs import get_logger
 
@@ -103,12 +104,14 @@ def _comment(con: duckdb.DuckDBPyConnection, built: dict[str, list[str]]) -> Non
 def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str, list[str]]:
     """Rebuild the catalogue of every dataset in the cache; returns the names per schema.
 
-    Views by default, tables with `materialize`; callers go through `refresh_catalog`,
-    which reads the choice from the settings. Paths in the views are relative to the
-    cache root (see the module docstring).
+    Unreadable Parquet files are quarantined first (`cache.quarantine`). Views by
+    default, tables with `materialize`; callers go through `refresh_catalog`, which
+    reads the choice from the settings. Paths in the views are relative to the cache
+    root (see the module docstring).
     """
     kind = "TABLE" if materialize else "VIEW"
     layout.root.mkdir(parents=True, exist_ok=True)
+    sweep_unreadable(layout)  # one unreadable file would fail its whole view
     built: dict[str, list[str]] = {}
     with atomic_path(layout.duckdb_path) as tmp:
         config: dict[str, str | bool | int | float | list[str]] = {

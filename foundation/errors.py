@@ -37,6 +37,7 @@ The kinds, with their exit codes, and the classes of each kind (where they live)
     ├── FactorInputError                 pipeline.factor_step
     ├── BackupError                      pipeline.ops.backup
     ├── TableDefinitionError             sinks.ddl
+    ├── ParentGoneError                  foundation.lifeline (a pool worker's parent died)
     ├── DatabaseUnavailableError         sinks.postgres
     └── LoadError                        sinks.postgres
 

@@ -4,13 +4,18 @@
 `files` (the default): documents under `<cache>/state/tasks/` and `flock` files under
 `<cache>/state/locks/` (`cache.state`, `cache.locks`). `postgres`: `ops.sync_state`
 and session advisory locks in the configured database (`sinks.pg_state`), for several
-hosts sharing one database.
+hosts sharing one database. The compute stages (PIT, factors, load) take a lock of the
+same backend (`stage_lock`), so a second `ah pit` refuses to start (exit 4) naming the
+first one's pid, host and start.
 """
 
 from __future__ import annotations
 
-from cache.layout import CacheLayout
-from cache.locks import FileLocks, TaskLocks
+import contextlib
+from collections.abc import Iterator
+
+from cache.layout import CacheLayout, make_state_dir
+from cache.locks import STAGE_PREFIX, FileLocks, TaskLocks, task_locks
 from cache.state import FileStateStore, StateStore
 from foundation.config import Settings
 from foundation.errors import UsageError
@@ -49,3 +54,13 @@ def open_locks(settings: Settings) -> TaskLocks:
     from sinks.pg_state import PostgresLocks
 
     return PostgresLocks(url)
+
+
+@contextlib.contextmanager
+def stage_lock(settings: Settings, stage: str) -> Iterator[None]:
+    """Hold the lock of a compute stage (`pit`, `factors`, `load`) for the block;
+    `LockHeld` naming the holder when another process runs that stage on this cache
+    (or, with the state in PostgreSQL, on this database)."""
+    make_state_dir(CacheLayout(settings.cache.dir))
+    with task_locks(open_locks(settings), [STAGE_PREFIX + stage]):
+        yield

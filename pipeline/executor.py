@@ -2,7 +2,8 @@
 
 Every compute step (PIT by stock, factors by year) maps one picklable function over
 shards through `map_shards`, so the same code runs on one core, on a local process
-pool (spawn context, each worker with a bounded Polars thread count) or on a
+pool (spawn context, each worker with a bounded Polars thread count and bound to its
+parent by `foundation.lifeline`, so a killed run leaves no worker behind) or on a
 `dask.distributed` scheduler given as `dask://HOST:PORT` or `local-dask`.
 """
 
@@ -15,7 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from foundation.crashpoints import crash_point
 from foundation.errors import UsageError
+from foundation.lifeline import bind_to_parent
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,6 +43,8 @@ class InlineExecutor(Executor):
 
 
 def _init_worker(threads: str) -> None:
+    """A pool worker's start: bound to its parent (it dies with it), Polars threads capped."""
+    bind_to_parent()
     os.environ["POLARS_MAX_THREADS"] = threads
 
 
@@ -122,6 +127,7 @@ def map_shards(
     try:
         for i, future in enumerate(futures):
             results.append(future.result())
+            crash_point("shard")
             if on_done is not None:
                 on_done(i + 1, len(items))
     except BaseException:

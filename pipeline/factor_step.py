@@ -32,6 +32,7 @@ import polars as pl
 from cache.asof import data_as_of
 from cache.atomic import write_bytes_atomic, write_parquet_atomic
 from cache.layout import CacheLayout, Layer
+from cache.quarantine import clear_restored
 from factors.calendar import (
     FREQS,
     YEAR_AGO_DAYS,
@@ -284,6 +285,29 @@ def _stored_dates(layout: CacheLayout, factor: Factor) -> set[dt.date]:
     if scan is None:
         return set()
     return set(scan.select(pl.col("calc_date").unique()).collect().get_column("calc_date"))
+
+
+def missing_factor_files(layout: CacheLayout) -> list[Path]:
+    """Factor files that should be there and are not: a factor folder with no file while
+    pit.indicators has rows, or a year file missing between the first and last year
+    stored of either factor (deleted, or quarantined as unreadable)."""
+    if _scan(layout, "pit", "indicators") is None:
+        return []
+    years: dict[Factor, set[int]] = {}
+    for factor in FACTORS:
+        folder = layout.dataset_dir("factors", factor)
+        found = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        years[factor] = {int(p.stem) for p in found if p.stem.isdigit()}
+    every = set().union(*years.values())
+    missing = []
+    for factor in FACTORS:
+        folder = layout.dataset_dir("factors", factor)
+        if not years[factor]:
+            missing.append(folder)
+            continue
+        span = range(min(every), max(every) + 1) if every else range(0)
+        missing += [folder / f"{y}.parquet" for y in span if y not in years[factor]]
+    return missing
 
 
 def _needed_for_g(candidates: Sequence[dt.date], g_dates: Sequence[dt.date]) -> list[dt.date]:
@@ -550,6 +574,7 @@ def compute_factors(
                 outcomes += map_shards(compute_shard, phase, pool, on_done=progress)
     if start is None and end is None:
         _record(layout, factors, listing)
+    clear_restored(layout)
     dates_done = dict(empty)
     rows_done = dict(empty)
     for outcome in outcomes:

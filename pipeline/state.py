@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cache.locks import LockHeld, TaskLocks
 from foundation.config import Settings
 from pipeline.backends import open_locks, open_state
 from pipeline.sync.tasks import task as task_spec
@@ -14,14 +15,41 @@ SHOWN = ("task", "status", "reason", "started", "finished", "units_done", "units
          "committed", "errors")  # fmt: skip
 
 
+def _holder_gone(locks: TaskLocks, task: str) -> bool:
+    """True when nobody holds the task's lock (so a `running` state is a dead run's)."""
+    try:
+        locks.check([task])
+    except LockHeld:
+        return False
+    return True
+
+
+def mark_interrupted(doc: dict[str, Any]) -> dict[str, Any]:
+    """A `running` summary whose process is gone, shown as `interrupted`: when it
+    started and where it ran."""
+    where = f"pid {doc.get('pid')} on {doc.get('host')}" if doc.get("pid") else "a process"
+    reason = f"{where} stopped without finishing (started {doc.get('started')})"
+    return {**doc, "status": "interrupted", "reason": reason}
+
+
 def state_documents(settings: Settings, task: str | None = None) -> list[dict[str, Any]]:
     """The stored state of one task, or of every task that has one, as documents
-    (`ah state show --json`)."""
+    (`ah state show --json`). A task stored as `running` whose lock nobody holds is
+    shown as `interrupted`, with when it started and which process on which host ran it.
+    """
     store = open_state(settings)
+    locks = open_locks(settings)
     try:
         names = [task_spec(task).name] if task else store.tasks()
-        return [store.load(name).summary() for name in names]
+        docs = [store.load(name).summary() for name in names]
+        return [
+            mark_interrupted(d)
+            if d["status"] == "running" and _holder_gone(locks, d["task"])
+            else d
+            for d in docs
+        ]
     finally:
+        locks.release()
         store.close()
 
 

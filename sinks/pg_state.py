@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from cache.locks import LockHeld, describe_holder, holder_info
 from cache.state import TaskState
@@ -142,3 +143,40 @@ class PostgresLocks:
         self._held.clear()
         with contextlib.suppress(Exception):
             self._conn.close()
+
+
+def _key_halves(key: int) -> tuple[int, int]:
+    """(classid, objid) under which `pg_locks` shows a bigint advisory lock."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+def held_locks(url: str) -> list[tuple[str, dict[str, Any] | None]]:
+    """Tasks (and stages) whose advisory lock a session holds now, with the holder each
+    recorded in `ops.sync_locks` (None when unreadable); for `ah health`."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('ops.sync_locks') IS NOT NULL")
+            row = cur.fetchone()
+            if not row or not row[0]:
+                return []
+            cur.execute("SELECT task, holder FROM ops.sync_locks ORDER BY task")
+            recorded = [(str(task), str(holder)) for task, holder in cur.fetchall()]
+            cur.execute(
+                "SELECT classid::bigint, objid::bigint FROM pg_locks "
+                "WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            granted = {(int(c), int(o)) for c, o in cur.fetchall()}
+    finally:
+        conn.close()
+    held: list[tuple[str, dict[str, Any] | None]] = []
+    for task, text in recorded:
+        if _key_halves(advisory_key(task)) not in granted:
+            continue
+        holder = None
+        with contextlib.suppress(ValueError):
+            holder = json.loads(text)
+        held.append((task, holder if isinstance(holder, dict) else None))
+    return held

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from adbc_driver_manager.dbapi import Connection, Cursor
 
+from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError
 from foundation.logs import get_logger, register_secrets, scrub
 from sinks.ddl import (
@@ -449,6 +450,7 @@ def load_partition(
             inserted, updated, deleted, method = 0, 0, 0, "unchanged"
         _record(cur, spec, source)
         _pause_for_tests(spec, source.partition)
+        crash_point("load-commit")
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cache.layout import CacheLayout, Layer
+from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError, StorageError
 from foundation.logs import get_logger
 from sinks.base import Dataset, LoadResult, ProgressCallback, SinkCapabilities, TableLoad
@@ -178,6 +179,7 @@ def _load_table(
                 msg = f"loading {spec.qualified} partition {partition} failed: {error_reason(exc)}"
                 raise LoadError(msg) from None
             _count(outcome, part)
+            crash_point("load-partition")
             log.info(
                 "%s %s: %s, %d rows (+%d new, %d changed, %d deleted) in %.2f s",
                 spec.qualified, partition, part.method, part.rows, part.inserted, part.updated,

@@ -5,6 +5,7 @@ from foundation.exports import lazy_exports
 _EXPORTS = {
     "check_health": "pipeline.ops.health",
     "verify_cache": "pipeline.ops.verify",
+    "repair_cache": "pipeline.ops.repair",
     "collect_stats": "pipeline.ops.stats",
     "create_backup": "pipeline.ops.backup",
     "restore_backup": "pipeline.ops.backup",

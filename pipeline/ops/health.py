@@ -3,7 +3,8 @@
 Checks: the configuration loads, the config file holding a secret is owner-only, the
 cache is writable, free disk is above `run.min_free_disk_gb`, the database is
 reachable and migrated (`--check-db`), the Tushare token is accepted (`--check-api`),
-which task locks are held and by whom, the age of the last backup
+every partition and state file is readable (none quarantined), which task locks (file
+or PostgreSQL advisory) are held and by whom, the age of the last backup
 (`run.max_backup_age_hours`), and per dataset how far the newest data is behind the
 trading calendar. A `fail` makes the exit status 1; `warn` does not.
 
@@ -27,9 +28,11 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from cache.layout import CacheLayout
+from cache.layout import LAYERS, CacheLayout
 from cache.locks import LOCKS_SUBDIR
 from cache.oslock import try_lock
+from cache.quarantine import quarantined, unreadable_reason
+from cache.state import unreadable_documents
 from foundation.config import ConfigError, Settings, mask_url
 from foundation.logs import scrub
 from pipeline.ops.records import last_backup
@@ -249,7 +252,7 @@ class LockState:
     """A task lock file and, when held, what its holder wrote in it."""
 
     task: str
-    path: Path
+    path: Path | None  # None for a PostgreSQL advisory lock
     held: bool
     holder: str
     since: dt.datetime | None
@@ -290,9 +293,40 @@ def lock_states(layout: CacheLayout) -> list[LockState]:
     return states
 
 
-def check_locks(layout: CacheLayout, max_seconds: float, now: dt.datetime) -> Check:
-    """Which task locks are held and by whom; warn when one is older than the task alert."""
-    held = [s for s in lock_states(layout) if s.held]
+def advisory_lock_states(url: str) -> list[LockState]:
+    """The PostgreSQL advisory locks of tasks and stages held now (`state.backend =
+    "postgres"`), with their recorded holders."""
+    from sinks.pg_state import held_locks
+
+    states = []
+    for task, info in held_locks(url):
+        since = None
+        holder = "an unknown holder"
+        if info:
+            holder = f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                stated = dt.datetime.fromisoformat(info["since"])
+                since = stated if stated.tzinfo else stated.replace(tzinfo=dt.UTC)
+        states.append(LockState(task, None, True, holder, since))
+    return states
+
+
+def check_locks(
+    layout: CacheLayout,
+    max_seconds: float,
+    now: dt.datetime,
+    database_url: str | None = None,
+) -> Check:
+    """Which task locks are held and by whom; warn when one is older than the task alert.
+
+    With `database_url` (the state in PostgreSQL) the advisory locks are read there, and
+    any file lock of the cache is listed too.
+    """
+    try:
+        found = advisory_lock_states(database_url) if database_url else []
+    except DatabaseUnavailableError as exc:
+        return Check("locks", "fail", f"advisory locks not readable: {scrub(str(exc))}")
+    held = found + [s for s in lock_states(layout) if s.held]
     if not held:
         return Check("locks", "ok", "no task lock held", {"held": []})
     data = {"held": [{"task": s.task, "holder": s.holder} for s in held]}
@@ -302,6 +336,35 @@ def check_locks(layout: CacheLayout, max_seconds: float, now: dt.datetime) -> Ch
         detail += f" (held longer than {max_seconds:g} s: {', '.join(old)})"
         return Check("locks", "warn", detail, data)
     return Check("locks", "ok", detail, data)
+
+
+# ---------------------------------------------------------------- damaged files
+
+
+def damaged_files(layout: CacheLayout) -> list[str]:
+    """One line per damaged thing: a Parquet file whose footer cannot be read, a task
+    state document that does not parse, a quarantined file not yet repaired."""
+    lines = []
+    for layer in LAYERS:
+        base = layout.root / layer
+        for path in sorted(base.rglob("*.parquet")) if base.is_dir() else []:
+            reason = unreadable_reason(path)
+            if reason:
+                lines.append(f"{path.relative_to(layout.root)}: {reason}")
+    for path, reason in unreadable_documents(layout.state_dir / "tasks").items():
+        lines.append(f"{path.relative_to(layout.root)}: {reason}")
+    lines += [f"quarantined {e.line()}" for e in quarantined(layout)]
+    return lines
+
+
+def check_damage(layout: CacheLayout) -> Check:
+    """Fail naming every unreadable partition or state file and every quarantined one
+    (`ah repair` re-fetches and rebuilds them)."""
+    lines = damaged_files(layout)
+    if not lines:
+        return Check("files", "ok", "every partition and state file readable", {"damaged": []})
+    detail = "; ".join(lines) + " (run ah repair)"
+    return Check("files", "fail", detail, {"damaged": lines})
 
 
 # ---------------------------------------------------------------- freshness
@@ -427,7 +490,9 @@ def check_health(
         else Check("api token", "skip", "not checked (--check-api)")
     )
     locks_at = CacheLayout(settings.cache.dir, settings.state.dir)  # `[state] dir`
-    checks.append(check_locks(locks_at, settings.run.max_task_seconds_alert, now))
+    pg_state = settings.database.url if settings.state.backend == "postgres" else None
+    checks.append(check_damage(layout))
+    checks.append(check_locks(locks_at, settings.run.max_task_seconds_alert, now, pg_state))
     checks.append(check_backup(layout, settings.run.max_backup_age_hours, now))
     checks += check_freshness(layout, today, stale_after)
     return HealthReport(checks)

@@ -12,6 +12,8 @@
 - ranges: scores and sub-scores outside [0, 100], G ranks outside (0, 100], p_rank /
   g_rank not the competition rank of the score on its calc date (1..n, ties share the
   smallest rank, rank 1 present);
+- damage: files quarantined and not yet repaired, task state documents that do not
+  parse, and PIT or factor files a finished build made that are gone (`ah repair`);
 - drift: count(*) of each PostgreSQL table against the cache's row count.
 
 Each finding names the first offending keys.
@@ -30,7 +32,10 @@ import pyarrow.parquet as pq
 
 from cache.catalogue.datasets import DatasetSpec, UnknownDatasetError, dataset
 from cache.layout import LAYERS, CacheLayout, Layer
+from cache.quarantine import quarantined, unreadable_reason
+from cache.state import unreadable_documents
 from foundation.errors import UsageError
+from pipeline.factor_step import missing_factor_files
 from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
     dataset_files,
@@ -39,6 +44,7 @@ from pipeline.ops.stats import (
     trade_calendar,
     unit_dates,
 )
+from pipeline.pit.step import missing_parts
 from sinks.pg_inspect import row_counts
 
 EXAMPLES = 5
@@ -312,6 +318,45 @@ def factor_findings(scan: pl.LazyFrame, name: str, columns: Sequence[str]) -> li
     return findings
 
 
+def calendar_gaps(layout: CacheLayout, name: str, calendar: pl.DataFrame) -> list[dt.date]:
+    """Expected dates (open days, week's or month's last open day) between a per-trade-
+    date raw dataset's first and last date that have no row (`ah repair` re-fetches
+    them); empty for other datasets or without a calendar."""
+    cadence = TRADE_DATE_CADENCE.get(name)
+    files = [p for p in dataset_files(layout, "raw", name) if unreadable_reason(p) is None]
+    if cadence is None or calendar.is_empty() or not files:
+        return []
+    scan = scan_files(files)
+    if "trade_date" not in scan.collect_schema().names():
+        return []
+    present = scan.select(pl.col("trade_date").unique().sort()).collect()["trade_date"]
+    present = present.drop_nulls()
+    newest = present.max()
+    if not isinstance(newest, dt.date):
+        return []
+    return missing_dates(present, unit_dates(calendar, cadence, newest)).to_list()
+
+
+def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list[Finding]:
+    """Quarantined files not yet repaired, task state documents that do not parse, and
+    PIT or factor files a finished build made that are gone (of `datasets`, all if None)."""
+    findings = [
+        Finding("quarantine", e.dataset, f"{e.partition}: {e.reason} (moved to {e.moved_to})")
+        for e in quarantined(layout)
+        if datasets is None or e.dataset in datasets
+    ]
+    if datasets is None:
+        for path, reason in unreadable_documents(layout.state_dir / "tasks").items():
+            findings.append(Finding("state", f"state.{path.stem}", f"{path}: {reason}"))
+    gone = missing_parts(layout) + missing_factor_files(layout)
+    for path in gone:
+        relative = path.relative_to(layout.root)
+        label = ".".join(relative.parts[:2])
+        if datasets is None or label in datasets:
+            findings.append(Finding("missing", label, f"{relative} is missing: run ah repair"))
+    return findings
+
+
 # ---------------------------------------------------------------- the command
 
 
@@ -331,6 +376,7 @@ def verify_cache(
         found, noted = verify_dataset(layout, layer, name, calendar)
         findings += found
         notes += noted
+    findings += damage_findings(layout, [f"{lay}.{n}" for lay, n in chosen] if datasets else None)
     if database_url:
         loaded = [(lay, n) for lay, n in chosen if lay != "raw" or n in sink_raw_datasets]
         counts = row_counts(database_url, loaded)

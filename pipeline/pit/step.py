@@ -33,6 +33,7 @@ import polars as pl
 from cache.atomic import remove_atomic, write_bytes_atomic, write_parquet_atomic
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
+from cache.quarantine import clear_restored
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
@@ -266,6 +267,17 @@ def _changed_codes(
     return watermark, set(mine["ts_code"].to_list())
 
 
+def _lost_bucket(layout: CacheLayout, fetches: pl.DataFrame, target: str) -> bool:
+    """Whether a bucket file of the target's stock tables that a build made is gone
+    (deleted, or quarantined as unreadable): the target is then rebuilt in full."""
+    return any(
+        not part_path(layout, table, bucket).is_file()
+        for table in TARGET_TABLES[target]
+        if table in TABLE_STOCKS
+        for bucket in _expected_buckets(fetches, table)
+    )
+
+
 def _groups(buckets: Iterable[int], count: int) -> list[list[int]]:
     """`buckets` dealt into at most `count` non-empty groups, in bucket order."""
     ordered = sorted(buckets)
@@ -291,7 +303,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         previous = state.get("targets", {}).get(target, {})
         built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES[target])
         plan.watermarks[target], codes = _changed_codes(fetches, target, mode, built, previous)
-        if codes is None:
+        if codes is None or _lost_bucket(layout, fetches, target):  # deleted or quarantined
             full.append(target)
         elif codes:
             changed[target] = codes
@@ -311,6 +323,40 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
             job = BucketJob(root, tuple(group), tuple(sorted(members)), merged, merge=True)
             plan.jobs.append(job)
     return plan
+
+
+# The raw dataset whose stocks each stock table holds a file for (one per bucket).
+TABLE_STOCKS: dict[str, str] = {
+    "statement_versions": "income",
+    "income_quarterly": "income",
+    "balance": "balancesheet",
+    "indicators": "income",
+}
+
+
+def _expected_buckets(fetches: pl.DataFrame, table: str) -> set[int]:
+    mine = fetches.filter(pl.col("dataset") == TABLE_STOCKS[table])
+    return {bucket_of(code) for code in mine["ts_code"].unique().to_list()}
+
+
+def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> list[Path]:
+    """PIT files a finished build has made and that are not there now (deleted, or
+    quarantined as unreadable): one per bucket holding stocks of each stock table of a
+    built target, and the industry tables' single files."""
+    built = _read_state(layout).get("targets", {})
+    if fetches is None:
+        fetches = _stock_fetches(layout) if built else pl.DataFrame()
+    missing = []
+    for target in built:
+        for table in TARGET_TABLES.get(target, ()):
+            if table in TABLE_STOCKS:
+                paths = [part_path(layout, table, b) for b in _expected_buckets(fetches, table)]
+            elif _has_files(layout, "raw", MEMBERS):
+                paths = [layout.dataset_dir("pit", table) / WHOLE_TABLE_FILE]
+            else:
+                paths = []
+            missing += [p for p in sorted(paths) if not p.is_file()]
+    return missing
 
 
 def _write_part(path: Path, frame: pl.DataFrame) -> None:
@@ -554,6 +600,7 @@ def build_pit(
             "changes": log,
         },
     )
+    clear_restored(layout)
 
     tables = _tables_of(chosen)
     buckets = [job for job in plan.jobs if isinstance(job, BucketJob)]

@@ -34,11 +34,13 @@ from typing import Literal
 
 from cache.asof import data_as_of
 from cache.layout import CacheLayout
+from cache.quarantine import sweep_unreadable
 from cache.views import refresh_catalog
 from foundation.config import Settings
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger
 from foundation.progress import stage_progress
+from pipeline.backends import stage_lock
 from pipeline.executor import validate_executor_spec
 from pipeline.factor_step import compute_factors
 from pipeline.load import load_from_settings
@@ -110,25 +112,28 @@ def pit_stage(settings: Settings, request: RunRequest, on_progress: Progress) ->
     full = request.full or request.pit_full
     mode: Literal["full", "incremental"] = "full" if full else "incremental"
     workers = _workers(settings, request)
-    result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
+    with stage_lock(settings, "pit"):
+        result = build_pit(layout, ("all",), mode, request.executor, workers, on_progress)
     note = f"{result.mode} build: {result.stocks_rebuilt} stocks rebuilt"
     return StageResult(sum(result.rows_written.values()), note)
 
 
 def factor_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
     """Compute P and G at the calc dates up to the data's as-of date."""
-    result = compute_factors(
-        CacheLayout(settings.cache.dir), "all", freq=request.freq,  # type: ignore[arg-type]
-        mode="backfill" if request.full else "incremental", executor=request.executor,
-        workers=_workers(settings, request), on_progress=on_progress,
-    )  # fmt: skip
+    with stage_lock(settings, "factors"):
+        result = compute_factors(
+            CacheLayout(settings.cache.dir), "all", freq=request.freq,  # type: ignore[arg-type]
+            mode="backfill" if request.full else "incremental", executor=request.executor,
+            workers=_workers(settings, request), on_progress=on_progress,
+        )  # fmt: skip
     dates = ", ".join(f"{k} {v}" for k, v in result.dates_computed.items())
     return StageResult(sum(result.rows_written.values()), f"calc dates: {dates}")
 
 
 def load_stage(settings: Settings, request: RunRequest, on_progress: Progress) -> StageResult:
     """Load the PIT and factor tables (and the configured raw ones) into the sink."""
-    result = load_from_settings(settings, full=request.full, on_progress=on_progress)
+    with stage_lock(settings, "load"):
+        result = load_from_settings(settings, full=request.full, on_progress=on_progress)
     rows = sum(t.inserted + t.updated for t in result.tables)
     failure = "; ".join(result.failed)
     if failure:
@@ -262,6 +267,9 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     layout = CacheLayout(settings.cache.dir)
     started = time.monotonic()
     lines: list[str] = []
+    for entry in sweep_unreadable(layout):  # the stages then rebuild or re-fetch them
+        log.warning("quarantined %s", entry.line())
+        lines.append(f"quarantined {entry.line()}")
     report = _new_report(settings, request, stages)  # replaced by the sync's own report
     with Watchdog(_timeout_s(settings, request)) as watchdog:
         report, ok = _sync_part(settings, request, stages, lines, watchdog)
@@ -357,7 +365,11 @@ def finish_report(
     reports and logs; the HTML page's path."""
     layout = CacheLayout(settings.cache.dir)
     report.finished = now_iso()
-    as_of = data_as_of(layout)
+    try:
+        as_of = data_as_of(layout)
+    except Exception as exc:  # a damaged cache: the report still goes out, with the reason
+        log.error("as-of date not known: %s", exc)
+        as_of = None
     report.as_of = as_of.isoformat() if as_of else None
     kind = source or recorded_source(layout) or settings.source.kind
     report.market_today = report.market_today or market_today(settings, kind).isoformat()

@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
+import socket
 import time
 import uuid
 from collections import Counter
@@ -35,12 +35,15 @@ from anyio.abc import ObjectReceiveStream
 
 from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
-from cache.layout import CacheLayout
+from cache.layout import CacheLayout, make_state_dir
+from cache.quarantine import clear as clear_quarantine
+from cache.quarantine import clear_restored, quarantined, sweep_unreadable
 from cache.read import has_files, read_dataset
 from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
 from cache.views import refresh_catalog
 from foundation.config import Settings
+from foundation.crashpoints import crash_point
 from foundation.errors import UsageError
 from foundation.logs import get_logger, register_secrets, slow_operation
 from foundation.progress import ProgressBoard
@@ -79,7 +82,6 @@ FLUSH_SECONDS = 20.0
 # least, so a run of many new datasets does not rebuild it once per dataset; the rebuild
 # after the sync shows every dataset anyway.
 EARLY_VIEWS_SECONDS = 10.0
-CRASH_ENV = "AH_TEST_CRASH_AT"
 DIVIDEND_DONE = "实施"
 LISTING_SCHEMA = {"ts_code": pl.String, "list_date": pl.Date, "delist_date": pl.Date}
 # Where the codes of each kind of a per-code task come from (the lists' own tasks).
@@ -91,25 +93,6 @@ LISTINGS_OF_KIND = {
     "futures": "fut_basic",
     "options": "opt_basic",
 }
-
-
-# ------------------------------------------------------------------ crash points (tests)
-
-_crash_counts: Counter[str] = Counter()
-
-
-def crash_point(point: str) -> None:
-    """Kill this process with SIGKILL the n-th time it passes `point`, when the
-    environment says `AH_TEST_CRASH_AT=<point>:<n>` (crash-safety tests only)."""
-    wanted = os.environ.get(CRASH_ENV)
-    if not wanted:
-        return
-    name, _, count = wanted.partition(":")
-    if name != point:
-        return
-    _crash_counts[point] += 1
-    if _crash_counts[point] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ------------------------------------------------------------------ the source's identity
@@ -634,6 +617,7 @@ class TaskRunner:
         state, name = self.state, self.spec.name
         state.status, state.reason, state.started, state.finished = "running", None, now_iso(), None
         state.run_id = self.ctx.run_id
+        state.pid, state.host = os.getpid(), socket.gethostname()
         state.errors = []
         removed = sweep_temporary_files(self.ctx.layout, name)
         if removed:
@@ -757,6 +741,23 @@ def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncRepo
         raise first_leaf(group) from None
 
 
+def requeue_quarantined(layout: CacheLayout, store: StateStore, names: Sequence[str]) -> set[str]:
+    """Quarantine the raw files that cannot be read (`cache.quarantine`), and plan every
+    unit again of the tasks among `names` that have a quarantined partition; the sync
+    then re-fetches them and clears their records once the task succeeds."""
+    for entry in sweep_unreadable(layout, ("raw",)):
+        log.warning("quarantined %s", entry.line())
+    hit = {e.dataset.removeprefix("raw.") for e in quarantined(layout)} & set(names)
+    for name in sorted(hit):
+        state = store.load(name)
+        state.committed.clear()
+        state.plan_done.clear()
+        state.plan_id = None
+        store.save(state)
+        log.warning("%s: a partition was quarantined; every unit is planned again", name)
+    return hit
+
+
 def first_leaf(error: BaseException) -> BaseException:
     """The first exception inside (nested) exception groups: the one worth reporting."""
     while isinstance(error, BaseExceptionGroup):
@@ -785,6 +786,7 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     locks = open_locks(settings)
     try:
         locks.check(names)  # a running task refuses at once, before any call
+        requeued = requeue_quarantined(layout, store, names)
         async with source.client:
             market, prefetched = await load_market(source, specs, request.end, layout, today)
             report.source_as_of = market.as_of.isoformat() if market.as_of else None
@@ -798,6 +800,7 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
                 _dry_run_report(report, plans, source)
                 report.calls_by_api = source.client.stats.by_api("calls")
                 return report
+            make_state_dir(layout)  # owner-only, before the first lock or state file
             remember_source(layout, source.kind, source.label)
             locks.acquire(names)
             sweep_catalog_temporaries(layout)
@@ -814,6 +817,9 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     finally:
         locks.release()
         store.close()
+    refetched = [t.task for t in report.tasks if t.task in requeued and t.status == "success"]
+    clear_quarantine(layout, tuple(f"raw.{name}" for name in refetched))
+    clear_restored(layout)
     as_of = record_as_of(layout)
     report.as_of = as_of.isoformat() if as_of else None
     crash_point("views")
