@@ -98,6 +98,7 @@ def test_every_channel_receives_the_alerts(
         **{
             "tushare.token": TOKEN,
             "run.alert_webhook": f"{hook_url}/hook",
+            "run.alert_allow_private": True,  # the receivers listen on loopback
             "alerts.wecom_webhook": f"{wecom_url}/cgi-bin/webhook/send?key=wecom-key-123",
             "alerts.dingtalk_webhook": f"{ding_url}/robot/send?access_token=ding-token-123",
             "alerts.dingtalk_secret": "SECsigning",

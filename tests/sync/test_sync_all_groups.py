@@ -12,13 +12,13 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
 from cache.catalogue import raw_dataset
 from cache.catalogue.apis import catalogue
 from cache.layout import CacheLayout
+from cache.views import open_catalog
 from foundation.config import load_settings
 from pipeline.sync.listing import list_tasks
 from pipeline.sync.tasks import TASKS
@@ -69,7 +69,7 @@ def test_every_dataset_is_unique_on_its_key_and_has_its_duckdb_view(all_synced: 
     layout = CacheLayout(all_synced / "data")
     present = layout.datasets("raw")
     assert len(present) >= 180
-    with duckdb.connect(str(layout.duckdb_path), read_only=True) as con:
+    with open_catalog(layout.duckdb_path) as con:
         for name in present:
             spec = raw_dataset(name)
             frame = pl.read_parquet(layout.glob("raw", name))
