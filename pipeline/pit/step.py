@@ -267,14 +267,19 @@ def _changed_codes(
     return watermark, set(mine["ts_code"].to_list())
 
 
-def _lost_bucket(layout: CacheLayout, fetches: pl.DataFrame, target: str) -> bool:
-    """Whether a bucket file of the target's stock tables that a build made is gone
-    (deleted, or quarantined as unreadable): the target is then rebuilt in full."""
+def _lost_bucket(
+    layout: CacheLayout, fetches: pl.DataFrame, target: str, changed: set[str]
+) -> bool:
+    """Whether a bucket file of the target's stock tables that the last build made is
+    gone (deleted, or quarantined as unreadable): a bucket holding an unchanged stock
+    (every unchanged stock was there at the last build). The target is then rebuilt in
+    full, since merging its changed stocks into a missing file would lose the others."""
+    unchanged = fetches.filter(~pl.col("ts_code").is_in(sorted(changed)))
     return any(
         not part_path(layout, table, bucket).is_file()
         for table in TARGET_TABLES[target]
         if table in TABLE_STOCKS
-        for bucket in _expected_buckets(fetches, table)
+        for bucket in _expected_buckets(unchanged, table)
     )
 
 
@@ -303,7 +308,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         previous = state.get("targets", {}).get(target, {})
         built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES[target])
         plan.watermarks[target], codes = _changed_codes(fetches, target, mode, built, previous)
-        if codes is None or _lost_bucket(layout, fetches, target):  # deleted or quarantined
+        if codes is None or _lost_bucket(layout, fetches, target, codes):
             full.append(target)
         elif codes:
             changed[target] = codes
