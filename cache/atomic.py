@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -119,3 +121,21 @@ def remove_atomic(target: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
         _fsync_dir(target.parent)
+
+
+def write_json_atomic(doc: dict[str, Any], target: Path) -> Path:
+    """Write a JSON document atomically (indented, keys sorted), e.g. a stage's state."""
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return write_bytes_atomic(text.encode("utf-8"), target)
+
+
+def read_json_document(path: Path) -> dict[str, Any]:
+    """A JSON document written by `write_json_atomic`; empty when the file is missing or
+    unreadable, so a caller starts afresh rather than fails."""
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.asof import data_as_of
-from cache.atomic import write_bytes_atomic, write_parquet_atomic
+from cache.atomic import read_json_document, write_json_atomic, write_parquet_atomic
 from cache.layout import CacheLayout, Layer
 from cache.quarantine import clear_restored
 from factors.calendar import (
@@ -357,19 +356,12 @@ def _to_compute(
 
 def _read_state(layout: CacheLayout) -> dict[str, Any]:
     """Per factor, the last PIT build it consumed; empty when there is nothing usable."""
-    path = layout.state_dir / STATE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        state = json.loads(path.read_text("utf-8"))
-    except ValueError:
-        return {}  # unreadable: every stored date counts as changed
+    state = read_json_document(layout.state_dir / STATE_FILE)  # unreadable: all changed
     return state if state.get("version") == STATE_VERSION else {}
 
 
 def _write_state(layout: CacheLayout, state: dict[str, Any]) -> None:
-    text = json.dumps({**state, "version": STATE_VERSION}, indent=2, sort_keys=True) + "\n"
-    write_bytes_atomic(text.encode("utf-8"), layout.state_dir / STATE_FILE)
+    write_json_atomic({**state, "version": STATE_VERSION}, layout.state_dir / STATE_FILE)
 
 
 def listing_path(layout: CacheLayout, factor: Factor) -> Path:

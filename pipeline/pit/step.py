@@ -20,7 +20,6 @@ reads (pit.indicators as of a date, pit.industry by membership) changed
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +29,12 @@ from typing import Any, Literal
 
 import polars as pl
 
-from cache.atomic import remove_atomic, write_bytes_atomic, write_parquet_atomic
+from cache.atomic import (
+    read_json_document,
+    remove_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
 from cache.quarantine import clear_restored
@@ -217,21 +221,14 @@ def _stock_fetches(layout: CacheLayout) -> pl.DataFrame:
 
 def _read_state(layout: CacheLayout) -> dict[str, Any]:
     """The last successful builds per target; empty when there is nothing usable."""
-    path = layout.state_dir / STATE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        state = json.loads(path.read_text("utf-8"))
-    except ValueError:
-        return {}  # unreadable: forget it, so the next build is a full one
+    state = read_json_document(layout.state_dir / STATE_FILE)  # unreadable: a full build
     if state.get("version") != STATE_VERSION or state.get("buckets") != BUCKETS:
         return {}  # a different layout of the files: rebuild everything
     return state
 
 
 def _write_state(layout: CacheLayout, state: dict[str, Any]) -> None:
-    text = json.dumps(state, indent=2, sort_keys=True) + "\n"
-    write_bytes_atomic(text.encode("utf-8"), layout.state_dir / STATE_FILE)
+    write_json_atomic(state, layout.state_dir / STATE_FILE)
 
 
 def _expand_targets(targets: Iterable[str]) -> tuple[str, ...]:
