@@ -14,8 +14,11 @@ import pytest
 
 from tests.postgres_server import PostgresServer, PostgresUnavailable, throwaway_server
 
-# Node ids that may skip even under REQUIRE_ALL=1 (none: CI installs what tests need).
-EXPECTED_SKIPS: frozenset[str] = frozenset()
+# Node ids that may skip even under REQUIRE_ALL=1: CI installs what tests need, but a
+# clone with no shared/ beside it (a user's machine) has no shared catalogue to compare.
+EXPECTED_SKIPS: frozenset[str] = frozenset(
+    {"tests/cache/test_coverage.py::test_the_package_catalogue_is_the_shared_one"}
+)
 _unexpected_skips: list[str] = []
 
 
