@@ -48,6 +48,9 @@ class TaskState:
     plan_done: set[str] = field(default_factory=set)
     pid: int | None = None  # the process that ran it last, and where
     host: str | None = None
+    # The document was lost (unreadable): the next sync rebuilds `committed` from what
+    # raw/ holds before planning (`pipeline.sync.recover`).
+    rebuild: bool = False
 
     def to_json(self) -> str:
         """The document, sets as sorted lists."""
@@ -98,25 +101,14 @@ class StateStore(Protocol):
         ...
 
 
-def unreadable_documents(folder: Path) -> dict[Path, str]:
-    """Task documents under `folder` that do not parse, with why (for health, verify)."""
-    bad = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            TaskState.from_json(path.read_text("utf-8"))
-        except (ValueError, TypeError, AttributeError) as exc:
-            bad[path] = f"unreadable task state ({type(exc).__name__})"
-    return bad
-
-
 class FileStateStore:
     """Task documents as `<cache>/state/tasks/<task>.json`.
 
     A document that does not parse (truncated, overwritten) is moved to the quarantine
-    (`cache.quarantine`, so health and verify report it) and the task's state is started
-    afresh instead of stopping the sync: its next sync plans every unit again and
-    rewrites the cache's rows in place (upsert), so what the state recorded is rebuilt
-    from the cache and the source, never taken on trust from a guess.
+    (`cache.quarantine`, so health and verify report it) and the task's state starts
+    afresh marked `rebuild` instead of stopping the sync: the next sync rebuilds its
+    committed units from what raw/ holds (`pipeline.sync.recover`), so it fetches what
+    is missing, not the whole task again.
     """
 
     def __init__(self, layout: CacheLayout) -> None:
@@ -137,7 +129,7 @@ class FileStateStore:
         except (ValueError, TypeError, AttributeError) as exc:
             reason = f"unreadable task state ({type(exc).__name__})"
             quarantine_file(self.layout, "state.tasks", path, reason)
-        state = TaskState(task, reason=f"state rebuilt: {path.name} was unreadable")
+        state = TaskState(task, reason=f"state rebuilt: {path.name} was unreadable", rebuild=True)
         self.save(state)
         return state
 

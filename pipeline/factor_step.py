@@ -29,9 +29,9 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.asof import data_as_of
-from cache.atomic import read_json_document, write_json_atomic, write_parquet_atomic
+from cache.atomic import write_json_atomic, write_parquet_atomic
 from cache.layout import CacheLayout, Layer
-from cache.quarantine import clear_restored
+from cache.quarantine import clear_restored, quarantine_file, read_state_json, unreadable_reason
 from factors.calendar import (
     FREQS,
     YEAR_AGO_DAYS,
@@ -355,8 +355,10 @@ def _to_compute(
 
 
 def _read_state(layout: CacheLayout) -> dict[str, Any]:
-    """Per factor, the last PIT build it consumed; empty when there is nothing usable."""
-    state = read_json_document(layout.state_dir / STATE_FILE)  # unreadable: all changed
+    """Per factor, the last PIT build it consumed; empty when there is nothing usable
+    (every stored date then counts as changed). A document that does not parse is moved
+    aside and recorded (`cache.quarantine`); the run writes a new one."""
+    state = read_state_json(layout, layout.state_dir / STATE_FILE)
     return state if state.get("version") == STATE_VERSION else {}
 
 
@@ -425,6 +427,10 @@ def _pending(
                 intervals.append((dt.date.fromisoformat(start), stop))
     path = listing_path(layout, factor)
     if not path.exists():
+        return None
+    reason = unreadable_reason(path, deep=True)
+    if reason is not None:  # the old list is lost: any date may have changed
+        quarantine_file(layout, "state", path, reason)
         return None
     intervals += listing_changes(pl.read_parquet(path), listing)
     return merge_intervals(intervals)

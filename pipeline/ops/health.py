@@ -31,8 +31,7 @@ import anyio
 from cache.layout import LAYERS, CacheLayout
 from cache.locks import LOCKS_SUBDIR
 from cache.oslock import try_lock
-from cache.quarantine import quarantined, unreadable_reason
-from cache.state import unreadable_documents
+from cache.quarantine import quarantined, unreadable_reason, unreadable_state_files
 from foundation.config import ConfigError, Settings, mask_url
 from foundation.logs import scrub
 from pipeline.ops.records import last_backup
@@ -342,8 +341,9 @@ def check_locks(
 
 
 def damaged_files(layout: CacheLayout) -> list[str]:
-    """One line per damaged thing: a Parquet file whose footer cannot be read, a task
-    state document that does not parse, a quarantined file not yet repaired."""
+    """One line per damaged thing: a Parquet file whose footer cannot be read, a state
+    file that does not parse (task states, the PIT and factor build states, the other
+    documents and the factors' stock lists), a quarantined file not yet repaired."""
     lines = []
     for layer in LAYERS:
         base = layout.root / layer
@@ -351,8 +351,9 @@ def damaged_files(layout: CacheLayout) -> list[str]:
             reason = unreadable_reason(path)
             if reason:
                 lines.append(f"{path.relative_to(layout.root)}: {reason}")
-    for path, reason in unreadable_documents(layout.state_dir / "tasks").items():
-        lines.append(f"{path.relative_to(layout.root)}: {reason}")
+    for path, reason in unreadable_state_files(layout).items():
+        shown = path.relative_to(layout.root) if path.is_relative_to(layout.root) else path
+        lines.append(f"{shown}: {reason}")
     lines += [f"quarantined {e.line()}" for e in quarantined(layout)]
     return lines
 

@@ -1,9 +1,11 @@
 """`ah repair [DATASET…]`: make a damaged cache whole again.
 
-1. Unreadable Parquet files are quarantined (`cache.quarantine`).
+1. Unreadable Parquet files are quarantined (`cache.quarantine`): every page is read,
+   so a file whose footer is whole but a page does not decode is found too.
 2. Raw datasets with a quarantined partition, or with calendar gaps (expected dates
    without rows, as `ah verify` finds them), are synced again: a quarantined
-   partition's task plans every unit afresh, a gap's dates are planned again.
+   partition's units are planned again (`pipeline.sync.recover`), a gap's dates too; a
+   task whose state document was lost has its committed units rebuilt from raw/.
 3. The PIT tables are rebuilt where a file is missing or their raw input changed
    (an incremental build, which rebuilds missing buckets), and the factors are
    recomputed from the first re-fetched date on (every calc date when that date is not
@@ -15,13 +17,19 @@ Takes the stage locks of PIT and factors, and the sync's task locks, like the st
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cache.layout import CacheLayout
-from cache.quarantine import clear_restored, quarantined, sweep_unreadable
+from cache.quarantine import (
+    clear_restored,
+    forget,
+    quarantine_file,
+    quarantined,
+    sweep_unreadable,
+    unreadable_state_files,
+)
 from cache.views import refresh_catalog
 from foundation.config import Settings
 from foundation.errors import UsageError
@@ -29,8 +37,10 @@ from pipeline.backends import open_state, stage_lock
 from pipeline.factor_step import compute_factors, missing_factor_files
 from pipeline.ops.stats import trade_calendar
 from pipeline.ops.verify import calendar_gaps
+from pipeline.pit.step import STATE_FILE as PIT_STATE
 from pipeline.pit.step import build_pit, missing_parts
 from pipeline.sync.plan import unit_key
+from pipeline.sync.recover import partition_span
 from pipeline.sync.runner import SyncRequest, recorded_source, run_sync
 from pipeline.sync.tasks import TASKS
 
@@ -68,13 +78,8 @@ def _chosen(datasets: Sequence[str]) -> set[str] | None:
 def partition_start(partition: str) -> dt.date | None:
     """The first day a dated partition file holds (`2024/2024-05.parquet`,
     `2024.parquet`); None for undated ones (a single file, a stock bucket)."""
-    stem = partition.rsplit("/", 1)[-1].removesuffix(".parquet")
-    with contextlib.suppress(ValueError):
-        if len(stem) == len("2024-05"):
-            return dt.date(int(stem[:4]), int(stem[5:7]), 1)
-        if len(stem) == len("2024"):
-            return dt.date(int(stem), 1, 1)
-    return None
+    span = partition_span(partition)
+    return None if span is None else span[0]
 
 
 def _requeue_gaps(
@@ -103,6 +108,28 @@ def _requeue_gaps(
     return found
 
 
+def _lost_state_documents(layout: CacheLayout, result: RepairResult) -> dict[str, set[str]]:
+    """The state files that cannot be read, by who rebuilds them: sync tasks (their
+    committed units from raw/), the PIT build and the factor step (a full build of that
+    stage, which quarantines the old file itself). The others are records their command
+    writes again (the as-of date, the source, the last verify and backup): they are
+    moved aside here and forgotten."""
+    lost: dict[str, set[str]] = {"tasks": set(), "pit": set(), "factors": set()}
+    for path, reason in unreadable_state_files(layout).items():
+        relative = path.relative_to(layout.state_dir).as_posix()
+        if relative.startswith("tasks/"):
+            lost["tasks"].add(path.stem)
+        elif relative == PIT_STATE:
+            lost["pit"].add(relative)
+        elif relative.startswith("factors"):
+            lost["factors"].add(relative)
+        else:
+            entry = quarantine_file(layout, "state", path, reason)
+            forget(layout, entry)
+            result.lines.append(f"moved aside {entry.line()}; its command writes it again")
+    return lost
+
+
 def repair_cache(
     settings: Settings,
     datasets: Sequence[str] = (),
@@ -115,7 +142,7 @@ def repair_cache(
     layout = CacheLayout(settings.cache.dir)
     result = RepairResult()
     names = _chosen(datasets)
-    for entry in sweep_unreadable(layout):
+    for entry in sweep_unreadable(layout, deep=True):
         result.lines.append(f"quarantined {entry.line()}")
     since: list[dt.date | None] = []
     tasks: set[str] = set()
@@ -124,6 +151,8 @@ def repair_cache(
         if entry.dataset.startswith(RAW_PREFIX) and (names is None or name in names):
             tasks.add(name)
             since.append(partition_start(entry.partition))
+    lost_states = _lost_state_documents(layout, result)
+    tasks |= {n for n in lost_states["tasks"] if names is None or n in names}
     gaps = _requeue_gaps(settings, layout, names)
     tasks |= set(gaps)
     since += list(gaps.values())
@@ -133,11 +162,11 @@ def repair_cache(
         report = run_sync(settings, request)
         for outcome in report.tasks:
             result.lines.append(f"re-fetched {outcome.task}: {outcome.status}")
-    if tasks or missing_parts(layout):
+    if tasks or lost_states["pit"] or missing_parts(layout):
         with stage_lock(settings, "pit"):
             pit = build_pit(layout, ("all",), "incremental", executor, settings.run.workers)
         result.lines.append(f"rebuilt PIT: {pit.buckets_rebuilt} buckets")
-    if tasks or missing_factor_files(layout):
+    if tasks or lost_states["pit"] or lost_states["factors"] or missing_factor_files(layout):
         with stage_lock(settings, "factors"):
             known = [d for d in since if d is not None]
             factors = compute_factors(

@@ -12,8 +12,9 @@
 - ranges: scores and sub-scores outside [0, 100], G ranks outside (0, 100], p_rank /
   g_rank not the competition rank of the score on its calc date (1..n, ties share the
   smallest rank, rank 1 present);
-- damage: files quarantined and not yet repaired, task state documents that do not
-  parse, and PIT or factor files a finished build made that are gone (`ah repair`);
+- damage: files quarantined and not yet repaired, state files that do not parse (task
+  states, PIT and factor build states, records), and PIT or factor files a finished
+  build made that are gone (`ah repair`);
 - drift: count(*) of each PostgreSQL table against the cache's row count.
 
 Each finding names the first offending keys.
@@ -32,8 +33,7 @@ import pyarrow.parquet as pq
 
 from cache.catalogue.datasets import DatasetSpec, UnknownDatasetError, dataset
 from cache.layout import LAYERS, CacheLayout, Layer
-from cache.quarantine import quarantined, unreadable_reason
-from cache.state import unreadable_documents
+from cache.quarantine import quarantined, unreadable_reason, unreadable_state_files
 from foundation.errors import UsageError
 from pipeline.factor_step import missing_factor_files
 from pipeline.ops.stats import (
@@ -338,7 +338,7 @@ def calendar_gaps(layout: CacheLayout, name: str, calendar: pl.DataFrame) -> lis
 
 
 def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list[Finding]:
-    """Quarantined files not yet repaired, task state documents that do not parse, and
+    """Quarantined files not yet repaired, state files that do not parse, and
     PIT or factor files a finished build made that are gone (of `datasets`, all if None)."""
     findings = [
         Finding("quarantine", e.dataset, f"{e.partition}: {e.reason} (moved to {e.moved_to})")
@@ -346,7 +346,7 @@ def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list
         if datasets is None or e.dataset in datasets
     ]
     if datasets is None:
-        for path, reason in unreadable_documents(layout.state_dir / "tasks").items():
+        for path, reason in unreadable_state_files(layout).items():
             findings.append(Finding("state", f"state.{path.stem}", f"{path}: {reason}"))
     gone = missing_parts(layout) + missing_factor_files(layout)
     for path in gone:

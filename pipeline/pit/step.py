@@ -37,7 +37,7 @@ from cache.atomic import (
 )
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
-from cache.quarantine import clear_restored
+from cache.quarantine import clear_restored, read_state_json
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
@@ -219,9 +219,12 @@ def _stock_fetches(layout: CacheLayout) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def _read_state(layout: CacheLayout) -> dict[str, Any]:
-    """The last successful builds per target; empty when there is nothing usable."""
-    state = read_json_document(layout.state_dir / STATE_FILE)  # unreadable: a full build
+def _read_state(layout: CacheLayout, quarantine: bool = False) -> dict[str, Any]:
+    """The last successful builds per target; empty when there is nothing usable (a
+    full build follows). With `quarantine` (the build's own read) a document that does
+    not parse is moved aside and recorded, and the build's new one replaces it."""
+    path = layout.state_dir / STATE_FILE
+    state = read_state_json(layout, path) if quarantine else read_json_document(path)
     if state.get("version") != STATE_VERSION or state.get("buckets") != BUCKETS:
         return {}  # a different layout of the files: rebuild everything
     return state
@@ -568,7 +571,7 @@ def build_pit(
         msg = f"no raw data for the PIT build under {layout.root / 'raw'} (looked for {looked})"
         raise PitBuildError(msg)
 
-    state = _read_state(layout)
+    state = _read_state(layout, quarantine=True)
     plan = _plan(layout, chosen, mode, state)
     if "industry" in chosen:
         plan.watermarks["industry"] = _members_watermark(layout)

@@ -37,7 +37,7 @@ from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout, make_state_dir
 from cache.quarantine import clear as clear_quarantine
-from cache.quarantine import clear_restored, quarantined, sweep_unreadable
+from cache.quarantine import clear_restored
 from cache.read import has_files, read_dataset
 from cache.state import StateStore, TaskState
 from cache.store import AppendConflict, Mode, commit, sweep_temporary_files, write_empty
@@ -70,6 +70,7 @@ from pipeline.sync.plan import (
     unit_key,
     within_bounds,
 )
+from pipeline.sync.recover import recover_task_states
 from pipeline.sync.tasks import TaskSpec, select_tasks, task
 
 log = get_logger("sync")
@@ -106,7 +107,11 @@ def recorded_source(layout: CacheLayout) -> str | None:
     path = layout.state_dir / SOURCE_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text("utf-8")).get("kind")
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except ValueError:  # unreadable: `ah health` names it, the next sync rewrites it
+        return None
+    return doc.get("kind") if isinstance(doc, dict) else None
 
 
 def check_source(layout: CacheLayout, kind: str) -> None:
@@ -122,9 +127,9 @@ def check_source(layout: CacheLayout, kind: str) -> None:
 
 
 def remember_source(layout: CacheLayout, kind: str, label: str) -> None:
-    """Record which source fills the cache (on first use)."""
+    """Record which source fills the cache (on first use, or when the record is lost)."""
     path = layout.state_dir / SOURCE_FILE
-    if not path.exists():
+    if recorded_source(layout) is None:
         doc = {"kind": kind, "label": label, "since": now_iso()}
         write_bytes_atomic(json.dumps(doc).encode("utf-8"), path)
 
@@ -741,23 +746,6 @@ def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncRepo
         raise first_leaf(group) from None
 
 
-def requeue_quarantined(layout: CacheLayout, store: StateStore, names: Sequence[str]) -> set[str]:
-    """Quarantine the raw files that cannot be read (`cache.quarantine`), and plan every
-    unit again of the tasks among `names` that have a quarantined partition; the sync
-    then re-fetches them and clears their records once the task succeeds."""
-    for entry in sweep_unreadable(layout, ("raw",)):
-        log.warning("quarantined %s", entry.line())
-    hit = {e.dataset.removeprefix("raw.") for e in quarantined(layout)} & set(names)
-    for name in sorted(hit):
-        state = store.load(name)
-        state.committed.clear()
-        state.plan_done.clear()
-        state.plan_id = None
-        store.save(state)
-        log.warning("%s: a partition was quarantined; every unit is planned again", name)
-    return hit
-
-
 def first_leaf(error: BaseException) -> BaseException:
     """The first exception inside (nested) exception groups: the one worth reporting."""
     while isinstance(error, BaseExceptionGroup):
@@ -786,7 +774,7 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     locks = open_locks(settings)
     try:
         locks.check(names)  # a running task refuses at once, before any call
-        requeued = requeue_quarantined(layout, store, names)
+        requeued = recover_task_states(layout, store, names)
         async with source.client:
             market, prefetched = await load_market(source, specs, request.end, layout, today)
             report.source_as_of = market.as_of.isoformat() if market.as_of else None
