@@ -40,7 +40,7 @@ from pipeline.ops.verify import calendar_gaps
 from pipeline.pit.step import STATE_FILE as PIT_STATE
 from pipeline.pit.step import build_pit, missing_parts
 from pipeline.sync.plan import unit_key
-from pipeline.sync.recover import partition_span
+from pipeline.sync.recover import partition_span, reported_start
 from pipeline.sync.runner import SyncRequest, recorded_source, run_sync
 from pipeline.sync.tasks import TASKS
 
@@ -158,7 +158,10 @@ def repair_cache(
     since += list(gaps.values())
     if tasks:
         kind = source or recorded_source(layout)
-        request = SyncRequest(tasks=tuple(sorted(tasks)), source=kind, progress=False)
+        starts = [reported_start(layout, name) for name in tasks]
+        given = [d for d in starts if d is not None]
+        start = min(given) if len(given) == len(starts) else None  # as it was filled
+        request = SyncRequest(tasks=tuple(sorted(tasks)), source=kind, start=start, progress=False)
         report = run_sync(settings, request)
         for outcome in report.tasks:
             result.lines.append(f"re-fetched {outcome.task}: {outcome.status}")

@@ -1,4 +1,5 @@
-"""Alerts at the end of a run: low success rate, failed or long tasks, stale data.
+"""Alerts at the end of a run: low success rate, failed or long tasks, stale data, and
+files found damaged (quarantined and not yet repaired: `ah repair`).
 
 Each alert is one `ALERT <kind> <subject>: <message>` line on stderr and in the log,
 makes the run's exit status non-zero, and is POSTed as JSON to `run.alert_webhook`
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from cache.layout import CacheLayout
+from cache.quarantine import quarantined
 from foundation.config import Settings, internal_host
 from foundation.logs import get_logger
 from pipeline.ops.health import UNIT_NAMES, dataset_freshness
@@ -64,7 +66,7 @@ def evaluate_alerts(
     `run.max_task_seconds_alert`; each per-trade-date dataset (raw/daily's newest date
     is the data's as-of date) more than `stale_after` due units (open days of the
     calendar, week or month ends) behind the market's today (`reference_day`), never
-    the wall clock.
+    the wall clock; each file quarantined and not yet repaired.
     """
     records = task_records(report)
     alerts: list[Alert] = []
@@ -89,6 +91,9 @@ def evaluate_alerts(
             unit = UNIT_NAMES[f.cadence or "daily"]
             message = f"newest {f.date_column} {f.newest}, {f.behind} {unit} behind {today}"
             alerts.append(Alert("stale_data", f.dataset, message, f.behind, stale_after))
+    for entry in quarantined(layout):
+        message = f"{entry.partition} unreadable, moved aside: {entry.reason} (run ah repair)"
+        alerts.append(Alert("damaged_file", entry.dataset, message))
     return alerts
 
 

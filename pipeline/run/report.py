@@ -28,7 +28,7 @@ from foundation.logs import scrub
 OUTCOMES = ("success", "partial", "no_data", "skipped", "failed")
 SUCCESSFUL = ("success", "no_data")
 
-AlertKind = Literal["success_rate", "failed_task", "long_task", "stale_data"]
+AlertKind = Literal["success_rate", "failed_task", "long_task", "stale_data", "damaged_file"]
 
 
 @dataclass(frozen=True)

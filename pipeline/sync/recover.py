@@ -32,6 +32,7 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -43,7 +44,13 @@ from foundation.logs import get_logger
 from pipeline.sync.plan import unit_date, unit_key
 from pipeline.sync.tasks import TaskSpec, task
 
-__all__ = ["held_units", "partition_span", "recover_task_states", "reported_span"]
+__all__ = [
+    "held_units",
+    "partition_span",
+    "recover_task_states",
+    "reported_span",
+    "reported_start",
+]
 
 log = get_logger("sync")
 
@@ -101,33 +108,51 @@ def held_units(layout: CacheLayout, spec: TaskSpec) -> set[str] | None:
     return _days(start, newest)
 
 
-def reported_span(layout: CacheLayout, spec: TaskSpec) -> tuple[dt.date, dt.date] | None:
-    """The days the newest saved sync report in which `spec` succeeded planned: from its
-    start (less the task's lead years) to the source's as-of date (or its end). A day
-    task's quiet days after its newest row are committed too, once a report says so."""
+def _last_success(layout: CacheLayout, name: str) -> dict[str, Any] | None:
+    """The newest saved sync report (not a dry run) in which task `name` succeeded."""
     folder = layout.reports_dir
     for path in sorted(folder.glob("sync-*.json"), reverse=True) if folder.is_dir() else []:
         try:
             doc = json.loads(path.read_text("utf-8"))
             done = any(
-                t.get("task") == spec.name and t.get("status") in ("success", "no_data")
+                t.get("task") == name and t.get("status") in ("success", "no_data")
                 for t in doc.get("tasks", [])
             )
-            if not done or doc.get("dry_run") or not doc.get("source_as_of"):
-                continue
-            arguments = doc.get("arguments") or {}
-            hi = dt.date.fromisoformat(doc["source_as_of"])
-            if arguments.get("end"):
-                hi = min(hi, dt.date.fromisoformat(arguments["end"]))
-            given = arguments.get("start")
-            asked = dt.date.fromisoformat(given) if given else None
         except (ValueError, TypeError, AttributeError, OSError):
             continue
-        first = max(filter(None, (asked, spec.start)), default=None)
-        if first is None:
-            return None
-        return dt.date(first.year - spec.lead_years, 1, 1), hi
+        if done and not doc.get("dry_run") and doc.get("source_as_of"):
+            return doc
     return None
+
+
+def _date(value: object) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def reported_start(layout: CacheLayout, name: str) -> dt.date | None:
+    """The `--start` of the newest sync in which task `name` succeeded (None: none was
+    given, or no such report): what a repair asks from, as the cache was filled."""
+    doc = _last_success(layout, name)
+    return None if doc is None else _date((doc.get("arguments") or {}).get("start"))
+
+
+def reported_span(layout: CacheLayout, spec: TaskSpec) -> tuple[dt.date, dt.date] | None:
+    """The days the newest saved sync report in which `spec` succeeded planned: from its
+    start (less the task's lead years) to the source's as-of date (or its end). A day
+    task's quiet days after its newest row are committed too, once a report says so."""
+    doc = _last_success(layout, spec.name)
+    if doc is None:
+        return None
+    arguments = doc.get("arguments") or {}
+    hi = _date(doc.get("source_as_of"))
+    end = _date(arguments.get("end"))
+    first = max(filter(None, (_date(arguments.get("start")), spec.start)), default=None)
+    if first is None or hi is None:
+        return None
+    return dt.date(first.year - spec.lead_years, 1, 1), min(filter(None, (hi, end)))
 
 
 def _forget(state: TaskState, units: set[str] | None) -> None:

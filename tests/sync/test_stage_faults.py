@@ -4,6 +4,7 @@ instance of a stage is refused naming the holder; a dead sync shows as interrupt
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -205,10 +206,12 @@ def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
     raw_part = sorted((root / "raw" / "daily").rglob("*.parquet"))[-2]
     pit_part = sorted((root / "pit" / "balance").glob("part-*.parquet"))[3]
     state_doc = root / "state" / "tasks" / "daily.json"
-    for path in (raw_part, pit_part, state_doc):
+    stage_docs = [root / "state" / "pit.json", root / "state" / "factors.json"]
+    damaged = [raw_part, pit_part, state_doc, *stage_docs]
+    for path in damaged:
         with path.open("r+b") as fh:
             fh.truncate(path.stat().st_size // 2)
-    names = [str(p.relative_to(root)) for p in (raw_part, pit_part, state_doc)]
+    names = [str(p.relative_to(root)) for p in damaged]
 
     health = ah("--config", str(config), "health", cwd=tmp_path)
     assert health.returncode == 1
@@ -224,10 +227,18 @@ def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
     reports = list((root / "reports").glob("*.html"))
     assert reports, run.stdout[-2000:] + run.stderr[-2000:]
     assert "quarantined" in run.stdout
+    alerts = json.loads(sorted((root / "reports").glob("sync-*.json"))[-1].read_text())["alerts"]
+    assert {(a["kind"], a["subject"]) for a in alerts} >= {("damaged_file", "raw.daily")}
+    assert "ALERT damaged_file raw.daily" in run.stderr
 
+    served.sim.reset_calls()
     repair = ah("--config", str(config), "repair", cwd=tmp_path, env=two)
     assert repair.returncode == 0, repair.stdout + repair.stderr
     assert "repair: cache whole" in repair.stdout
+    # daily.json was rebuilt from raw/: only the lost month and the refresh window
+    synced_days = json.loads(sorted((root / "reports").glob("sync-*.json"))[-1].read_text())
+    assert 15 < synced_days["tasks"][0]["units_total"] < 30, synced_days["tasks"]
+    assert served.sim.calls["daily"] <= 4
     got = raw_outputs(root)
     assert sorted(got) == sorted(clean)
     for name, frame in clean.items():
