@@ -43,6 +43,7 @@ from factors.g import G_LINEAGE_COLUMNS, g_inputs, g_scores
 from factors.p import P_LINEAGE_COLUMNS, p_inputs, p_scores
 from factors.schema import G_SCHEMA, P_SCHEMA, conform
 from factors.universe import latest_stock_rows, staleness_cutoff, universe
+from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor
 from pipeline.pit.changes import Interval, covers, merge_intervals
@@ -563,6 +564,7 @@ def compute_factors(
     g_shards = _shards(layout, "g", g_dates, clear, calendar, include_bj)
     total = len(p_shards) + len(g_shards)
     outcomes: list[ShardOutcome] = []
+    crash_point("factors-plan")
     if total:
         small = mode == "incremental" and len(p_dates) + len(g_dates) <= INLINE_DATES
         spec = "inline" if executor == "process" and small else executor
@@ -570,8 +572,10 @@ def compute_factors(
             for offset, phase in ((0, p_shards), (len(p_shards), g_shards)):
                 progress = _progress(on_progress, offset, total)
                 outcomes += map_shards(compute_shard, phase, pool, on_done=progress)
+    crash_point("factors-written")
     if start is None and end is None:
         _record(layout, factors, listing)
+    crash_point("factors-state")
     clear_restored(layout)
     dates_done = dict(empty)
     rows_done = dict(empty)

@@ -439,6 +439,7 @@ def load_partition(
                 waited, time.perf_counter() - start,
             )  # fmt: skip
         columns = ensure_table(cur, spec, source.rows.schema, source.partition, existing)
+        crash_point("load-ddl")
         changed = _changed_slices(source, None if force or existing is None else recorded)
         rows = fit_rows(_rows_of(source, spec.slice_column, changed), columns)
         values = pc.unique(pa.concat_arrays([changed, _unclaimed(cur, spec, source)]))

@@ -191,6 +191,7 @@ def _load_table(
         outcome.forgotten += 1
     if outcome.loaded or outcome.forgotten:
         analyze_table(conn, spec, outcome.inserted + outcome.updated + outcome.deleted)
+    crash_point("load-table")
     outcome.seconds = time.perf_counter() - start
     return outcome
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +28,40 @@ def ah(
         timeout=timeout,
         check=False,
     )
+
+
+def file_times(root: Path) -> dict[str, int]:
+    """Every file under `root` (temporary ones too) with its modification time."""
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group `pgid` is still alive."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def ah_killed(
+    *args: str, cwd: Path, root: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `ah ARGS` in a session of its own with a crash point set in `env`, check it
+    was killed (SIGKILL), then that 2 s later no process of it is alive and no file
+    under `root` was written after the kill."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        cwd=cwd, env={**clean, **env}, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == -signal.SIGKILL, err[-2000:]
+    at_kill = file_times(root)
+    time.sleep(2)
+    assert not group_alive(proc.pid), "a process of the killed run is still alive"
+    assert file_times(root) == at_kill, "a file was written after the kill"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -38,6 +38,7 @@ from cache.atomic import (
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
 from cache.quarantine import clear_restored, read_state_json
+from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
@@ -573,6 +574,7 @@ def build_pit(
 
     state = _read_state(layout, quarantine=True)
     plan = _plan(layout, chosen, mode, state)
+    crash_point("pit-plan")
     if "industry" in chosen:
         plan.watermarks["industry"] = _members_watermark(layout)
         if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
@@ -585,6 +587,7 @@ def build_pit(
         for outcome in outcomes:
             for table, rows in outcome.rows.items():
                 written[table] = written.get(table, 0) + rows
+    crash_point("pit-written")
     _remove_strays(layout, plan.full_tables)
 
     now = dt.datetime.now(dt.UTC).isoformat()
@@ -605,6 +608,7 @@ def build_pit(
             "changes": log,
         },
     )
+    crash_point("pit-state")
     clear_restored(layout)
 
     tables = _tables_of(chosen)

@@ -37,6 +37,7 @@ from cache.layout import CacheLayout
 from cache.quarantine import sweep_unreadable
 from cache.views import refresh_catalog
 from foundation.config import Settings
+from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError, UsageError
 from foundation.logs import get_logger
 from foundation.progress import stage_progress
@@ -430,6 +431,7 @@ def recorded_stage(settings: Settings, name: str) -> Iterator[StageRecord]:
         outcome.duration_s = round(time.monotonic() - started, 3)
         report.tasks.append(outcome)
         report.duration_s = outcome.duration_s
+        crash_point(f"{name}-report")
         try:
             finish_report(settings, report, None, evaluate=False)
         except Exception as exc:  # the record must not mask what the command did

@@ -12,7 +12,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 
 from cache.layout import CacheLayout
 from cache.locks import FileLocks
+from tests.cli_runner import ah_killed
 from tests.sync.conftest import ROOT, START, Served, ah, cache_rows, copy_cache, write_config
 from tests.sync.reference import truth_rows
 
@@ -53,16 +53,6 @@ def assert_same_outputs(root: Path, clean: dict[str, pl.DataFrame]) -> None:
         assert got[name].equals(frame), name
 
 
-def file_times(root: Path) -> dict[str, int]:
-    """Every file under the PIT and factor layers (temporary ones too) with its mtime."""
-    found = {}
-    for layer in OUTPUT_LAYERS:
-        for path in (root / layer).rglob("*"):
-            if path.is_file():
-                found[str(path)] = path.stat().st_mtime_ns
-    return found
-
-
 def run_stage(folder: Path, stage: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`ah <stage>` in its own session (so its workers can be found by process group)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AH_", "DATABASE"))}
@@ -72,14 +62,6 @@ def run_stage(folder: Path, stage: str, env: dict[str, str] | None = None) -> su
         cwd=folder, env={**clean, **(env or {})}, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +79,16 @@ def built(synced: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("stage", "point"),
     [
-        ("pit", "shard:3"),
+        ("pit", "shard:3"),  # mid-pool
         ("factors", "shard:2"),
-        pytest.param("pit", "shard:1", marks=pytest.mark.slow),
-        pytest.param("pit", "shard:6", marks=pytest.mark.slow),
-        pytest.param("pit", "shard:10", marks=pytest.mark.slow),
-        pytest.param("pit", "shard:14", marks=pytest.mark.slow),
-        pytest.param("factors", "shard:1", marks=pytest.mark.slow),
-        pytest.param("factors", "shard:3", marks=pytest.mark.slow),
-        pytest.param("factors", "shard:4", marks=pytest.mark.slow),
-        pytest.param("factors", "shard:5", marks=pytest.mark.slow),
+        pytest.param("pit", "pit-plan:1", marks=pytest.mark.slow),  # planned, nothing written
+        pytest.param("pit", "pit-written:1", marks=pytest.mark.slow),  # files, no state
+        pytest.param("pit", "pit-state:1", marks=pytest.mark.slow),  # state, no views
+        pytest.param("pit", "pit-report:1", marks=pytest.mark.slow),  # views, no report
+        pytest.param("factors", "factors-plan:1", marks=pytest.mark.slow),
+        pytest.param("factors", "factors-written:1", marks=pytest.mark.slow),
+        pytest.param("factors", "factors-state:1", marks=pytest.mark.slow),
+        pytest.param("factors", "factors-report:1", marks=pytest.mark.slow),
         pytest.param("run", "shard:4", marks=pytest.mark.slow),
     ],
 )
@@ -117,13 +99,9 @@ def test_kill_9_of_a_stage_leaves_no_worker_no_late_file_and_reruns_clean(
     if stage == "factors":  # the PIT tables are the factor step's input
         shutil.copytree(built / "data" / "pit", root / "pit")
         shutil.copytree(built / "data" / "state", root / "state", dirs_exist_ok=True)
-    proc = run_stage(tmp_path, stage, {"AH_TEST_CRASH_AT": point})
-    proc.communicate(timeout=300)
-    assert proc.returncode == -signal.SIGKILL
-    at_kill = file_times(root)
-    time.sleep(2)
-    assert not group_alive(proc.pid), "a worker of the killed run is still alive"
-    assert file_times(root) == at_kill, "a file was written after the kill"
+    config = str(stage_config(tmp_path))
+    ah_killed("--config", config, *COMMANDS[stage], cwd=tmp_path, root=root,
+              env={"AH_TEST_CRASH_AT": point})  # fmt: skip
 
     rerun = run_stage(tmp_path, stage)
     _, err = rerun.communicate(timeout=300)
@@ -253,20 +231,20 @@ def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
     "point",
     [
         "load-commit:3",  # inside a partition's transaction, before COMMIT
-        pytest.param("load-partition:1", marks=pytest.mark.slow),  # right after a COMMIT
-        pytest.param("load-partition:17", marks=pytest.mark.slow),
-        pytest.param("load-commit:30", marks=pytest.mark.slow),
-        pytest.param("load-partition:45", marks=pytest.mark.slow),
+        pytest.param("load-ddl:2", marks=pytest.mark.slow),  # a table made, no rows yet
+        pytest.param("load-partition:17", marks=pytest.mark.slow),  # right after a COMMIT
+        pytest.param("load-table:3", marks=pytest.mark.slow),  # a table done, others not
+        pytest.param("load-report:1", marks=pytest.mark.slow),  # loaded, no report yet
     ],
 )
 def test_kill_9_of_a_load_then_a_rerun_equals_the_cache(
     built: Path, tmp_path: Path, pg_url: str, point: str
 ) -> None:
-    copy_cache(built, tmp_path)
+    root = copy_cache(built, tmp_path)
     config = stage_config(tmp_path)
     config.write_text(config.read_text() + f'[database]\nurl = "{pg_url}"\n')
-    crashed = ah("--config", str(config), "load", cwd=tmp_path, env={"AH_TEST_CRASH_AT": point})
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    ah_killed("--config", str(config), "load", cwd=tmp_path, root=root,
+              env={"AH_TEST_CRASH_AT": point})  # fmt: skip
     rerun = ah("--config", str(config), "load", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     loaded = [
