@@ -44,8 +44,10 @@ def test_lost_states_are_rebuilt_from_raw_and_a_lost_partition_refetches_only_it
         name: set(json.loads((root / "state/tasks" / f"{name}.json").read_text())["committed"])
         for name in TASKS
     }
-    for name in TASKS:
-        truncate(root / "state/tasks" / f"{name}.json")
+    documents = [root / "state/tasks" / f"{name}.json" for name in TASKS]
+    documents += [root / "state/source.json", root / "state/asof.json"]
+    for path in documents:
+        truncate(path)
     lost = sorted((root / "raw" / "daily").rglob("*.parquet"))[-3]
     truncate(lost)
     first, last = partition_span(lost.relative_to(root / "raw" / "daily").as_posix()) or ()
@@ -53,9 +55,7 @@ def test_lost_states_are_rebuilt_from_raw_and_a_lost_partition_refetches_only_it
         u for u in before["daily"] if first.strftime("%Y%m%d") <= u <= last.strftime("%Y%m%d")
     }
     assert len(lost_days) > 15
-    assert set(unreadable_state_files(CacheLayout(root))) == {
-        root / "state/tasks" / f"{name}.json" for name in TASKS
-    }
+    assert set(unreadable_state_files(CacheLayout(root))) == set(documents)
 
     served.sim.reset_calls()
     settings = settings_for(tmp_path, served.url)
@@ -73,7 +73,8 @@ def test_lost_states_are_rebuilt_from_raw_and_a_lost_partition_refetches_only_it
         state = json.loads((root / "state/tasks" / f"{name}.json").read_text())
         assert set(state["committed"]) >= before[name], name
         assert state["rebuild"] is False
-    assert not unreadable_state_files(CacheLayout(root))
+    assert not unreadable_state_files(CacheLayout(root))  # every document written again
+    assert json.loads((root / "state/source.json").read_text())["kind"] == "tushare"
     assert quarantined(CacheLayout(root)) == []  # re-fetched and rewritten: records cleared
     kept = sorted(p.name.split(".")[0] for p in (root / "quarantine").rglob("*.bad"))
     assert kept == sorted([lost.stem, *TASKS])  # the damaged files, kept for inspection
