@@ -61,6 +61,8 @@ from sinks.ddl import (
     TableSpec,
     add_columns_sql,
     create_table_sql,
+    history_index_sql,
+    key_sql,
     pg_type,
     quote_ident,
     row_hash_sql,
@@ -71,6 +73,7 @@ APPLICATION_NAME = "alphahome"
 CONNECT_TIMEOUT_S = 10
 BATCH_ROWS = 65_536
 WORK_MEM = "128MB"
+MAINTENANCE_WORK_MEM = "256MB"  # a new table's index builds sort in memory
 TEMP_BUFFERS = "256MB"
 ANALYZE_SHARE = 0.1  # of the table's rows written by a load: refresh its statistics
 FINGERPRINT_SEED = 11
@@ -190,10 +193,12 @@ def ensure_table(
     schema: pa.Schema,
     partition: str,
     existing: Mapping[str, str] | None,
+    with_key: bool = True,
 ) -> dict[str, str]:
     """Create the table or add the columns it lacks; the table's columns and types.
 
-    `existing` is the table's current columns (None: it does not exist). Columns whose
+    `existing` is the table's current columns (None: it does not exist); a table created
+    without `with_key` gets its key from `ddl.key_sql` later. Columns whose
     Arrow type is null (no value in this partition) are created only when a later
     partition gives them a type. Creating a table forgets stale `ops.load_state` rows
     of a table that was dropped by hand.
@@ -204,7 +209,7 @@ def ensure_table(
     typed = [(name, typ) for name, typ in wanted if typ is not None]
     if existing is None:
         try:
-            statements = create_table_sql(spec, typed)
+            statements = create_table_sql(spec, typed, with_key)
         except TableDefinitionError as exc:
             msg = f"{exc} (partition {partition})"
             raise LoadError(msg) from None
@@ -543,7 +548,10 @@ def load_new_table(
     label: str,
 ) -> TableStream:
     """Create the table and COPY every partition into it in ONE stream and ONE
-    transaction: the initial load, at the speed of one COPY.
+    transaction: the initial load, at the speed of one COPY. The table is created bare
+    and its key and indexes (`ddl.key_sql`, the history index) are built after the
+    COPY: a sorted build per index costs less than an index insert per row. A key
+    that two partitions share fails that build (and the stream).
 
     `batches` yields the rows of every partition, each already prepared (`prepare_rows`)
     and conformed to `schema` (`conform_rows`), produced while the server copies; after
@@ -560,9 +568,13 @@ def load_new_table(
         if table_columns(cur, spec) is not None:
             conn.rollback()
             return TableStream(False, 0, waited, time.perf_counter() - start)
-        ensure_table(cur, spec, schema, label, None)
+        columns = ensure_table(cur, spec, schema, label, None, with_key=False)
         reader = pa.RecordBatchReader.from_batches(schema, batches)
         rows = cur.adbc_ingest(spec.name, reader, mode="append", db_schema_name=spec.schema)
+        cur.execute(f"SELECT set_config('maintenance_work_mem', '{MAINTENANCE_WORK_MEM}', true)")
+        index = history_index_sql(spec, columns)
+        for sql in [*key_sql(spec), *([index] if index else [])]:
+            cur.execute(sql)  # each index built once, from the rows in place
         for record in records():
             _record(cur, spec, record)
         _pause_for_tests(spec, label)
