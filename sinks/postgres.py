@@ -22,7 +22,10 @@ stock) (`slice_fingerprints`). Inside one transaction, serialised per table by
 5. `ops.load_state` records the partition (size, mtime, sha256, rows, slice values and
    fingerprints).
 A failure anywhere rolls everything back, so the table is as before; loading the same
-data again finds no difference and changes nothing.
+data again finds no difference and changes nothing. A table that does not exist yet
+is loaded whole in one transaction instead (`load_new_table`): created bare, every
+partition COPYed in one stream, then its key and indexes built and every partition
+recorded.
 """
 
 from __future__ import annotations

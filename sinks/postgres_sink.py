@@ -1,13 +1,19 @@
 """The PostgreSQL sink behind the seam: plan, read and load each dataset's partitions.
 
-Each dataset's partitions (every `*.parquet` file under its folder) that changed since
-their last load are loaded one transaction per partition (`sinks.postgres.
-load_partition`); what was loaded is recorded in `ops.load_state` in that same
+A table not in the database yet is loaded in ONE COPY stream and one transaction
+(`sinks.postgres.load_new_table`): every partition file is read, checked, sorted and
+fingerprinted on reader threads while the server copies the one before, the key and
+indexes are built once the rows are in, and every partition is recorded in
+`ops.load_state` before the one COMMIT. When the partitions' schemas disagree, or the
+stream fails (a partition that cannot be read or loaded, a key two partitions share),
+nothing is left of it and the partitions load one by one instead, as for an existing
+table: each partition that changed since its last load in its own transaction
+(`sinks.postgres.load_partition`), recorded in `ops.load_state` in that same
 transaction, so a crash never records a load that did not commit. A partition is
 unchanged when its size and mtime match the record, or, failing that, its sha256 does
 (then only the mtime is updated). Partitions that left the cache are forgotten
-(`sinks.postgres.forget_partition`). The next file is read while one loads. The cache
-is only read, never written.
+(`sinks.postgres.forget_partition`). The partitions are found by listing the dataset's
+folder (any layout: monthly, yearly, buckets). The cache is only read, never written.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from sinks.postgres import (
 
 READ_BATCH_ROWS = 65_536
 READERS = 2  # reader threads: decode, prepare and fingerprint partitions
-READ_AHEAD = 3  # partitions read ahead of the one loading (bounds the memory held)
+READ_AHEAD = 2  # partitions read ahead of the one loading (bounds the memory held)
 
 log = get_logger("load")
 
