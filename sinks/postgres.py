@@ -243,8 +243,12 @@ def ensure_table(
 # ------------------------------------------------------------------------------ rows
 
 
-def prepare_rows(rows: pa.Table, spec: TableSpec, partition: str) -> pa.Table:
+def prepare_rows(rows: pa.Table, spec: TableSpec, partition: str, by_key: bool = True) -> pa.Table:
     """A partition's rows in the sink's Arrow types, checked and sorted by key.
+
+    Without `by_key` the rows keep the file's order and are not checked for duplicate
+    keys: for a new table's stream, whose key is built after the COPY (that build
+    sorts the rows itself, and refuses a duplicate).
 
     Needs no connection, so the loader prepares the next partition while the database
     works on the current one. Columns without any value (Arrow null type) stay as they
@@ -268,6 +272,8 @@ def prepare_rows(rows: pa.Table, spec: TableSpec, partition: str) -> pa.Table:
         if key not in spec.nullable_key and table[key].null_count:
             msg = f"{spec.qualified}, partition {partition}: null in key column {key!r}"
             raise LoadError(msg)
+    if not by_key:
+        return table
     ordered = table.sort_by([(k, "ascending", "at_end") for k in spec.data_key])
     if not spec.row_hash:
         _check_unique(ordered, spec, partition)

@@ -74,11 +74,13 @@ log = get_logger("load")
 # ------------------------------------------------------------------------------ partitions
 
 
-def read_partition(path: Path, partition: str, spec: TableSpec) -> PartitionSource:
+def read_partition(
+    path: Path, partition: str, spec: TableSpec, by_key: bool = True
+) -> PartitionSource:
     """One partition file, ready to load: its bytes are read once (so the recorded hash
     is of the rows loaded), decoded batch by batch with `ParquetFile.iter_batches`, and
-    the rows typed, checked and sorted by key (`prepare_rows`) and fingerprinted by
-    slice (`slice_fingerprints`)."""
+    the rows typed, checked and sorted by key unless not `by_key` (`prepare_rows`) and
+    fingerprinted by slice (`slice_fingerprints`)."""
     with open(path, "rb") as fh:
         stat = os.fstat(fh.fileno())
         data = fh.read()
@@ -89,7 +91,7 @@ def read_partition(path: Path, partition: str, spec: TableSpec) -> PartitionSour
     except (pa.ArrowException, OSError) as exc:
         msg = f"cannot read {path}: {exc}"
         raise LoadError(msg) from None
-    ready = prepare_rows(rows, spec, partition)
+    ready = prepare_rows(rows, spec, partition, by_key)
     return PartitionSource(
         partition=partition,
         file_size=stat.st_size,
@@ -136,13 +138,16 @@ def _plan_table(
 
 
 def _read_ahead(
-    reader: ThreadPoolExecutor, changed: Sequence[tuple[str, Path]], spec: TableSpec
+    reader: ThreadPoolExecutor,
+    changed: Sequence[tuple[str, Path]],
+    spec: TableSpec,
+    by_key: bool = True,
 ) -> Iterator[PartitionSource]:
     """The changed partitions in order, the next READ_AHEAD read by the reader threads
     while the one before them is loaded."""
     pending: deque[Future[PartitionSource]] = deque()
     for partition, path in changed:
-        pending.append(reader.submit(read_partition, path, partition, spec))
+        pending.append(reader.submit(read_partition, path, partition, spec, by_key))
         if len(pending) > READ_AHEAD:
             yield pending.popleft().result()
     while pending:
@@ -217,7 +222,7 @@ def _stream(
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            for source in _read_ahead(reader, plan.changed, spec):
+            for source in _read_ahead(reader, plan.changed, spec, by_key=False):
                 yield from conform_rows(source.rows, schema).to_batches(BATCH_ROWS)
                 records.append(source.record())
                 crash_point("load-commit")  # inside the transaction, mid-stream
