@@ -190,11 +190,15 @@ def _column_sql(spec: TableSpec, name: str, pgtype: str) -> str:
     return f"{quote_ident(name)} {pgtype}{collate}{not_null}"
 
 
-def create_table_sql(spec: TableSpec, columns: Sequence[tuple[str, str]]) -> list[str]:
+def create_table_sql(
+    spec: TableSpec, columns: Sequence[tuple[str, str]], with_key: bool = True
+) -> list[str]:
     """CREATE TABLE (+ key index) statements for `spec` with `columns` (name, pg type).
 
     Text key columns use the "C" collation: byte order is the order rows are sent in
-    (Arrow sorts bytes), and it compares faster than a linguistic collation.
+    (Arrow sorts bytes), and it compares faster than a linguistic collation. Without
+    `with_key` the table is created bare: `key_sql` adds the key and its indexes once
+    the rows are in (one sorted build instead of an index insert per row).
     """
     names = [c for c, _ in columns]
     missing = [c for c in spec.key if c not in names]
@@ -202,11 +206,33 @@ def create_table_sql(spec: TableSpec, columns: Sequence[tuple[str, str]]) -> lis
         msg = f"{spec.qualified}: key column(s) {', '.join(missing)} missing from the data"
         raise TableDefinitionError(msg)
     body = [_column_sql(spec, c, t) for c, t in columns]
-    key_list = ", ".join(quote_ident(c) for c in spec.key)
+    if not with_key:
+        return [f"CREATE TABLE {spec.sql_name} ({', '.join(body)})"]
     if not spec.nullable_key:
-        body.append(f"CONSTRAINT {quote_ident(spec.name + '_pkey')} PRIMARY KEY ({key_list})")
+        body.append(_primary_key(spec))
     statements = [f"CREATE TABLE {spec.sql_name} ({', '.join(body)})"]
+    return statements + _key_indexes(spec)
+
+
+def key_sql(spec: TableSpec) -> list[str]:
+    """The statements that give a bare table of `spec` (`create_table_sql` without
+    `with_key`) its key (primary key, or a unique index whose nulls are not distinct)
+    and its scope index."""
     if spec.nullable_key:
+        return _key_indexes(spec)
+    return [f"ALTER TABLE {spec.sql_name} ADD {_primary_key(spec)}", *_key_indexes(spec)]
+
+
+def _primary_key(spec: TableSpec) -> str:
+    key_list = ", ".join(quote_ident(c) for c in spec.key)
+    return f"CONSTRAINT {quote_ident(spec.name + '_pkey')} PRIMARY KEY ({key_list})"
+
+
+def _key_indexes(spec: TableSpec) -> list[str]:
+    """The unique index of a nullable key, and the scope index."""
+    statements = []
+    if spec.nullable_key:
+        key_list = ", ".join(quote_ident(c) for c in spec.key)
         statements.append(
             f"CREATE UNIQUE INDEX {quote_ident(spec.name + '_key')} ON {spec.sql_name} "
             f"({key_list}) NULLS NOT DISTINCT"

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import adbc_driver_manager
-from adbc_driver_postgresql.dbapi import Connection
+from adbc_driver_postgresql.dbapi import Connection, Cursor
 
 from cache.catalogue.asof_sql import AsOf, macros_for
 from cache.catalogue.columns import comments_of
 from foundation.logs import get_logger
 from sinks.ddl import TableSpec, comment_sql, history_index_sql, quote_ident
-from sinks.postgres import error_reason, table_columns
+from sinks.postgres import error_reason
 
 log = get_logger("load")
 
@@ -80,18 +80,33 @@ def document_tables(conn: Connection, specs: Sequence[TableSpec]) -> None:
     try:
         with conn.cursor() as cur:
             for spec in specs:
-                columns = table_columns(cur, spec)
-                if columns is None:
+                described = _column_comments(cur, spec)
+                if described is None:
                     continue
-                index = history_index_sql(spec, columns)
+                index = history_index_sql(spec, described)
                 statements = [index] if index else []
-                statements += comment_sql(spec, comments_of(spec.qualified), columns)
+                wanted = comments_of(spec.qualified)
+                stale = [c for c, now in described.items() if c in wanted and wanted[c] != now]
+                statements += comment_sql(spec, wanted, stale)  # only those that changed
                 for statement in statements:
                     cur.execute(statement)
         conn.commit()
     except adbc_driver_manager.Error as exc:
         conn.rollback()
         log.warning("column comments or history indexes not created: %s", error_reason(exc))
+
+
+def _column_comments(cur: Cursor, spec: TableSpec) -> dict[str, str | None] | None:
+    """Column name -> its comment (None without one); None when the table is missing."""
+    cur.execute(
+        "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (spec.schema, spec.name),
+    )
+    found = {name: comment for name, comment in cur.fetchall()}
+    return found or None
 
 
 def create_asof_functions(conn: Connection) -> list[str]:

@@ -22,16 +22,20 @@ stock) (`slice_fingerprints`). Inside one transaction, serialised per table by
 5. `ops.load_state` records the partition (size, mtime, sha256, rows, slice values and
    fingerprints).
 A failure anywhere rolls everything back, so the table is as before; loading the same
-data again finds no difference and changes nothing.
+data again finds no difference and changes nothing. A table that does not exist yet
+is loaded whole in one transaction instead (`load_new_table`): created bare, every
+partition COPYed in one stream, then its key and indexes built and every partition
+recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -60,6 +64,8 @@ from sinks.ddl import (
     TableSpec,
     add_columns_sql,
     create_table_sql,
+    history_index_sql,
+    key_sql,
     pg_type,
     quote_ident,
     row_hash_sql,
@@ -70,6 +76,7 @@ APPLICATION_NAME = "alphahome"
 CONNECT_TIMEOUT_S = 10
 BATCH_ROWS = 65_536
 WORK_MEM = "128MB"
+MAINTENANCE_WORK_MEM = "256MB"  # a new table's index builds sort in memory
 TEMP_BUFFERS = "256MB"
 ANALYZE_SHARE = 0.1  # of the table's rows written by a load: refresh its statistics
 FINGERPRINT_SEED = 11
@@ -189,10 +196,12 @@ def ensure_table(
     schema: pa.Schema,
     partition: str,
     existing: Mapping[str, str] | None,
+    with_key: bool = True,
 ) -> dict[str, str]:
     """Create the table or add the columns it lacks; the table's columns and types.
 
-    `existing` is the table's current columns (None: it does not exist). Columns whose
+    `existing` is the table's current columns (None: it does not exist); a table created
+    without `with_key` gets its key from `ddl.key_sql` later. Columns whose
     Arrow type is null (no value in this partition) are created only when a later
     partition gives them a type. Creating a table forgets stale `ops.load_state` rows
     of a table that was dropped by hand.
@@ -203,7 +212,7 @@ def ensure_table(
     typed = [(name, typ) for name, typ in wanted if typ is not None]
     if existing is None:
         try:
-            statements = create_table_sql(spec, typed)
+            statements = create_table_sql(spec, typed, with_key)
         except TableDefinitionError as exc:
             msg = f"{exc} (partition {partition})"
             raise LoadError(msg) from None
@@ -234,8 +243,12 @@ def ensure_table(
 # ------------------------------------------------------------------------------ rows
 
 
-def prepare_rows(rows: pa.Table, spec: TableSpec, partition: str) -> pa.Table:
+def prepare_rows(rows: pa.Table, spec: TableSpec, partition: str, by_key: bool = True) -> pa.Table:
     """A partition's rows in the sink's Arrow types, checked and sorted by key.
+
+    Without `by_key` the rows keep the file's order and are not checked for duplicate
+    keys: for a new table's stream, whose key is built after the COPY (that build
+    sorts the rows itself, and refuses a duplicate).
 
     Needs no connection, so the loader prepares the next partition while the database
     works on the current one. Columns without any value (Arrow null type) stay as they
@@ -259,6 +272,8 @@ def prepare_rows(rows: pa.Table, spec: TableSpec, partition: str) -> pa.Table:
         if key not in spec.nullable_key and table[key].null_count:
             msg = f"{spec.qualified}, partition {partition}: null in key column {key!r}"
             raise LoadError(msg)
+    if not by_key:
+        return table
     ordered = table.sort_by([(k, "ascending", "at_end") for k in spec.data_key])
     if not spec.row_hash:
         _check_unique(ordered, spec, partition)
@@ -283,22 +298,25 @@ def slice_fingerprints(rows: pa.Table, column: str) -> pa.Table:
     """
     layout = ",".join(f"{f.name}:{f.type}" for f in rows.schema)
     digest = hashlib.sha256(layout.encode()).hexdigest()[:16]
-    hashed = pl.DataFrame(rows).hash_rows(seed=FINGERPRINT_SEED)
-    sums = (
+    frame = pl.DataFrame(rows)
+    hashed = frame.hash_rows(seed=FINGERPRINT_SEED)
+    sums = (  # grouped by the column's own values; only the distinct ones become text
         pl.DataFrame(
             {
-                "value": pl.from_arrow(rows[column].cast(pa.string())),
+                "value": frame.get_column(column),
                 "hi": (hashed // 2**32).cast(pl.Int64),
                 "lo": (hashed % 2**32).cast(pl.Int64),
             }
         )
         .group_by("value")
         .agg(pl.len().alias("rows"), pl.col("hi").sum(), pl.col("lo").sum())
-        .sort("value")
+        .to_arrow()
     )
+    sums = sums.set_column(0, "value", sums["value"].cast(pa.string()))
+    ordered = pl.DataFrame(sums).sort("value")
     fingerprint = pl.concat_str([pl.lit(digest), "rows", "hi", "lo"], separator=":")
     text = pa.schema([("value", pa.string()), ("fingerprint", pa.string())])
-    return sums.select("value", fingerprint=fingerprint).to_arrow().cast(text)
+    return ordered.select("value", fingerprint=fingerprint).to_arrow().cast(text)
 
 
 def _same_as_previous(column: pa.ChunkedArray) -> pa.Array:
@@ -339,6 +357,19 @@ def _list_param(values: pa.Array) -> pa.RecordBatch:
 
 
 @dataclass(frozen=True)
+class PartitionRecord:
+    """What `ops.load_state` records of a loaded partition: its file's identity, its row
+    count and its `slice_fingerprints`."""
+
+    partition: str
+    file_size: int
+    file_mtime_ns: int
+    content_sha256: str
+    row_count: int
+    fingerprints: pa.Table
+
+
+@dataclass(frozen=True)
 class PartitionSource:
     """One partition file read from the cache: its identity, its rows as `prepare_rows`
     returns them, and their `slice_fingerprints`."""
@@ -349,6 +380,13 @@ class PartitionSource:
     content_sha256: str
     rows: pa.Table
     fingerprints: pa.Table
+
+    def record(self) -> PartitionRecord:
+        """What the load records of it (without the rows)."""
+        return PartitionRecord(
+            self.partition, self.file_size, self.file_mtime_ns, self.content_sha256,
+            self.rows.num_rows, self.fingerprints,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -383,14 +421,17 @@ def _begin(cur: Cursor, spec: TableSpec) -> bool:
     return True
 
 
-def recorded_partitions(conn: Connection, spec: TableSpec) -> dict[str, tuple[int, int, str]]:
+def recorded_partitions(
+    conn: Connection, spec: TableSpec
+) -> dict[str, tuple[int, int, str]] | None:
     """Partition -> (file size, mtime ns, sha256) of its last committed load.
 
-    Empty when the table itself is missing (dropped by hand): everything is reloaded.
+    None when the table itself is missing (never loaded, or dropped by hand): everything
+    is loaded, as a new table.
     """
     with conn.cursor() as cur:
         if table_columns(cur, spec) is None:
-            found: dict[str, tuple[int, int, str]] = {}
+            found: dict[str, tuple[int, int, str]] | None = None
         else:
             cur.execute(
                 "SELECT partition, file_size, file_mtime_ns, content_sha256 "
@@ -449,7 +490,7 @@ def load_partition(
             method: Literal["copy", "merge", "unchanged"] = written
         else:
             inserted, updated, deleted, method = 0, 0, 0, "unchanged"
-        _record(cur, spec, source)
+        _record(cur, spec, source.record())
         _pause_for_tests(spec, source.partition)
         crash_point("load-commit")
         conn.commit()
@@ -462,6 +503,99 @@ def load_partition(
         spec.qualified, source.partition, source.rows.num_rows, inserted, updated, deleted,
         method, waited, time.perf_counter() - start,
     )  # fmt: skip
+
+
+def stream_schema(schemas: Sequence[pa.Schema]) -> pa.Schema | None:
+    """The columns of a table loaded from partitions with these file schemas, in the
+    sink's Arrow types, in order of first appearance; columns without a value in any
+    partition (Arrow null type) are left out. None when the partitions disagree on a
+    column's type or hold a type the sink cannot store: then they load one by one, and
+    the partition at fault is named."""
+    fields: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for field in schema:
+            try:
+                typ = pg_type(field.type, field.name)
+            except TableDefinitionError:
+                return None
+            if typ is None:
+                continue
+            wanted = ARROW_FOR_PG[typ]
+            if fields.setdefault(field.name, wanted) != wanted:
+                return None
+    return pa.schema([pa.field(name, typ) for name, typ in fields.items()])
+
+
+def conform_rows(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`rows` with exactly the columns of `schema` (a `stream_schema`), in its order and
+    types; a column the partition lacks is all null."""
+    n = rows.num_rows
+    arrays = [
+        rows[f.name].cast(f.type) if f.name in rows.column_names else pa.nulls(n, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@dataclass(frozen=True)
+class TableStream:
+    """What loading a new table in one COPY stream did; `loaded` is False when the table
+    existed by the time the lock was taken (another loader created it): nothing was
+    written, and its partitions must load one by one."""
+
+    loaded: bool
+    rows: int
+    lock_waited: bool
+    seconds: float
+
+
+def load_new_table(
+    conn: Connection,
+    spec: TableSpec,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    records: Callable[[], Sequence[PartitionRecord]],
+    label: str,
+) -> TableStream:
+    """Create the table and COPY every partition into it in ONE stream and ONE
+    transaction: the initial load, at the speed of one COPY. The table is created bare
+    and its key and indexes (`ddl.key_sql`, the history index) are built after the
+    COPY: a sorted build per index costs less than an index insert per row. A key
+    that two partitions share fails that build (and the stream).
+
+    `batches` yields the rows of every partition, each already prepared (`prepare_rows`)
+    and conformed to `schema` (`conform_rows`), produced while the server copies; after
+    the stream ends, `records()` gives each partition's identity and fingerprints, which
+    are recorded in `ops.load_state` in the same transaction. A crash or any failure
+    rolls everything back: neither the table nor a record is left. A failure raises
+    as it was (the caller may then load partition by partition, which names the
+    partition at fault and keeps the ones before it).
+    """
+    start = time.perf_counter()
+    cur = conn.cursor()
+    try:
+        waited = _begin(cur, spec)
+        if table_columns(cur, spec) is not None:
+            conn.rollback()
+            return TableStream(False, 0, waited, time.perf_counter() - start)
+        columns = ensure_table(cur, spec, schema, label, None, with_key=False)
+        reader = pa.RecordBatchReader.from_batches(schema, batches)
+        rows = cur.adbc_ingest(spec.name, reader, mode="append", db_schema_name=spec.schema)
+        cur.execute(f"SELECT set_config('maintenance_work_mem', '{MAINTENANCE_WORK_MEM}', true)")
+        index = history_index_sql(spec, columns)
+        for sql in [*key_sql(spec), *([index] if index else [])]:
+            cur.execute(sql)  # each index built once, from the rows in place
+        for record in records():
+            _record(cur, spec, record)
+        _pause_for_tests(spec, label)
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(adbc_driver_manager.Error):
+            conn.rollback()
+        raise
+    finally:
+        cur.close()
+    return TableStream(True, int(rows), waited, time.perf_counter() - start)
 
 
 def _recorded(cur: Cursor, spec: TableSpec, partition: str) -> tuple[str | None, pa.Table]:
@@ -636,7 +770,7 @@ def _versions(cur: Cursor, spec: TableSpec, incoming: list[str]) -> str:
     return "_ah_versions"
 
 
-def _record(cur: Cursor, spec: TableSpec, source: PartitionSource) -> None:
+def _record(cur: Cursor, spec: TableSpec, source: PartitionRecord) -> None:
     cur.execute(
         "INSERT INTO ops.load_state (table_name, partition, file_size, file_mtime_ns, "
         "content_sha256, row_count, slice_values, slice_fingerprints, loaded_at) "
@@ -652,7 +786,7 @@ def _record(cur: Cursor, spec: TableSpec, source: PartitionSource) -> None:
                 pa.array([source.file_size], pa.int64()),
                 pa.array([source.file_mtime_ns], pa.int64()),
                 pa.array([source.content_sha256]),
-                pa.array([source.rows.num_rows], pa.int64()),
+                pa.array([source.row_count], pa.int64()),
                 pa.array([source.fingerprints["value"].combine_chunks()], pa.list_(pa.string())),
                 pa.array(
                     [source.fingerprints["fingerprint"].combine_chunks()], pa.list_(pa.string())

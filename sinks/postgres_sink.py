@@ -1,20 +1,28 @@
 """The PostgreSQL sink behind the seam: plan, read and load each dataset's partitions.
 
-Each dataset's partitions (every `*.parquet` file under its folder) that changed since
-their last load are loaded one transaction per partition (`sinks.postgres.
-load_partition`); what was loaded is recorded in `ops.load_state` in that same
+A table not in the database yet is loaded in ONE COPY stream and one transaction
+(`sinks.postgres.load_new_table`): every partition file is read, checked, sorted and
+fingerprinted on reader threads while the server copies the one before, the key and
+indexes are built once the rows are in, and every partition is recorded in
+`ops.load_state` before the one COMMIT. When the partitions' schemas disagree, or the
+stream fails (a partition that cannot be read or loaded, a key two partitions share),
+nothing is left of it and the partitions load one by one instead, as for an existing
+table: each partition that changed since its last load in its own transaction
+(`sinks.postgres.load_partition`), recorded in `ops.load_state` in that same
 transaction, so a crash never records a load that did not commit. A partition is
 unchanged when its size and mtime match the record, or, failing that, its sha256 does
 (then only the mtime is updated). Partitions that left the cache are forgotten
-(`sinks.postgres.forget_partition`). The next file is read while one loads. The cache
-is only read, never written.
+(`sinks.postgres.forget_partition`). The partitions are found by listing the dataset's
+folder (any layout: monthly, yearly, buckets). The cache is only read, never written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,23 +43,30 @@ from sinks.migrations import apply_migrations
 from sinks.pg_inspect import row_counts
 from sinks.pg_macros import create_asof_functions, document_tables
 from sinks.postgres import (
+    BATCH_ROWS,
     Connection,
     LoadError,
     PartitionLoad,
+    PartitionRecord,
     PartitionSource,
     analyze_table,
+    conform_rows,
     connect,
     describe_url,
     error_reason,
     forget_partition,
+    load_new_table,
     load_partition,
     prepare_rows,
     recorded_partitions,
     slice_fingerprints,
+    stream_schema,
     touch_partition,
 )
 
 READ_BATCH_ROWS = 65_536
+READERS = 2  # reader threads: decode, prepare and fingerprint partitions
+READ_AHEAD = 2  # partitions read ahead of the one loading (bounds the memory held)
 
 log = get_logger("load")
 
@@ -59,11 +74,13 @@ log = get_logger("load")
 # ------------------------------------------------------------------------------ partitions
 
 
-def read_partition(path: Path, partition: str, spec: TableSpec) -> PartitionSource:
+def read_partition(
+    path: Path, partition: str, spec: TableSpec, by_key: bool = True
+) -> PartitionSource:
     """One partition file, ready to load: its bytes are read once (so the recorded hash
     is of the rows loaded), decoded batch by batch with `ParquetFile.iter_batches`, and
-    the rows typed, checked and sorted by key (`prepare_rows`) and fingerprinted by
-    slice (`slice_fingerprints`)."""
+    the rows typed, checked and sorted by key unless not `by_key` (`prepare_rows`) and
+    fingerprinted by slice (`slice_fingerprints`)."""
     with open(path, "rb") as fh:
         stat = os.fstat(fh.fileno())
         data = fh.read()
@@ -74,7 +91,7 @@ def read_partition(path: Path, partition: str, spec: TableSpec) -> PartitionSour
     except (pa.ArrowException, OSError) as exc:
         msg = f"cannot read {path}: {exc}"
         raise LoadError(msg) from None
-    ready = prepare_rows(rows, spec, partition)
+    ready = prepare_rows(rows, spec, partition, by_key)
     return PartitionSource(
         partition=partition,
         file_size=stat.st_size,
@@ -87,12 +104,14 @@ def read_partition(path: Path, partition: str, spec: TableSpec) -> PartitionSour
 
 @dataclass(frozen=True)
 class _TablePlan:
-    """What a load will look at in one table: files to read, records to forget."""
+    """What a load will look at in one table: files to read, records to forget, and
+    whether the table is new (not in the database yet)."""
 
     spec: TableSpec
     recorded: dict[str, tuple[int, int, str]]
     changed: list[tuple[str, Path]]
     present: frozenset[str]
+    new: bool
 
 
 def _plan_table(
@@ -100,7 +119,8 @@ def _plan_table(
 ) -> _TablePlan:
     """The partitions whose size or mtime differ from their last load (every one when
     `full`), and the partitions present in the cache."""
-    recorded = recorded_partitions(conn, spec)
+    found = recorded_partitions(conn, spec)
+    recorded = found or {}
     base = layout.dataset_dir(layer, spec.name)
     changed: list[tuple[str, Path]] = []
     present: set[str] = set()
@@ -114,21 +134,24 @@ def _plan_table(
         before = recorded.get(partition)
         if full or before is None or before[:2] != (stat.st_size, stat.st_mtime_ns):
             changed.append((partition, path))
-    return _TablePlan(spec, recorded, changed, frozenset(present))
+    return _TablePlan(spec, recorded, changed, frozenset(present), found is None)
 
 
 def _read_ahead(
-    reader: ThreadPoolExecutor, changed: list[tuple[str, Path]], spec: TableSpec
+    reader: ThreadPoolExecutor,
+    changed: Sequence[tuple[str, Path]],
+    spec: TableSpec,
+    by_key: bool = True,
 ) -> Iterator[PartitionSource]:
-    """The changed partitions in order, each read while the one before it is loaded."""
-    current: Future[PartitionSource] | None = None
+    """The changed partitions in order, the next READ_AHEAD read by the reader threads
+    while the one before them is loaded."""
+    pending: deque[Future[PartitionSource]] = deque()
     for partition, path in changed:
-        following = reader.submit(read_partition, path, partition, spec)
-        if current is not None:
-            yield current.result()
-        current = following
-    if current is not None:
-        yield current.result()
+        pending.append(reader.submit(read_partition, path, partition, spec, by_key))
+        if len(pending) > READ_AHEAD:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 # What fails one dataset, not the load: its data (LoadError), its files (unreadable,
@@ -156,6 +179,84 @@ def _count(outcome: TableLoad, part: PartitionLoad) -> None:
     outcome.lock_waits += int(part.lock_waited)
 
 
+class _Progress:
+    """Counts partitions read for `advance`, each once: a new table's stream that falls
+    back to loading partition by partition does not count its partitions twice."""
+
+    def __init__(self, advance: Callable[[], None]) -> None:
+        self._advance = advance
+        self.counted = 0  # partitions reported
+        self.seen = 0  # partitions passed in the current pass
+
+    def step(self) -> None:
+        self.seen += 1
+        if self.seen > self.counted:
+            self.counted = self.seen
+            self._advance()
+
+    def restart(self) -> None:
+        self.seen = 0
+
+
+def _stream(
+    conn: Connection,
+    plan: _TablePlan,
+    reader: ThreadPoolExecutor,
+    outcome: TableLoad,
+    progress: _Progress,
+) -> bool:
+    """Load a new table in one COPY stream (`sinks.postgres.load_new_table`); True when
+    done. False (nothing written) when its partitions must load one by one: their
+    schemas disagree, another loader created the table meanwhile, or the stream failed
+    (a partition that cannot be read or loaded: the partition-by-partition load names
+    it and keeps the ones before it)."""
+    spec = plan.spec
+    try:
+        schema = stream_schema([pq.read_schema(path) for _, path in plan.changed])
+    except (pa.ArrowException, OSError):
+        schema = None
+    if schema is None:
+        return False
+    records: list[PartitionRecord] = []
+    failures: list[BaseException] = []  # what stopped the stream on the reading side
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for source in _read_ahead(reader, plan.changed, spec, by_key=False):
+                yield from conform_rows(source.rows, schema).to_batches(BATCH_ROWS)
+                records.append(source.record())
+                crash_point("load-commit")  # inside the transaction, mid-stream
+                progress.step()
+        except Exception as exc:
+            failures.append(exc)
+            raise
+
+    first, last = plan.changed[0][0], plan.changed[-1][0]
+    label = first if first == last else f"{first} .. {last}"
+    try:
+        done = load_new_table(conn, spec, schema, batches(), lambda: records, label)
+    except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
+        cause = failures[0] if failures else exc
+        reason = error_reason(cause) if isinstance(cause, adbc_driver_manager.Error) else cause
+        log.info("%s: one-stream load failed (%s); loading partition by partition",
+                 spec.qualified, reason)  # fmt: skip
+        progress.restart()
+        return False
+    outcome.lock_waits += int(done.lock_waited)
+    if not done.loaded:
+        progress.restart()
+        return False
+    for record in records:
+        outcome.loaded += 1
+        outcome.inserted += record.row_count
+        crash_point("load-partition")
+    log.info(
+        "%s: created, %d partitions, %d rows in one COPY stream in %.2f s",
+        spec.qualified, len(records), done.rows, done.seconds,
+    )  # fmt: skip
+    return True
+
+
 def _load_table(
     conn: Connection, plan: _TablePlan, full: bool, advance: Callable[[], None]
 ) -> TableLoad:
@@ -164,14 +265,23 @@ def _load_table(
     spec, recorded = plan.spec, plan.recorded
     outcome = TableLoad(spec.qualified, partitions=len(plan.present))
     outcome.unchanged = len(plan.present) - len(plan.changed)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ah-read") as reader:
-        for source in _read_ahead(reader, plan.changed, spec):
+    progress = _Progress(advance)
+    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="ah-read") as reader:
+        pending = plan.changed
+        if (
+            plan.new
+            and not spec.row_hash
+            and pending
+            and _stream(conn, plan, reader, outcome, progress)
+        ):
+            pending = []
+        for source in _read_ahead(reader, pending, spec):
             partition = source.partition
             before = recorded.get(partition)
             if not full and before and before[2] == source.content_sha256:
                 touch_partition(conn, spec, partition, source.file_size, source.file_mtime_ns)
                 outcome.unchanged += 1
-                advance()
+                progress.step()
                 continue
             try:
                 part = load_partition(conn, spec, source, force=full)
@@ -185,7 +295,7 @@ def _load_table(
                 spec.qualified, partition, part.method, part.rows, part.inserted, part.updated,
                 part.deleted, part.seconds,
             )  # fmt: skip
-            advance()
+            progress.step()
     for partition in sorted(set(recorded) - plan.present):
         outcome.deleted += forget_partition(conn, spec, partition)
         outcome.forgotten += 1
@@ -209,6 +319,20 @@ class PostgresSink:
     def __init__(self, url: str, layout: CacheLayout) -> None:
         self._url = url
         self._layout = layout
+        self._conn: Connection | None = None  # migrate's, kept for the load that follows
+
+    def _connection(self) -> Connection:
+        """The open connection, or a new one (an ADBC login costs a tenth of a second:
+        the fixed cost of a small incremental load, paid once for migrate and load)."""
+        if self._conn is None:
+            self._conn = connect(self._url)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection kept since `migrate` (`load` closes it when it ends)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
 
     @property
     def target(self) -> str:
@@ -219,12 +343,13 @@ class PostgresSink:
         """Apply pending migrations (`sinks.migrations`); `version name` of each applied.
 
         `DatabaseUnavailableError` when the server is down or refuses the login."""
-        with connect(self._url) as conn:
-            try:
-                applied = apply_migrations(conn)
-            except adbc_driver_manager.Error as exc:
-                msg = f"cannot migrate {self.target}: {error_reason(exc)}"
-                raise AlphahomeError(msg) from None
+        conn = self._connection()
+        try:
+            applied = apply_migrations(conn)
+        except adbc_driver_manager.Error as exc:
+            self.close()
+            msg = f"cannot migrate {self.target}: {error_reason(exc)}"
+            raise AlphahomeError(msg) from None
         return [f"{m.version} {m.name}" for m in applied]
 
     def load(
@@ -241,7 +366,8 @@ class PostgresSink:
         """
         start = time.perf_counter()
         result = LoadResult(self.capabilities.name, self.target)
-        with connect(self._url) as conn:
+        with contextlib.closing(self._connection()) as conn:
+            self._conn = None  # closed when this load ends
             plans = []
             for layer, name in datasets:
                 try:
