@@ -196,28 +196,34 @@ def _agreement(mine: pd.DataFrame, stored: pd.DataFrame, column: str) -> float:
 
 def run_reference(job: ReferenceJob) -> dict[str, Any]:
     """In a child: load, then P and G at `job.dates` calc dates spread over the history."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     inputs = Inputs(job.cache)
-    setup = time.perf_counter() - started
+    setup, setup_cpu = time.perf_counter() - started, time.process_time() - cpu
     dates = inputs.calc_dates
     step = len(dates) / (job.dates + 1)
     chosen = [dates[int(step * (i + 1))] for i in range(job.dates)]
     stored_p = _read(job.cache, "factors", "p", ["ts_code", "calc_date", "p_score"])
     stored_g = _read(job.cache, "factors", "g", ["ts_code", "calc_date", "g_score"])
     p_seconds, g_seconds, p_agree, g_agree = [], [], [], []
+    p_cpu, g_cpu = [], []
     for t in chosen:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         p = p_at(inputs, t)
         p_seconds.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        p_cpu.append(time.process_time() - cpu)
+        started, cpu = time.perf_counter(), time.process_time()
         g = g_at(inputs, t)
         g_seconds.append(time.perf_counter() - started)
+        g_cpu.append(time.process_time() - cpu)
         p_agree.append(_agreement(p, stored_p[stored_p["calc_date"] == t], "p_score"))
         g_agree.append(_agreement(g, stored_g[stored_g["calc_date"] == t], "g_score"))
     return {
         "setup_s": setup,
+        "setup_cpu_s": setup_cpu,
         "p_s": p_seconds,
         "g_s": g_seconds,
+        "p_cpu_s": p_cpu,
+        "g_cpu_s": g_cpu,
         "dates": [d.isoformat() for d in chosen],
         "calc_dates": len(dates),
         "p_agreement": min(p_agree),

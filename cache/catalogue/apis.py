@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -191,20 +192,46 @@ def to_frame(api: str, fields: list[str], items: list[list[Any]]) -> pl.DataFram
     """Rows of a response as a frame with the documented types.
 
     Numbers that arrive as ints where floats are documented become floats, numbers
-    documented as str become their text, `YYYYMMDD` strings become DATE.
+    documented as str become their text, `YYYYMMDD` strings become DATE. A column whose
+    values all have the documented JSON type is converted by Polars at once; any other
+    goes value by value.
     """
     spec = api_spec(api)
     columns: dict[str, pl.Series] = {}
-    for i, name in enumerate(fields):
+    transposed = list(zip(*items, strict=True)) if items else [() for _ in fields]
+    for name, raw in zip(fields, transposed, strict=True):
         kind = spec.field(name).type
-        raw = [row[i] for row in items]
-        if kind == "date":
-            values: list[Any] = [parse_date(v) for v in raw]
-        elif kind == "float":
-            values = [None if v is None else float(v) for v in raw]
-        elif kind == "int":
-            values = [None if v is None else int(v) for v in raw]
-        else:
-            values = [None if v is None else str(v) for v in raw]
-        columns[name] = pl.Series(name, values, dtype=POLARS_TYPES[kind])
+        series = _column_at_once(name, kind, raw)
+        if series is None:
+            series = _column_by_value(name, kind, raw)
+        columns[name] = series
     return pl.DataFrame(columns, schema={n: POLARS_TYPES[spec.field(n).type] for n in fields})
+
+
+def _column_at_once(name: str, kind: str, raw: Sequence[Any]) -> pl.Series | None:
+    """A column converted by Polars in one go; None when a value is not of the plain
+    JSON type the documented type expects (then `_column_by_value` converts it)."""
+    try:
+        if kind == "float":
+            return pl.Series(name, raw, dtype=pl.Float64, strict=True)
+        if kind == "int":
+            return pl.Series(name, raw, dtype=pl.Int64, strict=True)
+        text = pl.Series(name, raw, dtype=pl.String, strict=True)
+        if kind == "date":
+            return text.replace("", None).str.strptime(pl.Date, "%Y%m%d", strict=True)
+        return text if kind == "str" else None
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+        return None
+
+
+def _column_by_value(name: str, kind: str, raw: Sequence[Any]) -> pl.Series:
+    """A column converted value by value (`int`, `float`, `str`, `parse_date`)."""
+    if kind == "date":
+        values: list[Any] = [parse_date(v) for v in raw]
+    elif kind == "float":
+        values = [None if v is None else float(v) for v in raw]
+    elif kind == "int":
+        values = [None if v is None else int(v) for v in raw]
+    else:
+        values = [None if v is None else str(v) for v in raw]
+    return pl.Series(name, values, dtype=POLARS_TYPES[kind])

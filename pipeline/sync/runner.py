@@ -3,9 +3,12 @@
 `run_sync` is the entry point of `ah sync` and of the pipeline's `ah run`. One run owns
 one client (so one pacer per API for all tasks) and runs the selected tasks
 concurrently. For each task the planner (plan.py) lists the work items; fetchers call
-the API (splitting any answer cut short at the row cap), a committer merges finished
-items into the dataset's partition files (cache/store.py) and then records them in the
-task state, so a killed run resumes where it stopped. Afterwards the DuckDB catalogue
+the API (splitting any answer cut short at the row cap) at the quota, each answered
+page is written to a durable spill file (spill.py), and a merger merges the spilled
+pages into the dataset's partition files (cache/store.py) in large batches in a worker
+thread, then records their units in the task state: the fetchers never wait for a
+merge, and a killed run's spilled pages are merged by the next run before it plans, so
+it resumes where it stopped without asking them again. Afterwards the DuckDB catalogue
 of views is rebuilt and a report is written.
 
 Before anything is written, the run fetches the calendar (which also proves the token)
@@ -71,13 +74,18 @@ from pipeline.sync.plan import (
     within_bounds,
 )
 from pipeline.sync.recover import recover_task_states
+from pipeline.sync.spill import Spilled, recover, remove_spills, write_spill
+from pipeline.sync.spill import tidy as tidy_spills
 from pipeline.sync.tasks import TaskSpec, select_tasks, task
 
 log = get_logger("sync")
 
 DEFAULT_CONCURRENCY = 4
+# A merge of spilled pages starts when this many work items or rows wait, or when the
+# oldest has waited FLUSH_SECONDS; with no batch size configured it takes every page
+# waiting by then (the merger catches up in larger batches when it falls behind).
 DEFAULT_BATCH_ITEMS = 64
-BATCH_ROWS = 100_000
+BATCH_ROWS = 200_000
 FLUSH_SECONDS = 20.0
 # Mid-sync view rebuilds (each rewrites the whole catalogue file) are this far apart at
 # least, so a run of many new datasets does not rebuild it once per dataset; the rebuild
@@ -390,16 +398,55 @@ class Piece:
 
 
 @dataclass
-class Batch:
-    """Pieces waiting to be committed together."""
+class MergeQueue:
+    """Spilled pages waiting for their merge, oldest first; `wake` tells the merger
+    that a batch is due or that no more pages come (`closed`)."""
 
-    pieces: list[Piece] = field(default_factory=list)
+    pages: list[Spilled] = field(default_factory=list)
     rows: int = 0
+    items: int = 0  # work items the waiting pages finish
+    since: float | None = None  # time.monotonic() when the oldest page was spilled
+    closed: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
 
-    @property
-    def first_fetch(self) -> dt.datetime:
-        """When the oldest rows of the batch were fetched."""
-        return min(p.fetched_at for p in self.pieces)
+    def add(self, page: Spilled) -> None:
+        """One more spilled page."""
+        if not self.pages:
+            self.since = time.monotonic()
+        self.pages.append(page)
+        self.rows += page.frame.height
+        self.items += page.last
+
+    def due(self, batch_items: int, now: float) -> bool:
+        """Whether a merge should start: enough items or rows wait, or the oldest page
+        has waited FLUSH_SECONDS."""
+        if not self.pages:
+            return False
+        aged = self.since is not None and now - self.since >= FLUSH_SECONDS
+        return self.items >= batch_items or self.rows >= BATCH_ROWS or aged
+
+    def wait_s(self, now: float) -> float:
+        """How long the merger may sleep before the oldest page is due by age."""
+        if self.since is None or not self.pages:
+            return FLUSH_SECONDS
+        return max(0.0, FLUSH_SECONDS - (now - self.since))
+
+    def take(self, items: int | None) -> list[Spilled]:
+        """The next batch: every waiting page, or (with a fixed batch size) the pages
+        up to and including the one that finishes the `items`-th item."""
+        count = len(self.pages)
+        if items is not None:
+            finished = 0
+            for position, page in enumerate(self.pages):
+                finished += page.last
+                if finished >= items:
+                    count = position + 1
+                    break
+        batch, self.pages = self.pages[:count], self.pages[count:]
+        self.rows -= sum(p.frame.height for p in batch)
+        self.items -= sum(p.last for p in batch)
+        self.since = time.monotonic() if self.pages else None
+        return batch
 
 
 class TaskRunner:
@@ -422,7 +469,10 @@ class TaskRunner:
         override = ctx.settings.task(self.spec.name)
         self.concurrency = override.concurrency or DEFAULT_CONCURRENCY
         self.max_retries = override.max_retries if override.max_retries is not None else None
-        self.batch_items = override.batch_size or ctx.settings.run.batch_size or DEFAULT_BATCH_ITEMS
+        configured = override.batch_size or ctx.settings.run.batch_size
+        self.fixed_batch = configured is not None  # `batch_size`: units per merge, exactly
+        self.batch_items = configured or DEFAULT_BATCH_ITEMS
+        self.queue = MergeQueue()
         self.outcome = TaskOutcome(
             task=self.spec.name,
             api=plan.api,
@@ -499,7 +549,7 @@ class TaskRunner:
                 "%s: %s; its other units wait for the next run", self.spec.name, self.stop_reason
             )
 
-    # ---- committing
+    # ---- spilling and merging
 
     def _commit(self, frame: pl.DataFrame, fetched_at: dt.datetime) -> int:
         result = commit(
@@ -512,51 +562,97 @@ class TaskRunner:
         )
         return result.rows_saved
 
-    async def flush(self, batch: Batch) -> None:
-        """Commit a batch, then record its finished items and complete units."""
-        if not batch.pieces:
-            return
-        pieces = batch.pieces
-        frame = within_bounds(self.plan, pl.concat([p.frame for p in pieces], how="vertical"))
+    def _write_spill(self, piece: Piece, units: Sequence[str]) -> Spilled:
+        """Keep one fetched page on disk until its merge (runs in a worker thread)."""
+        return write_spill(
+            self.ctx.layout,
+            self.spec.name,
+            self.ctx.run_id,
+            within_bounds(self.plan, piece.frame),
+            piece.fetched_at,
+            item=piece.item.id,
+            last=piece.last,
+            units=units,
+            plan_id=self.plan.plan_id,
+            mode=self.ctx.mode,
+        )
+
+    async def spiller(self, results: ObjectReceiveStream[Piece]) -> None:
+        """Write each arriving page to a spill file (quick: the fetchers never wait
+        for a merge) and hand it to the merger."""
+        queue = self.queue
+        async with results:
+            async for piece in results:
+                self.outcome.rows_fetched += piece.frame.height
+                units = self._completes(piece)
+                spilled = await anyio.to_thread.run_sync(self._write_spill, piece, units)
+                queue.add(spilled)
+                if queue.due(self.batch_items, time.monotonic()):
+                    queue.wake.set()
+        queue.closed = True
+        queue.wake.set()
+
+    async def merger(self) -> None:
+        """Merge the spilled pages into the dataset in large batches, in a worker
+        thread, while the fetchers go on; record each batch's units after its merge."""
+        queue = self.queue
+        while True:
+            while not queue.closed and not queue.due(self.batch_items, time.monotonic()):
+                with anyio.move_on_after(queue.wait_s(time.monotonic())):
+                    await queue.wake.wait()
+                queue.wake = anyio.Event()
+            batch = queue.take(self.batch_items if self.fixed_batch else None)
+            if not batch:
+                return
+            await self._merge(batch)
+
+    async def _merge(self, batch: list[Spilled]) -> None:
+        """Merge one batch of spilled pages, record what they complete, drop their files."""
+        frame = pl.concat([s.frame for s in batch], how="vertical")
+        fetched_at = min(s.fetched_at for s in batch)
+        refused: set[str] = set()
         try:
             with slow_operation(
-                f"commit {self.spec.name} ({frame.height} rows)",
+                f"merge {self.spec.name} ({frame.height} rows)",
                 self.ctx.settings.run.slow_operation_s,
                 log,
             ):
-                saved = await anyio.to_thread.run_sync(self._commit, frame, batch.first_fetch)
+                saved = await anyio.to_thread.run_sync(self._commit, frame, fetched_at)
             self.outcome.rows_saved += saved
         except AppendConflict:
-            pieces = await self._commit_one_by_one(pieces, batch.first_fetch)
-        completed = [u for p in pieces for u in self._completes(p)]
+            refused = await self._commit_one_by_one(batch, fetched_at)
+        crash_point("merge")
+        completed = [u for s in batch for u in s.units]
+        if refused:  # a unit an item failed on is not complete
+            lost = {u for i in self.plan.items if i.id in refused for u in i.units}
+            completed = [u for u in completed if u not in lost]
+        self.state.plan_done.update(s.item for s in batch if s.last and s.item not in refused)
         self._record(completed)
+        await anyio.to_thread.run_sync(remove_spills, batch)
         await self.ensure_view()
-        batch.pieces, batch.rows = [], 0
 
     async def _commit_one_by_one(
-        self, pieces: Sequence[Piece], fetched_at: dt.datetime
-    ) -> list[Piece]:
+        self, batch: Sequence[Spilled], fetched_at: dt.datetime
+    ) -> set[str]:
         """Append mode met stored keys: commit item by item; the refused items fail."""
         refused = set()
-        for item in dict.fromkeys(p.item for p in pieces):
-            rows = [p.frame for p in pieces if p.item == item]
-            part = within_bounds(self.plan, pl.concat(rows, how="vertical"))
+        for item in dict.fromkeys(s.item for s in batch):
+            part = pl.concat([s.frame for s in batch if s.item == item], how="vertical")
             try:
                 self.outcome.rows_saved += await anyio.to_thread.run_sync(
                     self._commit, part, fetched_at
                 )
             except AppendConflict as exc:
                 self.errors.append(str(exc))
-                refused.add(item.id)
-        return [p for p in pieces if p.item.id not in refused]
+                refused.add(item)
+        return refused
 
     def _completes(self, piece: Piece) -> list[str]:
-        """Units that this committed piece completes: on a cursor page of a ranged item
-        (which alone covers its dates), those dated after the cursor; on the last
-        piece, every unit of the item not completed before."""
+        """Units that this piece completes: on a cursor page of a ranged item (which
+        alone covers its dates), those dated after the cursor; on the last piece, every
+        unit of the item not completed before."""
         item, seen = piece.item, self.partly_done.setdefault(piece.item.id, set())
         if piece.last:
-            self.state.plan_done.add(item.id)
             units = [u for u in item.units if u not in seen]
         elif piece.complete_after is not None and self.plan.strategy == "ranges":
             units = [u for u in item.units if u not in seen and unit_date(u) > piece.complete_after]
@@ -599,21 +695,6 @@ class TaskRunner:
                 ctx.views.update(built.get("raw", []) if built is not None else [name])
                 ctx.views_built_at = time.monotonic()
 
-    async def committer(self, results: ObjectReceiveStream[Piece]) -> None:
-        """Batch the arriving rows by pieces, rows and time; commit each batch."""
-        batch = Batch()
-        last = time.monotonic()
-        async with results:
-            async for piece in results:
-                batch.pieces.append(piece)
-                batch.rows += piece.frame.height
-                self.outcome.rows_fetched += piece.frame.height
-                full = len(batch.pieces) >= self.batch_items or batch.rows >= BATCH_ROWS
-                if full or time.monotonic() - last >= FLUSH_SECONDS:
-                    await self.flush(batch)
-                    last = time.monotonic()
-            await self.flush(batch)
-
     # ---- the whole task
 
     async def run(self) -> TaskOutcome:
@@ -639,7 +720,9 @@ class TaskRunner:
                 group.start_soon(self.fetcher, receive_items.clone(), send_results.clone())
             receive_items.close()
             send_results.close()
-            group.start_soon(self.committer, receive_results)
+            group.start_soon(self.spiller, receive_results)
+            group.start_soon(self.merger)
+        tidy_spills(self.ctx.layout, name)
         stats = self.ctx.source.client.stats
         self.outcome.calls = stats.for_tag("calls", name)
         self.outcome.retries = stats.for_tag("retries", name)
@@ -746,6 +829,11 @@ def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncRepo
         raise first_leaf(group) from None
 
 
+def plan_skipped(plans: Sequence[TaskPlan], spec: TaskSpec) -> bool:
+    """Whether the task is skipped in this run (its spills wait for a run that syncs it)."""
+    return any(p.task.name == spec.name and p.skip_reason for p in plans)
+
+
 def first_leaf(error: BaseException) -> BaseException:
     """The first exception inside (nested) exception groups: the one worth reporting."""
     while isinstance(error, BaseExceptionGroup):
@@ -792,6 +880,8 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
             remember_source(layout, source.kind, source.label)
             locks.acquire(names)
             sweep_catalog_temporaries(layout)
+            if sum(recover(layout, store, spec) for spec in specs if not plan_skipped(plans, spec)):
+                plans = planner.plan_all(specs, market)  # the recovered units are not missing
             market, plans = await _with_events(planner, source, market, plans, prefetched)
             ctx = RunContext(
                 settings, layout, source, store, market, prefetched, request.mode,

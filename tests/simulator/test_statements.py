@@ -394,3 +394,28 @@ def test_every_computed_line_is_a_documented_field() -> None:
     formulas = _field_formulas(x, _derived(x))
     assert set(formulas) <= set(api_spec("fina_indicator").field_names)
     assert len(formulas) > 150
+
+
+@pytest.mark.parametrize(
+    "api", ["income_vip", "balancesheet_vip", "cashflow_vip", "fina_indicator_vip"]
+)
+def test_a_period_answer_is_its_kept_table_filtered_by_today(fresh: Simulator, api: str) -> None:
+    """A period is answered from one table kept per period (built here at a later today)
+    and filtered at request time: the rows equal the whole-history answer's rows of
+    that period as of the earlier today, newest announcement first, and the filters
+    apply as they do to the history."""
+    base = api.removesuffix("_vip")
+    fresh.set_today(dt.date(2024, 6, 28))
+    fresh.ground_truth(api, period="20231231")  # builds and keeps the period's table
+    fresh.set_today(dt.date(2024, 4, 15))  # mid-season: some reports not out yet
+    history = fresh.ground_truth(base).filter(pl.col("end_date") == dt.date(2023, 12, 31))
+    answer = fresh.ground_truth(api, period="20231231")
+    assert 0 < answer.height == history.height
+    assert answer.sort(answer.columns).equals(history.sort(history.columns))
+    assert answer["ann_date"].is_sorted(descending=True)
+    assert answer["ann_date"].max() <= dt.date(2024, 4, 15)
+    day = answer["ann_date"][answer.height // 2]
+    one_day = fresh.ground_truth(api, period="20231231", ann_date=day.strftime("%Y%m%d"))
+    expected = history.filter(pl.col("ann_date") == day)
+    assert 0 < one_day.height == expected.height < answer.height
+    assert one_day.sort(one_day.columns).equals(expected.sort(expected.columns))

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from cache.views import open_catalog
+from pipeline.sync.spill import read_spill
 from tests.cli_runner import ah_killed
 from tests.sync.conftest import START, Served, ah, cache_rows, write_config
 from tests.sync.reference import truth_rows
@@ -45,6 +46,9 @@ def last_report(root: Path) -> dict:
     [
         "partition:5",  # between the partition files of one commit ("compaction")
         "state:4",  # after a commit, before the next
+        "spill:9",  # a fetched page spilled to disk, not merged yet
+        pytest.param("merge:2", marks=pytest.mark.slow),  # merged, its units not recorded
+        pytest.param("unspill:3", marks=pytest.mark.slow),  # recorded, spill files half gone
         pytest.param("fetch:6", marks=pytest.mark.slow),  # an answer received, not committed
         pytest.param("write:3", marks=pytest.mark.slow),  # a temporary Parquet file written
         pytest.param("views:2", marks=pytest.mark.slow),  # while the catalogue is rebuilt
@@ -82,6 +86,9 @@ def test_resume_fetches_only_what_is_missing_and_no_resume_starts_afresh(
     assert crashed.returncode == -signal.SIGKILL
     state = json.loads((tmp_path / "data/state/tasks/weekly.json").read_text())
     assert len(state["plan_done"]) == 8  # two batches of four recorded before the kill
+    # pages fetched after them wait in spill files: merged by the re-run, not asked again
+    spills = (tmp_path / "data/raw/weekly/.spill").glob("*.arrow")
+    kept = set(state["plan_done"]) | {read_spill(path).item for path in spills}
     resumed_copy = tmp_path / "copy"
     write_config(resumed_copy, served.url, extra=extra)
     import shutil
@@ -89,7 +96,8 @@ def test_resume_fetches_only_what_is_missing_and_no_resume_starts_afresh(
     shutil.copytree(tmp_path / "data", resumed_copy / "data")
     served.sim.reset_calls()
     assert ah(*args, cwd=tmp_path).returncode == 0
-    assert served.sim.calls["weekly"] == 20 - 8
+    assert served.sim.calls["weekly"] == 20 - len(kept)
+    assert not (tmp_path / "data/raw/weekly/.spill").exists()
     served.sim.reset_calls()
     again = ("--config", str(resumed_copy / "alphahome.toml"), *args[2:], "--no-resume")
     assert ah(*again, cwd=resumed_copy).returncode == 0
@@ -97,6 +105,25 @@ def test_resume_fetches_only_what_is_missing_and_no_resume_starts_afresh(
     for root in (tmp_path / "data", resumed_copy / "data"):
         assert cache_rows(root, "weekly") == truth_rows(served.sim, "weekly", START)
         assert last_report(root)["tasks"][0]["status"] == "success"
+
+
+def test_pages_spilled_before_a_kill_are_merged_by_the_rerun_not_fetched_again(
+    tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    served = serve(stocks=20)
+    config = write_config(tmp_path, served.url, extra="[tasks.weekly]\nbatch_size = 4\n")
+    args = ("--config", str(config), "sync", "weekly", "--start", START.isoformat())
+    # weekly: one page per stock; killed right after the 12th page is spilled
+    crashed = ah(*args, cwd=tmp_path, env={"AH_TEST_CRASH_AT": "spill:12"})
+    assert crashed.returncode == -signal.SIGKILL
+    assert list((tmp_path / "data/raw/weekly/.spill").glob("*.arrow"))
+    served.sim.reset_calls()
+    rerun = ah(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert served.sim.calls["weekly"] == 20 - 12  # every spilled page kept, merged or not
+    assert cache_rows(tmp_path / "data", "weekly") == truth_rows(served.sim, "weekly", START)
+    assert not (tmp_path / "data/raw/weekly/.spill").exists()
+    assert_readable(tmp_path / "data")
 
 
 class Interrupted(Exception):
@@ -116,7 +143,7 @@ def test_a_ranged_backfill_commits_page_by_page_and_resumes_where_it_stopped(
     monkeypatch.setattr(sync_module, "BATCH_ROWS", 1)  # commit every page
 
     def crash_after_first_commit(point: str) -> None:
-        if point == "state" and (tmp_path / "data/raw/daily").exists():
+        if point == "state" and any((tmp_path / "data/raw/daily").rglob("*.parquet")):
             raise Interrupted
 
     monkeypatch.setattr(sync_module, "crash_point", crash_after_first_commit)
@@ -125,11 +152,17 @@ def test_a_ranged_backfill_commits_page_by_page_and_resumes_where_it_stopped(
     state = json.loads((tmp_path / "data/state/tasks/daily.json").read_text())
     assert 0 < len(state["committed"]) < len(truth_dates(served))  # the newest page's dates
     newest_missing = max(set(truth_dates(served)) - set(state["committed"]))
+    # the other page, when it was fetched before the interruption, waits in a spill file
+    spilled = any(
+        not set(read_spill(path).units) <= set(state["committed"])
+        for path in (tmp_path / "data/raw/daily/.spill").glob("*.arrow")
+    )
     monkeypatch.undo()
     served.sim.reset_calls()
     assert run_sync(settings, request).exit_code == 0
-    # the as-of probe, the one page left, and the refresh window (the last three dates)
-    assert served.sim.calls["daily"] == 3
+    # the as-of probe, the refresh window (the last three dates), and the page left
+    # unless it was spilled
+    assert served.sim.calls["daily"] == (2 if spilled else 3)
     assert newest_missing < max(state["committed"])
     assert cache_rows(tmp_path / "data", "daily") == truth_rows(served.sim, "daily", START)
 

@@ -411,24 +411,74 @@ def _field_formulas(x: _Inputs, d: dict[str, A]) -> dict[str, Callable[[], A]]:
 
 
 def fina_indicator(market: Market, q: Query) -> pl.DataFrame:
-    """Indicator rows (start_date / end_date filter the report period, as documented)."""
+    """Indicator rows (start_date / end_date filter the report period, as documented).
+
+    A request for one period is answered from that period's rows, built once per market
+    horizon with every version ever announced (`Market.memo`) and filtered here by
+    today and the request's parameters.
+    """
     u = market.universe
     pid = period_param(q)
     if pid == -1:
         return frames.empty("fina_indicator")
+    if pid is not None:
+        return _from_period(market, q, pid)
     v = versions(market, u.select(q.items("ts_code")), pid, q.today)
+    v = _ordered(market, _filtered(v, q), q)
+    return _build(market, v)
+
+
+def _filtered(v: Versions, q: Query) -> Versions:
+    """The versions an announcement day or a period range asks for."""
     end = end_days(v.pid) if len(v) else np.zeros(0, dtype=np.int64)
     keep = q.day_matches("ann_date", v.ann)
     lo, hi = q.day("start_date"), q.day("end_date")
     keep &= (end >= (lo or 0)) & (end <= (hi or 10**9))
-    v = v.take(keep)
+    return v.take(keep)
+
+
+def _ordered(market: Market, v: Versions, q: Query) -> Versions:
+    """Versions with the published duplicates, newest first, cut to the request's window."""
     twice = (
         noise.uniform(market.seed, "duplicate_fina_indicator", v.stock, v.pid, v.version)
         < DUPLICATE_SHARE
     )
     v = v.take(np.concatenate([np.arange(len(v)), np.flatnonzero(twice)]))
     order = newest_first(market, v.stock, v.pid, v.ann, v.version)
-    v = v.take(order[q.window(len(order))])
+    return v.take(order[q.window(len(order))])
+
+
+_EVERY_DAY = np.iinfo(np.int64).max  # "today" that sees every version ever announced
+
+
+def _from_period(market: Market, q: Query, pid: int) -> pl.DataFrame:
+    """One period's rows as of the request's today, from the period's kept table."""
+
+    def build() -> tuple[Versions, pl.DataFrame]:
+        every = versions(market, np.arange(market.universe.count, dtype=np.int64), pid, _EVERY_DAY)
+        v = _ordered(market, every, Query({}, today=_EVERY_DAY))
+        return v, _build(market, v)
+
+    v, frame = market.memo(f"fina_indicator:{pid}", build)
+    keep = np.maximum(v.ann, v.f_ann) <= q.today
+    codes = q.items("ts_code")
+    if codes is not None:
+        keep &= np.isin(v.stock, market.universe.select(codes))
+    keep &= q.day_matches("ann_date", v.ann)
+    lo, hi = q.day("start_date"), q.day("end_date")
+    end = int(end_days(np.array([pid]))[0])
+    if not (lo or 0) <= end <= (hi or 10**9):
+        keep[:] = False
+    rows = np.flatnonzero(keep)
+    rows = rows[q.window(len(rows))]
+    if len(rows) == len(v):
+        return frame
+    return frame.select(pl.all().gather(rows))
+
+
+def _build(market: Market, v: Versions) -> pl.DataFrame:
+    """The indicator rows of versions already filtered and ordered."""
+    u = market.universe
     columns: dict[str, A] = {}
     if len(v):
         x = _Inputs(market, v)

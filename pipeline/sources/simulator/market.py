@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from pipeline.sources.simulator.universe import Universe, build_universe
 
 T = TypeVar("T")
 _CALENDAR_MARGIN_YEARS = 3  # announcements, restatements and delistings reach this far ahead
+MEMO_ENTRIES = 48  # answers kept by `Market.memo` (a full-market statement period: ~5 MB)
 
 
 class Market:
@@ -36,6 +38,7 @@ class Market:
         self._today = config.today
         self._lock = threading.RLock()
         self._parts: dict[tuple[str, int], Any] = {}
+        self._memo: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
     @property
     def today(self) -> dt.date:
@@ -51,6 +54,8 @@ class Market:
             self._today = day
             horizon = self.horizon_year
             self._parts = {k: v for k, v in self._parts.items() if k[1] == horizon}
+            for key in [k for k in self._memo if k[1] != horizon]:
+                del self._memo[key]
 
     def advance(self, sessions: int) -> dt.date:
         """Move today forward by `sessions` open days of the SSE calendar; the new today."""
@@ -85,6 +90,22 @@ class Market:
             if key not in self._parts:
                 self._parts[key] = build()
             return self._parts[key]
+
+    def memo(self, name: str, build: Callable[[], T]) -> T:
+        """A derived table built once per horizon and kept while it is among the
+        `MEMO_ENTRIES` most recently used (answers whose rows do not depend on today,
+        filtered by today when asked)."""
+        key = (name, self.horizon_year)
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        value = build()  # outside the lock: other requests go on meanwhile
+        with self._lock:
+            self._memo[key] = value
+            while len(self._memo) > MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        return value
 
     @property
     def calendar(self) -> TradingCalendar:

@@ -253,11 +253,19 @@ def newest_first(
 
 
 def statement(market: Market, q: Query, api: str) -> pl.DataFrame:
-    """Rows of income, balancesheet or cashflow for the request (plain or _vip)."""
+    """Rows of income, balancesheet or cashflow for the request (plain or _vip).
+
+    A request for one period is answered from that period's table, built once per
+    market horizon with every version ever announced (`period_table`) and filtered here
+    by today and the request's parameters; other requests (one stock's history) are
+    built for the stocks they name.
+    """
     u = market.universe
     pid = period_param(q)
     if pid == -1:
         return frames.empty(api)
+    if pid is not None:
+        return _from_table(market, q, period_table(market, api, pid))
     v, report_type = _rows_to_emit(
         market, api, versions(market, u.select(q.items("ts_code")), pid, q.today), q
     )
@@ -265,7 +273,12 @@ def statement(market: Market, q: Query, api: str) -> pl.DataFrame:
         market, v.stock, v.pid, v.ann, -v.f_ann, report_type.astype(np.int64), v.version
     )
     order = order[q.window(len(order))]
-    v, report_type = v.take(order), report_type[order]
+    return _build(market, api, v.take(order), report_type[order])
+
+
+def _build(market: Market, api: str, v: Versions, report_type: NDArray[np.str_]) -> pl.DataFrame:
+    """The answer's rows for versions already expanded, filtered and ordered."""
+    u = market.universe
     revised = v.version == 1
     lines: Lines = {}
     if len(v):
@@ -288,3 +301,59 @@ def statement(market: Market, q: Query, api: str) -> pl.DataFrame:
             "update_flag": v.version.astype(str),
         },
     )
+
+
+@dataclass(frozen=True)
+class PeriodTable:
+    """Every row a statement API ever publishes for one period, newest first, with the
+    attributes requests filter on (one entry per row of `frame`)."""
+
+    versions: Versions
+    report_type: NDArray[np.str_]
+    comp_type: NDArray[np.str_]
+    frame: pl.DataFrame
+
+
+_EVERY_DAY = np.iinfo(np.int64).max  # "today" that sees every version ever announced
+
+
+def period_table(market: Market, api: str, pid: int) -> PeriodTable:
+    """One period's table of `api` for the whole market, built on first use and kept
+    (`Market.memo`): a period's rows never change, only which of them today shows."""
+
+    def build() -> PeriodTable:
+        every = versions(market, np.arange(market.universe.count, dtype=np.int64), pid, _EVERY_DAY)
+        v, report_type = _rows_to_emit(market, api, every, Query({}, today=_EVERY_DAY))
+        order = newest_first(
+            market, v.stock, v.pid, v.ann, -v.f_ann, report_type.astype(np.int64), v.version
+        )
+        v, report_type = v.take(order), report_type[order]
+        comp = market.fundamentals.comp_type[v.stock].astype(str)
+        return PeriodTable(v, report_type, comp, _build(market, api, v, report_type))
+
+    return market.memo(f"statement:{api}:{pid}", build)
+
+
+def _from_table(market: Market, q: Query, table: PeriodTable) -> pl.DataFrame:
+    """The rows of a period table the request asks for, as of its today."""
+    v = table.versions
+    keep = np.maximum(v.ann, v.f_ann) <= q.today
+    codes = q.items("ts_code")
+    if codes is not None:
+        keep &= np.isin(v.stock, market.universe.select(codes))
+    keep &= (
+        q.matches("comp_type", table.comp_type)
+        & q.day_matches("ann_date", v.ann)
+        & q.day_matches("f_ann_date", v.f_ann)
+        & q.matches("report_type", table.report_type)
+    )
+    lo, hi = q.day("start_date"), q.day("end_date")
+    if lo is not None:
+        keep &= v.ann >= lo
+    if hi is not None:
+        keep &= v.ann <= hi
+    rows = np.flatnonzero(keep)
+    rows = rows[q.window(len(rows))]
+    if len(rows) == len(v):
+        return table.frame
+    return table.frame.select(pl.all().gather(rows))

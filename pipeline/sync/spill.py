@@ -1,0 +1,186 @@
+"""Durable spill files: fetched rows kept on disk until they are merged into the cache.
+
+A sync task does not merge every answer into its partition files as it arrives (each
+merge reads, sorts, compresses and rewrites whole files); it writes each fetched page
+to a spill file of its own and merges the spilled pages into the dataset in large
+batches in a worker thread, while the fetchers go on at the quota. A spill file is an
+Arrow IPC file under `raw/<name>/.spill/` (a folder no `*.parquet` glob reads), written
+atomically and fsynced; its schema metadata says what it completes: the work items it
+finishes, the units whose every item is now fetched, the plan, the commit mode and when
+its rows were fetched.
+
+So a page that was answered is never asked again: a run killed before a merge leaves
+the spill files, and the next run merges them into the dataset and records their units
+(`recover`) before it plans. Merging is idempotent (cache/store.py), so a spill merged
+once already (killed before its file was deleted) changes nothing when merged again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc
+
+from cache.atomic import atomic_path
+from cache.layout import CacheLayout
+from cache.state import StateStore
+from cache.store import AppendConflict, Mode, commit
+from foundation.crashpoints import crash_point
+from foundation.logs import get_logger
+from pipeline.sync.tasks import TaskSpec
+
+log = get_logger("sync")
+
+SPILL_DIR = ".spill"
+SPILL_SUFFIX = ".arrow"
+_META_KEY = b"alphahome.spill"
+_sequence = itertools.count()
+
+
+@dataclass(frozen=True)
+class Spilled:
+    """One spilled page: its file, rows, what it completes, and when it was fetched."""
+
+    path: Path
+    frame: pl.DataFrame
+    fetched_at: dt.datetime
+    item: str  # the work item the page answers
+    last: bool  # the item's last page: the item is finished
+    units: tuple[str, ...]  # units complete once this page is merged
+    plan_id: str | None
+    mode: Mode
+
+
+def spill_dir(layout: CacheLayout, name: str) -> Path:
+    """Where a dataset's spill files wait for their merge."""
+    return layout.dataset_dir("raw", name) / SPILL_DIR
+
+
+def write_spill(
+    layout: CacheLayout,
+    name: str,
+    run_id: str,
+    frame: pl.DataFrame,
+    fetched_at: dt.datetime,
+    *,
+    item: str,
+    last: bool,
+    units: Sequence[str],
+    plan_id: str | None,
+    mode: Mode,
+) -> Spilled:
+    """Write one fetched page to its own spill file, durably (fsynced, then renamed)."""
+    path = spill_dir(layout, name) / f"{run_id}-{os.getpid()}-{next(_sequence):09d}{SPILL_SUFFIX}"
+    meta = {
+        "fetched_at": fetched_at.isoformat(),
+        "item": item,
+        "last": last,
+        "units": list(units),
+        "plan_id": plan_id,
+        "mode": mode,
+    }
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode("utf-8")})
+    with (
+        atomic_path(path) as tmp,
+        pa.OSFile(str(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+    ):
+        writer.write_table(table)
+    crash_point("spill")
+    return Spilled(path, frame, fetched_at, item, last, tuple(units), plan_id, mode)
+
+
+def read_spill(path: Path) -> Spilled:
+    """A spill file back: its rows and what it completes."""
+    with pa.OSFile(str(path), "rb") as source:
+        reader = pa.ipc.open_file(source)
+        table = reader.read_all()
+        meta = json.loads((reader.schema.metadata or {})[_META_KEY])
+    frame = pl.from_arrow(table.replace_schema_metadata(None))
+    assert isinstance(frame, pl.DataFrame)
+    return Spilled(
+        path,
+        frame,
+        dt.datetime.fromisoformat(meta["fetched_at"]),
+        meta["item"],
+        meta["last"],
+        tuple(meta["units"]),
+        meta["plan_id"],
+        meta["mode"],
+    )
+
+
+def remove_spills(spilled: Iterable[Spilled]) -> None:
+    """Delete spill files whose rows are merged and recorded."""
+    for done in spilled:
+        with contextlib.suppress(FileNotFoundError):
+            done.path.unlink()
+        crash_point("unspill")
+
+
+def leftover(layout: CacheLayout, name: str) -> list[Path]:
+    """A dataset's spill files left by a killed run, oldest first."""
+    folder = spill_dir(layout, name)
+    return sorted(folder.glob(f"*{SPILL_SUFFIX}")) if folder.is_dir() else []
+
+
+def tidy(layout: CacheLayout, name: str) -> None:
+    """Remove a dataset's spill folder once it is empty."""
+    with contextlib.suppress(OSError):
+        spill_dir(layout, name).rmdir()
+
+
+def recover(layout: CacheLayout, store: StateStore, spec: TaskSpec) -> int:
+    """Merge the spill files a killed run left for a task into its dataset and record
+    their units as committed (the caller holds the task's lock); returns how many
+    spilled pages were merged. Spill files that cannot be read (a disk fault) are
+    dropped: their units were never recorded, so the sync fetches them again."""
+    name = spec.name
+    paths = leftover(layout, name)
+    if not paths:
+        tidy(layout, name)
+        return 0
+    spilled: list[Spilled] = []
+    for path in paths:
+        try:
+            spilled.append(read_spill(path))
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+            log.warning("%s: dropping unreadable spill file %s (%s)", name, path.name, exc)
+            path.unlink(missing_ok=True)
+    state = store.load(name)
+    mode = spilled[0].mode if spilled else "upsert"
+    if spilled:
+        rows = pl.concat([s.frame for s in spilled], how="diagonal_relaxed")
+        try:
+            commit(
+                layout,
+                spec.dataset,
+                rows,
+                min(s.fetched_at for s in spilled),
+                mode,
+                checkpoint=crash_point,
+            )
+        except AppendConflict as exc:
+            log.warning("%s: spilled pages not merged (%s); they are fetched again", name, exc)
+            remove_spills(spilled)
+            tidy(layout, name)
+            return 0
+        crash_point("merge")
+        state.committed.update(u for s in spilled for u in s.units)
+        if state.plan_id is not None:
+            state.plan_done.update(s.item for s in spilled if s.last and s.plan_id == state.plan_id)
+        store.save(state)
+        log.info("%s: merged %d page(s) fetched by an interrupted run", name, len(spilled))
+    remove_spills(spilled)
+    tidy(layout, name)
+    return len(spilled)
