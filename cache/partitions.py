@@ -41,6 +41,7 @@ __all__ = [
     "close_years",
     "closed_years",
     "partition_expr",
+    "unfinished_closings",
 ]
 
 SINGLE_FILE = "data.parquet"
@@ -88,6 +89,13 @@ def _monthly_files(folder: Path) -> dict[int, list[Path]]:
             if files:
                 found[int(sub.name)] = files
     return found
+
+
+def unfinished_closings(layout: CacheLayout, name: str) -> list[int]:
+    """Years of a raw dataset with monthly files left beside the yearly file (a killed
+    closing: their rows read twice until the dataset's next sync deletes them)."""
+    folder = layout.dataset_dir("raw", name)
+    return sorted(set(_monthly_files(folder)) & closed_years(folder))
 
 
 def _compact(spec: DatasetSpec, months: list[Path], target: Path) -> bool:
