@@ -1,13 +1,15 @@
 """Committing fetched rows into a dataset's partition files (DESIGN section 4).
 
-A dataset is a set of partition files (per month or per year of its date column, or a
-single file). Committing rows rewrites every partition they touch: read it, merge the
-new rows in, sort, write a temporary file, rename it over the old one. A reader
-therefore sees each partition either before or after the commit, never half of it and
-never a row twice, and a crash at any instant leaves a readable dataset; re-committing
-the same rows changes nothing, which is what makes resuming safe. There is no separate
-compaction: a partition is always one file. How a dataset is keyed, stored and
-partitioned is its `DatasetSpec` in the dataset catalogue (`cache.catalogue.datasets`).
+A dataset is a set of partition files (per year of its date column, per closed year and
+per month of the open year, or a single file: `cache.partitions`). Committing rows
+rewrites every partition they touch: read it, merge the new rows in, sort, write a
+temporary file, rename it over the old one. A reader therefore sees each partition
+either before or after the commit, never half of it and never a row twice, and a crash
+at any instant leaves a readable dataset; re-committing the same rows changes nothing,
+which is what makes resuming safe. A partition is always one file; the only compaction
+is the closing of a year (`cache.partitions.close_years`). How a dataset is keyed,
+stored and partitioned is its `DatasetSpec` in the dataset catalogue
+(`cache.catalogue.datasets`).
 
 Merging, by storage kind:
 - `latest`: one row per natural key; a fetched row replaces the stored row with its
@@ -33,12 +35,11 @@ import polars as pl
 from cache.atomic import TMP_SUFFIX, atomic_path, write_parquet_file
 from cache.catalogue.datasets import FETCHED_AT, FETCHED_AT_TYPE, DatasetSpec
 from cache.layout import CacheLayout
-from foundation.errors import AlphahomeError, InternalError, UsageError
+from cache.partitions import SINGLE_FILE, closed_years, partition_expr
+from foundation.errors import AlphahomeError, UsageError
 
 Mode = Literal["upsert", "append"]
 
-SINGLE_FILE = "data.parquet"
-UNDATED_FILE = "undated.parquet"
 _PART = "__partition__"
 
 
@@ -53,17 +54,6 @@ class CommitResult:
     rows_in: int
     rows_saved: int
     files: tuple[Path, ...]
-
-
-def partition_expr(spec: DatasetSpec) -> pl.Expr:
-    """The relative file of each row of a raw dataset, from its date column."""
-    if spec.partitioning == "stock_bucket":
-        msg = f"{spec.qualified} is written by the PIT build, not committed by the store"
-        raise InternalError(msg)
-    if spec.partitioning == "single" or spec.date_field is None:
-        return pl.lit(SINGLE_FILE)
-    fmt = "%Y/%Y-%m.parquet" if spec.partitioning == "month" else "%Y.parquet"
-    return pl.col(spec.date_field).dt.strftime(fmt).fill_null(UNDATED_FILE)
 
 
 def merge(
@@ -140,7 +130,7 @@ def commit(
     fetched = rows.select(spec.columns).with_columns(
         pl.lit(fetched_at, dtype=FETCHED_AT_TYPE).alias(FETCHED_AT)
     )
-    fetched = fetched.with_columns(partition_expr(spec).alias(_PART))
+    fetched = fetched.with_columns(partition_expr(spec, closed_years(folder)).alias(_PART))
     groups = fetched.partition_by(_PART, as_dict=True, include_key=False)
     planned: list[tuple[Path, pl.DataFrame, pl.DataFrame]] = []
     for (relative,), part in sorted(groups.items()):

@@ -48,10 +48,17 @@ STORAGE_VERSION = "v1.1.0"
 
 def open_catalog(path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Connect to a catalogue file with its folder as DuckDB's `file_search_path`, so
-    its views (paths relative to the cache root) read from wherever it now lives."""
+    its views (paths relative to the cache root) read from wherever it now lives.
+
+    The connection keeps the Parquet footers it has read (`parquet_metadata_cache`): a
+    view reads every file's footer before it scans, which is most of the cost of a
+    selective query (one stock's history) after the first. DuckDB drops a kept footer
+    when its file's modification time changes, and the cache replaces files by rename.
+    """
     path = Path(path).absolute()
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute(f"SET file_search_path = {_literal(str(path.parent))}")
+    con.execute("SET parquet_metadata_cache = true")
     return con
 
 

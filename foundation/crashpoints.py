@@ -1,12 +1,14 @@
 """Named points where the crash-safety tests kill a real `ah` process.
 
 `AH_TEST_CRASH_AT=<point>:<n>` makes the process SIGKILL itself the n-th time it passes
-`point`. The sync: `fetch`, `write`, `partition`, `state`, `views`. PIT: `pit-plan`,
-`shard` (a finished shard of the pool, also the factor step's), `pit-written`,
-`pit-state`. Factors: `factors-plan`, `factors-written`, `factors-state`. Load: `load-
-ddl` and `load-commit` (inside a partition's transaction), `load-partition` (after its
-COMMIT), `load-table`. A stand-alone stage command: `<stage>-report` (its work done,
-its report not yet written). Unset, a point costs one
+`point`. The sync: `fetch`, `spill` (a fetched page spilled to disk), `merge` (spills
+merged into their partitions, their units not yet recorded), `unspill`, `write`,
+`partition`, `compact` (a closed year's file written, its months not yet deleted),
+`state`, `views`. PIT: `pit-plan`, `shard` (a finished shard of the pool, also the
+factor step's), `pit-written`, `pit-state`. Factors: `factors-plan`, `factors-written`,
+`factors-state`. Load: `load-ddl` and `load-commit` (inside a partition's transaction),
+`load-partition` (after its COMMIT), `load-table`. A stand-alone stage command:
+`<stage>-report` (its work done, its report not yet written). Unset, a point costs one
 environment lookup. The tests then check that a re-run ends where a clean run does.
 """
 

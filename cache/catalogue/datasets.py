@@ -62,7 +62,8 @@ __all__ = [
 ]
 
 Storage = Literal["latest", "versions"]
-Partitioning = Literal["month", "year", "single", "stock_bucket"]
+Partitioning = Literal["year_open_month", "year", "single", "stock_bucket"]
+"""How a dataset's rows split into files; `cache.partitions` maps a row to its file."""
 
 FETCHED_AT = "_fetched_at"
 FETCHED_AT_TYPE = pl.Datetime("us", "UTC")
@@ -159,7 +160,7 @@ def _raw(
     )
 
 
-def _market(name: str, partitioning: Partitioning = "month") -> DatasetSpec:
+def _market(name: str, partitioning: Partitioning = "year_open_month") -> DatasetSpec:
     return _raw(
         name, date_field="trade_date", partitioning=partitioning, sort_by=("ts_code", "trade_date")
     )

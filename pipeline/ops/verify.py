@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from cache.catalogue.datasets import DatasetSpec, UnknownDatasetError, dataset
 from cache.layout import LAYERS, CacheLayout, Layer
+from cache.partitions import unfinished_closings
 from cache.quarantine import quarantined, unreadable_reason, unreadable_state_files
 from foundation.errors import UsageError
 from pipeline.factor_step import missing_factor_files
@@ -338,8 +339,9 @@ def calendar_gaps(layout: CacheLayout, name: str, calendar: pl.DataFrame) -> lis
 
 
 def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list[Finding]:
-    """Quarantined files not yet repaired, state files that do not parse, and
-    PIT or factor files a finished build made that are gone (of `datasets`, all if None)."""
+    """Quarantined files not yet repaired, state files that do not parse, months a killed
+    closing of a year left, and PIT or factor files a finished build made that are gone
+    (of `datasets`, all if None)."""
     findings = [
         Finding("quarantine", e.dataset, f"{e.partition}: {e.reason} (moved to {e.moved_to})")
         for e in quarantined(layout)
@@ -348,6 +350,13 @@ def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list
     if datasets is None:
         for path, reason in unreadable_state_files(layout).items():
             findings.append(Finding("state", f"state.{path.stem}", f"{path}: {reason}"))
+    for name in layout.datasets("raw"):
+        label = f"raw.{name}"
+        years = unfinished_closings(layout, name)
+        if years and (datasets is None or label in datasets):
+            shown = ", ".join(map(str, years))
+            message = f"monthly files of {shown} left beside the yearly file: run ah sync {name}"
+            findings.append(Finding("layout", label, message))
     gone = missing_parts(layout) + missing_factor_files(layout)
     for path in gone:
         relative = path.relative_to(layout.root)

@@ -39,6 +39,7 @@ from anyio.abc import ObjectReceiveStream
 from cache.asof import record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout, make_state_dir
+from cache.partitions import close_years
 from cache.quarantine import clear as clear_quarantine
 from cache.quarantine import clear_restored
 from cache.read import has_files, read_dataset
@@ -708,6 +709,7 @@ class TaskRunner:
         removed = sweep_temporary_files(self.ctx.layout, name)
         if removed:
             log.info("%s: removed %d temporary file(s) of an interrupted run", name, removed)
+        await self._close_years()  # finishes a killed closing; migrates an older layout
         self._record([u for u in self.plan.missing if self.remaining[u] == 0])
         self.ctx.progress.update(name, 0, self.calls_total)
         send_items, receive_items = anyio.create_memory_object_stream[WorkItem](len(self.todo))
@@ -761,8 +763,15 @@ class TaskRunner:
             state.plan_id, state.plan_done = None, set()
         self.ctx.store.save(state)
 
+    async def _close_years(self) -> None:
+        """Compact the monthly files of the dataset's closed years (`cache.partitions`)."""
+        layout, dataset = self.ctx.layout, self.spec.dataset
+        await anyio.to_thread.run_sync(close_years, layout, dataset, crash_point)
+
     async def _finish_dataset(self) -> None:
-        """A dataset that ended up with no file gets an empty one, so it still reads."""
+        """Close the years this run ended (their successor's rows arrived); a dataset
+        that ended up with no file gets an empty one, so it still reads."""
+        await self._close_years()
         if self.outcome.status in ("success", "no_data") and not has_files(
             self.ctx.layout, self.spec.name
         ):

@@ -107,6 +107,23 @@ def test_duplicate_keys_and_exact_duplicate_versions(synthetic: SyntheticCache) 
     assert income.examples == [f"ts_code={rows[1]['ts_code']}, {key}, n=2"]
 
 
+def test_months_left_beside_a_closed_year_are_named_with_the_way_out(
+    synthetic: SyntheticCache,
+) -> None:
+    folder = synthetic.layout.dataset_dir("raw", "daily")
+    december = pl.DataFrame(
+        [{"ts_code": "600000.SH", "trade_date": dt.date(2023, 12, 29), "close": 1.0,
+          "vol": 1.0, "_fetched_at": FETCHED}],
+        schema=BAR_SCHEMA,
+    )  # fmt: skip
+    write_parquet_atomic(december, folder / "2023.parquet")
+    write_parquet_atomic(december, folder / "2023" / "2023-12.parquet")
+    found = by_check(verify_cache(synthetic.layout, ["daily"]).findings)
+    layout = found[("layout", "raw.daily")]
+    assert layout.message == "monthly files of 2023 left beside the yearly file: run ah sync daily"
+    assert ("duplicates", "raw.daily") in found
+
+
 def test_pit_violations(synthetic: SyntheticCache) -> None:
     layout = synthetic.layout
     rows = indicator_rows()

@@ -46,6 +46,19 @@ def _objects(path: Path) -> dict[str, str]:
     return {name: kind for name, kind in rows}
 
 
+def test_a_file_replaced_while_the_catalogue_is_open_reads_anew(tmp_path: Path) -> None:
+    layout = _cache(tmp_path)
+    rebuild_catalog(layout)
+    with open_catalog(layout.duckdb_path) as con:
+        kept = con.execute("SELECT current_setting('parquet_metadata_cache')").fetchall()
+        assert kept == [(True,)]
+        assert con.execute("SELECT count(*) FROM raw.daily").fetchall() == [(3,)]
+        days = [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+        bars = daily_frame(days, codes(5), 3)
+        write_partition(layout, "raw", "daily", "2024/2024-01.parquet", bars)
+        assert con.execute("SELECT count(*) FROM raw.daily").fetchall() == [(10,)]
+
+
 def test_views_by_default_and_tables_when_materialized(tmp_path: Path) -> None:
     layout = _cache(tmp_path)
     built = rebuild_catalog(layout)

@@ -9,7 +9,11 @@ from typing import Any
 import polars as pl
 import pytest
 
+from cache.catalogue.datasets import raw_dataset
 from cache.layout import CacheLayout
+from cache.partitions import close_years
+from cache.read import read_dataset
+from cache.store import commit
 from foundation.config import load_settings
 from foundation.errors import UsageError
 from pipeline.load import LoadResult, load_datasets, load_from_settings, resolve_datasets
@@ -148,6 +152,31 @@ def test_raw_upsert_of_ten_percent_changed_rows(layout: CacheLayout, pg_url: str
     assert (table.loaded, table.unchanged) == (1, 1)
     changed = len([i for i in range(5, january.height) if i % 10 == 0])
     assert (table.inserted, table.updated, table.deleted) == (40, changed, 0)
+
+
+def test_a_load_after_closing_a_year_ends_equal_to_the_cache(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    spec, stocks = raw_dataset("daily"), codes(12)
+    at = dt.datetime(2024, 1, 5, 18, tzinfo=dt.UTC)
+    days = [dt.date(2023, 11, 30), dt.date(2023, 12, 28), dt.date(2023, 12, 29)]
+    commit(layout, spec, daily_frame([*days, dt.date(2024, 1, 2)], stocks, 1), at)
+    load_datasets(layout, pg_url, ["raw.daily"])  # the monthly layout of every year
+    assert close_years(layout, spec) == [2023]
+    # a revised December day after the closing: it lands in the yearly file
+    revised = daily_frame([days[-1]], stocks[:3], 2)
+    commit(layout, spec, revised, at + dt.timedelta(days=1))
+    result = load_datasets(layout, pg_url, ["raw.daily"])
+    cache = read_dataset(layout, "daily")
+    assert cache is not None
+    table = result.tables[0]
+    assert (table.partitions, table.forgotten, table.inserted, table.updated) == (2, 2, 0, 3)
+    assert_same_rows(
+        _rows(table_frame(pg_url, "raw.daily")), _rows(cache), ("ts_code", "trade_date")
+    )
+    assert fetch(pg_url, "SELECT count(*) FROM raw.daily") == [(cache.height,)]
+    recorded = fetch(pg_url, "SELECT partition FROM ops.load_state ORDER BY 1")
+    assert recorded == [("2023.parquet",), ("2024/2024-01.parquet",)]
 
 
 def test_factor_partition_owns_its_calc_dates(layout: CacheLayout, pg_url: str) -> None:

@@ -47,6 +47,7 @@ def last_report(root: Path) -> dict:
         "partition:5",  # between the partition files of one commit ("compaction")
         "state:4",  # after a commit, before the next
         "spill:9",  # a fetched page spilled to disk, not merged yet
+        "compact:1",  # a closed year's file in place, its monthly files not yet deleted
         pytest.param("merge:2", marks=pytest.mark.slow),  # merged, its units not recorded
         pytest.param("unspill:3", marks=pytest.mark.slow),  # recorded, spill files half gone
         pytest.param("fetch:6", marks=pytest.mark.slow),  # an answer received, not committed
@@ -71,6 +72,10 @@ def test_kill_9_then_rerun_equals_a_clean_run(
     assert not list(root.rglob("*.tmp")), "temporary files left behind"
     for name in TASKS:
         assert cache_rows(root, name) == truth_rows(served.sim, name, START), name
+        stored = pl.read_parquet(str(root / "raw" / name / "**" / "*.parquet"))
+        assert stored.height == len(cache_rows(root, name)), f"{name}: a row stored twice"
+    daily = root / "raw" / "daily"
+    assert (daily / "2023.parquet").is_file() and not (daily / "2023").exists()
     assert_readable(root)
 
 

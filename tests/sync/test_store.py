@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cache.catalogue.datasets import FETCHED_AT, DatasetSpec
 from cache.layout import CacheLayout
+from cache.partitions import close_years, closed_years
 from cache.read import read_dataset, scan_dataset, summarize
 from cache.store import (
     AppendConflict,
@@ -29,7 +30,7 @@ LATEST = DatasetSpec(
     schema=SCHEMA,
     key=("ts_code", "trade_date"),
     storage="latest",
-    partitioning="month",
+    partitioning="year_open_month",
     date_field="trade_date",
     sort_by=("ts_code", "trade_date"),
 )
@@ -102,18 +103,24 @@ def test_commits_match_the_reference(
         at = dt.datetime(2024, 1, 1 + i, tzinfo=dt.UTC)
         frame = pl.DataFrame(batch, schema=SCHEMA)
         commit(layout, spec, frame, at)
+        if i % 2:  # closing a year between commits changes no row
+            close_years(layout, spec)
         merge = reference_latest if spec.storage == "latest" else reference_versions
         reference = merge(reference, batch, at)
     stored = read_dataset(layout, spec.name)
     got = [] if stored is None else stored.to_dicts()
     assert canon(got) == canon(reference)
-    for path in layout.dataset_dir("raw", spec.name).rglob("*.parquet"):
+    folder = layout.dataset_dir("raw", spec.name)
+    closed = closed_years(folder)
+    for path in folder.rglob("*.parquet"):
         part = pl.read_parquet(path)
         expected = {
-            d.strftime("%Y/%Y-%m.parquet" if spec.partitioning == "month" else "%Y.parquet")
+            d.strftime("%Y.parquet" if d.year in closed else "%Y/%Y-%m.parquet")
             for d in part["trade_date"]
         }
-        assert {str(path.relative_to(layout.dataset_dir("raw", spec.name)))} == expected
+        assert {str(path.relative_to(folder))} == expected
+        if spec.partitioning == "year":
+            assert "/" not in str(path.relative_to(folder))
         assert part.select("ts_code", "trade_date").rows() == sorted(
             part.select("ts_code", "trade_date").rows()
         )
@@ -172,3 +179,83 @@ def test_empty_dataset_reads_as_a_typed_table_and_temporary_files_are_swept(tmp_
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"half a file")
     assert sweep_temporary_files(layout, "toy") == 1 and not stray.exists()
+
+
+def _day_rows(days: list[dt.date], close: float = 1.0) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ts_code": [c for _ in days for c in ("B", "A")],
+            "trade_date": [d for d in days for _ in ("B", "A")],
+            "close": [close] * (2 * len(days)),
+            "flag": ["0"] * (2 * len(days)),
+        },
+        schema=SCHEMA,
+    )
+
+
+def test_closing_a_year_compacts_its_months_once_the_next_year_has_rows(tmp_path: Path) -> None:
+    layout = CacheLayout(tmp_path)
+    folder = layout.dataset_dir("raw", "toy")
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    commit(layout, LATEST, _day_rows([dt.date(2022, 11, 30), dt.date(2022, 12, 30)]), at)
+    assert close_years(layout, LATEST) == []  # 2022 is the open year: months stay
+    months = sorted(p.name for p in folder.rglob("*.parquet"))
+    assert months == ["2022-11.parquet", "2022-12.parquet"]
+    before = read_dataset(layout, "toy")
+    commit(layout, LATEST, _day_rows([dt.date(2023, 1, 3)]), at)
+    assert close_years(layout, LATEST) == [2022]
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert files == ["2022.parquet", "2023", "2023/2023-01.parquet"]
+    year = pl.read_parquet(folder / "2022.parquet")
+    assert year.select("ts_code", "trade_date").rows() == sorted(
+        year.select("ts_code", "trade_date").rows()
+    )
+    assert before is not None and canon(year.to_dicts()) == canon(before.to_dicts())
+    # a refetched December day lands in the yearly file, not a new month file
+    later = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+    result = commit(layout, LATEST, _day_rows([dt.date(2022, 12, 30)], close=7.0), later)
+    assert result.files == (folder / "2022.parquet",)
+    assert not (folder / "2022").exists()
+    assert close_years(layout, LATEST) == []
+
+
+def test_months_a_killed_closing_left_beside_the_yearly_file_are_removed(tmp_path: Path) -> None:
+    layout = CacheLayout(tmp_path)
+    folder = layout.dataset_dir("raw", "toy")
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    commit(layout, LATEST, _day_rows([dt.date(2022, 12, 30), dt.date(2023, 1, 3)]), at)
+    month = (folder / "2022" / "2022-12.parquet").read_bytes()
+
+    class Killed(Exception):
+        pass
+
+    def kill(point: str) -> None:
+        raise Killed(point)
+
+    with pytest.raises(Killed):
+        close_years(layout, LATEST, checkpoint=kill)
+    # killed with the yearly file in place: nothing lost, the month is still there
+    assert (folder / "2022.parquet").exists()
+    assert (folder / "2022" / "2022-12.parquet").read_bytes() == month
+    # a commit before the re-run goes to the yearly file only
+    commit(layout, LATEST, _day_rows([dt.date(2022, 12, 30)], close=3.0), at)
+    assert (folder / "2022" / "2022-12.parquet").read_bytes() == month
+    assert close_years(layout, LATEST) == []  # already compacted: the leftovers go
+    assert not (folder / "2022").exists()
+    stored = read_dataset(layout, "toy")
+    assert stored is not None and stored.height == 4
+    assert stored.filter(pl.col("trade_date") == dt.date(2022, 12, 30))["close"].to_list() == [
+        3.0,
+        3.0,
+    ]
+
+
+def test_a_month_without_a_dataset_column_keeps_its_year_open(tmp_path: Path) -> None:
+    layout = CacheLayout(tmp_path)
+    folder = layout.dataset_dir("raw", "toy")
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    commit(layout, LATEST, _day_rows([dt.date(2022, 12, 30), dt.date(2023, 1, 3)]), at)
+    old = folder / "2022" / "2022-12.parquet"
+    pl.read_parquet(old).drop("flag").write_parquet(old)
+    assert close_years(layout, LATEST) == []
+    assert old.exists() and not (folder / "2022.parquet").exists()

@@ -91,12 +91,28 @@ def test_a_day_later_only_the_new_units_and_the_refresh_window_are_fetched(
 ) -> None:
     served = serve()
     sim, root = served.sim, copy_cache(synced, tmp_path)
+    monthly = [s for s in TASKS if s.partitioning == "year_open_month"]
+    for spec in monthly:  # back to the layout before 0.2: monthly files for every year
+        split_into_months(root / "raw" / spec.name)
     before = sim.today
     sim.advance(1)
     expected = expected_day_calls(sim, root, before, sim.today)
     calls = sync(tmp_path, served)
     assert {k: v for k, v in calls.items() if v} == {k: v for k, v in expected.items() if v}
     assert_matches_source(sim, root)
+    for spec in monthly:  # migrated by the sync: the closed year in one file
+        folder = root / "raw" / spec.name
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet"))
+        assert files[0] == "2023.parquet" and all(f.startswith("2024/") for f in files[1:])
+
+
+def split_into_months(folder: Path) -> None:
+    """Rewrite a dataset's yearly files as monthly ones (the layout before 0.2)."""
+    for path in folder.glob("*.parquet"):
+        frame = pl.read_parquet(path)
+        for (month,), part in frame.group_by(pl.col("trade_date").dt.strftime("%Y/%Y-%m")):
+            write_parquet_atomic(part.sort("ts_code", "trade_date"), folder / f"{month}.parquet")
+        path.unlink()
 
 
 @pytest.mark.slow
