@@ -17,9 +17,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from cache.atomic import write_bytes_atomic
+from cache.footers import footer
 from cache.layout import LAYERS, CacheLayout, Layer, make_state_dir
 
 __all__ = [
@@ -93,9 +92,10 @@ def quarantine_file(layout: CacheLayout, dataset: str, path: Path, reason: str) 
 
 
 def unreadable_reason(path: Path) -> str | None:
-    """Why the Parquet file cannot be opened (its footer and schema), None when it can."""
+    """Why the Parquet file cannot be opened (its footer and schema), None when it can
+    (a file version already read in this process is not read again: `cache.footers`)."""
     try:
-        pq.read_metadata(path)
+        footer(path)
     except FileNotFoundError:
         return None  # replaced or removed meanwhile: nothing to move
     except Exception as exc:  # any reader error means the file cannot be used
