@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -30,10 +30,25 @@ SIMULATOR_URL = "http://simulator.invalid/"
 
 @dataclass
 class Waits:
-    """Seconds the syncs waited for the source: rate limiter sleeps, simulator serving."""
+    """What the syncs waited for the source: rate limiter sleeps, simulator serving.
+
+    The sync runs its calls concurrently, so serving time is the length of the union of
+    the calls' serving intervals (wall time during which some call was being answered),
+    not their sum.
+    """
 
     limiter_s: float = 0.0
-    serving_s: float = 0.0
+    intervals: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def serving_s(self) -> float:
+        """Wall seconds during which at least one call was being served."""
+        total, end = 0.0, float("-inf")
+        for start, stop in sorted(self.intervals):
+            if stop > end:
+                total += stop - max(start, end)
+                end = stop
+        return total
 
     @property
     def total_s(self) -> float:
@@ -54,7 +69,7 @@ class TimedTransport(httpx.AsyncBaseTransport):
         try:
             return await self.inner.handle_async_request(request)
         finally:
-            self.waits.serving_s += time.perf_counter() - started
+            self.waits.intervals.append((started, time.perf_counter()))
 
 
 def simulator_source(

@@ -13,9 +13,10 @@ load into the embedded DuckDB catalogue) until a weekly calc date and a non-calc
 have each been measured.
 
 Waits: the rate limiters' sleeps and the in-process simulator's serving time (the
-source's side of every call, timed at its transport). "Compute outside API waits" is
-the run's wall time less both; the sync runs its calls concurrently, so where serving
-overlaps the sync's own work this is a little less than the work itself. Per stage:
+source's side of every call, timed at its transport; concurrent calls count once: the
+wall time during which some call was being answered). "Compute outside API waits" is
+the run's wall time less both, and never less than the run's time outside the sync;
+where serving overlaps the sync's own work it is a little less than the work itself. Per stage:
 seconds and peak RSS of the process tree while it ran (`bench.meter`); "other" is
 the run's own work outside the stages (the opening sweep, the report, metrics). The
 in-process simulator's market is resident in the measured process, so it is counted
@@ -135,9 +136,10 @@ def _run(
         raise RuntimeError(msg)
     seconds = dict(meter.seconds)
     seconds["other"] = wall - sum(seconds.values())
+    outside_sync = wall - seconds.get("sync", 0.0)
     return {
         "wall_s": round(wall, 3),
-        "compute_s": round(wall - waits.total_s, 3),
+        "compute_s": round(max(wall - waits.total_s, outside_sync), 3),
         "limiter_wait_s": round(waits.limiter_s, 3),
         "serving_s": round(waits.serving_s, 3),
         "stages_s": {name: round(s, 3) for name, s in seconds.items()},
