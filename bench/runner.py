@@ -11,17 +11,16 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from bench.child import in_child
 from bench.context import StageContext
 from bench.figures import StageResult
 from bench.report import machine_facts
 from bench.scenarios import Scenario
 from bench.stages import daily, factors, load, pit, query, simulator, startup, sync
-from bench.workdir import Prepared, build, preparation_lock, prepared, work_root
+from bench.workdir import Prepared, Say, prepare, work_root
 
 STAGES: dict[str, ModuleType] = {
     "simulator": simulator,
@@ -35,32 +34,9 @@ STAGES: dict[str, ModuleType] = {
 }
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 
-Say = Callable[[str], None]
-
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def prepare(
-    scenario: Scenario, say: Say, rebuild: bool = False
-) -> tuple[Prepared | None, str | None, bool]:
-    """The scenario's cache: reused when its fingerprint matches (unless `rebuild`),
-    else built in a child.
-
-    Returns (prepared or None, error or None, whether it was reused).
-    """
-    with preparation_lock(scenario):
-        found = None if rebuild else prepared(scenario)
-        if found is not None:
-            say(f"reusing the prepared cache under {found.root}")
-            return found, None, True
-        say(f"preparing the cache under {work_root(scenario)} (sync, PIT, factors; once)")
-        try:
-            in_child(build, scenario)
-        except Exception as exc:
-            return None, f"preparing the cache failed: {exc}", False
-        return prepared(scenario), None, False
 
 
 def _stage_error(name: str, error: str) -> StageResult:

@@ -24,19 +24,22 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from bench.child import in_child
 from bench.scenarios import DATA_TASKS, Scenario
 
 WORK_ENV = "BENCH_WORK"
 DEFAULT_WORK = Path("/tmp/alphahome-bench")
 FINGERPRINT_FILE = "fingerprint.json"
 CONFIG_FILE = "alphahome.toml"
+
+Say = Callable[[str], None]
 
 
 def work_root(scenario: Scenario) -> Path:
@@ -221,3 +224,24 @@ def build(scenario: Scenario) -> dict[str, Any]:
     }
     (root / FINGERPRINT_FILE).write_text(json.dumps(doc, indent=1) + "\n", "utf-8")
     return doc
+
+
+def prepare(
+    scenario: Scenario, say: Say, rebuild: bool = False
+) -> tuple[Prepared | None, str | None, bool]:
+    """The scenario's cache: reused when its fingerprint matches (unless `rebuild`),
+    else built in a child.
+
+    Returns (prepared or None, error or None, whether it was reused).
+    """
+    with preparation_lock(scenario):
+        found = None if rebuild else prepared(scenario)
+        if found is not None:
+            say(f"reusing the prepared cache under {found.root}")
+            return found, None, True
+        say(f"preparing the cache under {work_root(scenario)} (sync, PIT, factors; once)")
+        try:
+            in_child(build, scenario)
+        except Exception as exc:
+            return None, f"preparing the cache failed: {exc}", False
+        return prepared(scenario), None, False

@@ -31,7 +31,9 @@ statistics: one stock's history reads a few groups instead of the whole file, fo
 per cent more bytes."""
 
 
-def _fsync_dir(path: Path) -> None:
+def sync_folder(path: Path) -> None:
+    """Make the renames and removals done in a folder durable (fsync of the folder): what
+    writers that pass `sync_dir=False` for a batch of files call once at its end."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -62,8 +64,11 @@ def _os_error_in(exc: Exception) -> OSError | None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, sync_dir: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `target` atomically.
+
+    The file is synced before the rename; `sync_dir` False leaves syncing the folder to
+    the caller (`sync_folder` once after a batch of files, not once per file).
 
     A refusal of the disk (full, read-only, no permission, a file where a folder should
     be) becomes a `StorageError` naming `target`; the old file stays as it was.
@@ -77,7 +82,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         check_parent(target)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        if sync_dir:
+            sync_folder(target.parent)
     except OSError as exc:
         raise StorageError.from_os_error(exc, target) from None
     except StorageError:
@@ -98,9 +104,10 @@ def write_parquet_file(frame: pl.DataFrame, path: Path) -> None:
     frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, target: Path) -> Path:
-    """Write `frame` as one Parquet file at `target`, atomically (`write_parquet_file`)."""
-    with atomic_path(target) as tmp:
+def write_parquet_atomic(frame: pl.DataFrame, target: Path, sync_dir: bool = True) -> Path:
+    """Write `frame` as one Parquet file at `target`, atomically (`write_parquet_file`;
+    `sync_dir` as in `atomic_path`)."""
+    with atomic_path(target, sync_dir) as tmp:
         write_parquet_file(frame, tmp)
     return Path(target)
 
@@ -114,13 +121,14 @@ def write_bytes_atomic(data: bytes, target: Path, mode: int | None = None) -> Pa
     return Path(target)
 
 
-def remove_atomic(target: Path) -> None:
-    """Delete a file if present and sync its folder."""
+def remove_atomic(target: Path, sync_dir: bool = True) -> None:
+    """Delete a file if present and sync its folder (unless `sync_dir` is False)."""
     target = Path(target)
     check_parent(target)
     with contextlib.suppress(FileNotFoundError):
         target.unlink()
-        _fsync_dir(target.parent)
+        if sync_dir:
+            sync_folder(target.parent)
 
 
 def write_json_atomic(doc: dict[str, Any], target: Path) -> Path:

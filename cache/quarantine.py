@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from cache.atomic import write_bytes_atomic
+from cache.footers import footer
 from cache.layout import LAYERS, CacheLayout, Layer, make_state_dir
 
 __all__ = [
@@ -115,14 +116,15 @@ def quarantine_file(layout: CacheLayout, dataset: str, path: Path, reason: str) 
 def unreadable_reason(path: Path, deep: bool = False) -> str | None:
     """Why the Parquet file cannot be used, None when it can: its footer and schema
     (an empty file, bad magic bytes, a cut end), and with `deep` every page as well
-    (decompressed and decoded, checksums verified where written)."""
+    (decompressed and decoded, checksums verified where written). A footer already read
+    in this process for the same file version is not read again (`cache.footers`)."""
     try:
         if deep:
             reader = pq.ParquetFile(path, page_checksum_verification=True)
             for _batch in reader.iter_batches():
                 pass
         else:
-            pq.read_metadata(path)
+            footer(path)
         with path.open("rb") as fh:
             if fh.read(len(MAGIC)) != MAGIC:
                 return "unreadable Parquet (no magic bytes at the start)"

@@ -22,20 +22,28 @@ each created when the tables it reads are in the cache.
 
 `refresh_catalog(settings)` is how every caller (the sync, `ah pit`, `ah factors`, the
 load) rebuilds the file: it alone reads `[sinks.duckdb] materialize`, so a materialized
-catalogue stays materialized whoever rebuilds it.
+catalogue stays materialized whoever rebuilds it. Views read their files when queried,
+so new rows and files need no rebuild: a catalogue of views is rebuilt only when what
+it was built from changed (`catalogue_signature`: the datasets, their columns, the
+comments and macros, the DuckDB version) or the file itself was replaced or removed;
+the signature of the last rebuild is kept in `<state>/catalogue.json`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from cache.atomic import atomic_path
+from cache.atomic import atomic_path, read_json_document, write_json_atomic
 from cache.catalogue.asof_sql import duckdb_sql, macros_for
 from cache.catalogue.columns import comments_of
-from cache.layout import LAYERS, CacheLayout
+from cache.footers import footer
+from cache.layout import LAYERS, CacheLayout, Layer, make_state_dir
 from cache.quarantine import sweep_unreadable
 from foundation.config import Settings
 from foundation.logs import get_logger
@@ -44,6 +52,7 @@ log = get_logger("cache.views")
 
 STORAGE_VERSION = "v1.1.0"
 """The DuckDB storage format the catalogue is written in: the oldest DuckDB it must open."""
+SIGNATURE_FILE = "catalogue.json"
 
 
 def open_catalog(path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -81,12 +90,80 @@ def refresh_catalog(settings: Settings, early: bool = False) -> dict[str, list[s
 
     `early` is a mid-sync refresh that only shows a newly arrived dataset at once: a
     materialized catalogue skips it (None), as it would copy the whole cache for every
-    new dataset; the rebuild after the sync copies it once.
+    new dataset; the rebuild after the sync copies it once. A catalogue of views whose
+    signature is unchanged since its last rebuild is left as it is (its views already
+    read every file there is now).
     """
     materialize = catalog_materialized(settings)
     if early and materialize:
         return None
-    return rebuild_catalog(CacheLayout(settings.cache.dir), materialize=materialize)
+    layout = CacheLayout(settings.cache.dir)
+    if materialize:
+        return rebuild_catalog(layout, materialize=True)
+    sweep_unreadable(layout)  # what the rebuild would sweep first
+    built: dict[str, list[str]] = {layer: layout.datasets(layer) for layer in LAYERS}
+    signature = catalogue_signature(layout, built)
+    if _unchanged(layout, signature):
+        return built
+    built = rebuild_catalog(layout)
+    _remember(layout, signature)
+    return built
+
+
+def _file_version(path: Path) -> list[int] | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def _columns(layout: CacheLayout, layer: Layer, name: str) -> list[list[str]]:
+    """The dataset's columns as a view over all its files shows them (union by name,
+    in file order), with their Arrow types, from the files' footers."""
+    seen: dict[str, str] = {}
+    folder = layout.dataset_dir(layer, name)
+    for path in sorted(folder.rglob("*.parquet")):
+        try:
+            schema = footer(path).schema.to_arrow_schema()
+        except FileNotFoundError:
+            continue  # replaced meanwhile: its successor is in the glob
+        for field in schema:
+            seen.setdefault(field.name, str(field.type))
+    return [[column, kind] for column, kind in seen.items()]
+
+
+def catalogue_signature(layout: CacheLayout, built: dict[str, list[str]]) -> str:
+    """A digest of everything a catalogue of views over `built` is made of: each
+    dataset's columns, the column comments, the macros, the DuckDB version and the
+    storage format. Equal signatures, equal catalogues."""
+    present = {f"{layer}.{name}" for layer, names in built.items() for name in names}
+    doc: dict[str, Any] = {
+        "duckdb": duckdb.__version__,
+        "storage": STORAGE_VERSION,
+        "columns": {
+            f"{layer}.{name}": _columns(layout, layer, name)
+            for layer in LAYERS
+            for name in built.get(layer, [])
+        },
+        "comments": {key: comments_of(key) for key in sorted(present)},
+        "macros": [duckdb_sql(macro) for macro in macros_for(present)],
+    }
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _unchanged(layout: CacheLayout, signature: str) -> bool:
+    """Whether the catalogue file is the one last rebuilt, from the same signature."""
+    known = read_json_document(layout.state_dir / SIGNATURE_FILE)
+    version = _file_version(layout.duckdb_path)
+    return version is not None and known == {"signature": signature, "file": version}
+
+
+def _remember(layout: CacheLayout, signature: str) -> None:
+    make_state_dir(layout)
+    doc = {"signature": signature, "file": _file_version(layout.duckdb_path)}
+    write_json_atomic(doc, layout.state_dir / SIGNATURE_FILE)
 
 
 def _comment(con: duckdb.DuckDBPyConnection, built: dict[str, list[str]]) -> None:

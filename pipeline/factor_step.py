@@ -14,6 +14,9 @@ whose inputs changed since the factor's last run (`state/factors.json`): the dat
 the PIT builds' change log it has not consumed (what pit.indicators and pit.industry
 read differently at), and those where the stock list (list and delist dates) changed;
 G also at every date that reads a recomputed P (up to G_LOOKBACK_DAYS after it).
+A calc date computed without a single row (no stock in the universe yet, the first
+weeks of a history) is remembered in the state as computed, so it is not taken for
+missing and recomputed, with every G date reading it, on each run.
 """
 
 from __future__ import annotations
@@ -138,12 +141,13 @@ class Shard:
 
 @dataclass(frozen=True)
 class ShardOutcome:
-    """What a shard computed and wrote."""
+    """What a shard computed and wrote; `empty` are its calc dates that got no row."""
 
     factor: Factor
     year: int
     dates: int
     rows: int
+    empty: tuple[dt.date, ...] = ()
 
 
 def year_file(layout: CacheLayout, factor: Factor, year: int) -> Path:
@@ -271,7 +275,9 @@ def compute_shard(shard: Shard) -> ShardOutcome:
     _merge_into_year_file(
         year_file(layout, shard.factor, shard.year), fresh, shard, SCHEMAS[shard.factor]
     )
-    return ShardOutcome(shard.factor, shard.year, len(shard.dates), fresh.height)
+    filled = set(fresh.get_column("calc_date").unique().to_list())
+    empty = tuple(d for d in shard.dates if d not in filled)
+    return ShardOutcome(shard.factor, shard.year, len(shard.dates), fresh.height, empty)
 
 
 def _as_of_date(layout: CacheLayout) -> dt.date | None:
@@ -443,13 +449,24 @@ def _covered(dates: Iterable[dt.date], intervals: list[Interval] | None) -> set[
     return {d for d in dates if covers(intervals, d)}
 
 
-def _record(layout: CacheLayout, factors: Sequence[Factor], listing: pl.DataFrame) -> None:
-    """Note that `factors` are up to date with the PIT build and the stock list of now."""
+def empty_dates(state: dict[str, Any], factor: Factor) -> set[dt.date]:
+    """The calc dates the factor was computed at without a row (kept in the state)."""
+    return {dt.date.fromisoformat(d) for d in state.get(factor, {}).get("empty", [])}
+
+
+def _record(
+    layout: CacheLayout,
+    factors: Sequence[Factor],
+    listing: pl.DataFrame,
+    empty: dict[Factor, set[dt.date]],
+) -> None:
+    """Note that `factors` are up to date with the PIT build and the stock list of now,
+    and the calc dates computed without a row (`empty`)."""
     state = _read_state(layout)
     last, _ = read_change_log(layout)
     for factor in factors:
         write_parquet_atomic(listing, listing_path(layout, factor))
-        state[factor] = {"pit_build": last}
+        state[factor] = {"pit_build": last, "empty": sorted(d.isoformat() for d in empty[factor])}
     _write_state(layout, state)
 
 
@@ -536,12 +553,14 @@ def compute_factors(
     in_range = [d for d in with_data if (start is None or d >= start) and (end is None or d <= end)]
     clear = (start or dt.date.min, end or dt.date.max) if mode == "backfill" else None
 
-    stored = {f: _stored_dates(layout, f) for f in FACTORS}
+    state = _read_state(layout)
+    with_rows = {f: _stored_dates(layout, f) for f in FACTORS}
+    known_empty = {f: empty_dates(state, f) - with_rows[f] for f in FACTORS}
+    stored = {f: with_rows[f] | known_empty[f] for f in FACTORS}
     listing = _listing(layout)
     changed: dict[Factor, set[dt.date]] = {f: set() for f in FACTORS}
     p_moved: set[dt.date] = set()
     if mode == "incremental":
-        state = _read_state(layout)
         pending = {f: _pending(layout, state, f, listing) for f in FACTORS}
         changed["p"] = _covered(stored["p"], pending["p"])
         p_moved = _covered(stored["p"], pending["g"]) | changed["p"]
@@ -573,8 +592,13 @@ def compute_factors(
                 progress = _progress(on_progress, offset, total)
                 outcomes += map_shards(compute_shard, phase, pool, on_done=progress)
     crash_point("factors-written")
+    computed: dict[Factor, set[dt.date]] = {"p": p_dates, "g": set(g_dates)}
+    for factor in FACTORS:
+        known_empty[factor] -= computed[factor]
+    for outcome in outcomes:
+        known_empty[outcome.factor] |= set(outcome.empty)
     if start is None and end is None:
-        _record(layout, factors, listing)
+        _record(layout, factors, listing, known_empty)
     crash_point("factors-state")
     clear_restored(layout)
     dates_done = dict(empty)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
+from cache.footers import footer
 from cache.layout import LAYERS, CacheLayout, Layer
 from factors.calendar import calc_dates
 from foundation.logs import get_logger
@@ -88,7 +88,7 @@ def file_facts(path: Path) -> FileFacts:
 
     Raises the reader's error (OSError / ArrowInvalid) when the footer is unreadable.
     """
-    meta = pq.ParquetFile(path).metadata
+    meta = footer(path)
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     column = date_column(names)
     low: dt.date | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -46,16 +47,59 @@ def as_of_changes(old: pl.DataFrame, new: pl.DataFrame, by: str = "ts_code") -> 
     return merge_intervals((row[KNOWLEDGE], row["_next"]) for row in spans.iter_rows(named=True))
 
 
-def membership_changes(old: pl.DataFrame, new: pl.DataFrame) -> list[Interval]:
-    """The intervals of dates at which a membership table (in_date, out_date) differs.
+MEMBERSHIP_DATES = ("in_date", "out_date")
 
-    A row in one table and not the other is read at in_date <= t < out_date (a null
-    in_date: from the start; a null out_date: no end).
+
+def _winner(
+    rows: list[dict[str, Any]], day: dt.date, order: Sequence[str]
+) -> tuple[Any, ...] | None:
+    """What a reader of a membership table takes at `day` from one stock's rows: None
+    when no row holds, else the winning row's columns other than in_date and out_date.
+
+    A row holds when in_date <= day < out_date (null: no bound); the winner is the last
+    by `order` (the table's columns, in_date first, nulls first), the industry rule."""
+    live = [
+        r
+        for r in rows
+        if (r["in_date"] is None or r["in_date"] <= day)
+        and (r["out_date"] is None or day < r["out_date"])
+    ]
+    if not live:
+        return None
+    best = max(live, key=lambda r: tuple((r[c] is not None, r[c]) for c in order))
+    return tuple(v for c, v in best.items() if c not in MEMBERSHIP_DATES)
+
+
+def membership_changes(old: pl.DataFrame, new: pl.DataFrame) -> list[Interval]:
+    """The intervals of dates at which a membership table (in_date, out_date) reads
+    differently: per stock whose rows changed, between consecutive in and out dates of
+    its rows in either table, whether some row holds and which row wins (in_date
+    latest, then the other columns in order; `factors.industry`).
+
+    So an out_date set today on a years-old membership changes the dates from today,
+    not from its in_date.
     """
     changed = pl.concat([_only_in(old, new), _only_in(new, old)])
-    return merge_intervals(
-        (row["in_date"] or dt.date.min, row["out_date"]) for row in changed.iter_rows(named=True)
-    )
+    if changed.is_empty():
+        return []
+    codes = changed.get_column("ts_code").unique().implode()
+    order = ["in_date", *(c for c in old.columns if c not in (*MEMBERSHIP_DATES, "ts_code"))]
+    order.append("out_date")
+    found: list[Interval] = []
+    before = old.filter(pl.col("ts_code").is_in(codes)).partition_by("ts_code", as_dict=True)
+    after = new.filter(pl.col("ts_code").is_in(codes)).partition_by("ts_code", as_dict=True)
+    for key in set(before) | set(after):
+        rows = {
+            side: (frames[key].rows(named=True) if key in frames else [])
+            for side, frames in (("old", before), ("new", after))
+        }
+        every = rows["old"] + rows["new"]
+        points = sorted({r[c] for r in every for c in MEMBERSHIP_DATES if r[c] is not None})
+        starts = [dt.date.min, *points]
+        for lo, hi in zip(starts, [*points, None], strict=True):
+            if _winner(rows["old"], lo, order) != _winner(rows["new"], lo, order):
+                found.append((lo, hi))
+    return merge_intervals(found)
 
 
 def merge_intervals(intervals: Iterable[tuple[dt.date, dt.date | None]]) -> list[Interval]:

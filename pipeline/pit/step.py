@@ -32,6 +32,7 @@ import polars as pl
 from cache.atomic import (
     read_json_document,
     remove_atomic,
+    sync_folder,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -365,12 +366,12 @@ def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> l
     return missing
 
 
-def _write_part(path: Path, frame: pl.DataFrame) -> None:
+def _write_part(path: Path, frame: pl.DataFrame, sync_dir: bool = True) -> None:
     """Replace one output file atomically; a file with no rows is removed instead."""
     if frame.is_empty():
-        remove_atomic(path)
+        remove_atomic(path, sync_dir)
     else:
-        write_parquet_atomic(frame, path)
+        write_parquet_atomic(frame, path, sync_dir)
 
 
 def _read_part(path: Path, schema: pl.Schema) -> pl.DataFrame:
@@ -401,7 +402,10 @@ def build_bucket(job: BucketJob) -> JobOutcome:
     """Compute the job's stocks for its targets and write its buckets' files.
 
     Runs in a worker: reads only the job's stocks from raw, computes, writes. A merging
-    job also reports the dates at which its stocks' pit.indicators rows read differently.
+    job also reports the dates at which its stocks' pit.indicators rows read differently,
+    and leaves a bucket file alone when its stocks' rows come out as stored (a new
+    forecast changes statement_versions, not always the other tables). The folders are
+    synced once at the end, not after each file.
     """
     layout = CacheLayout(Path(job.root))
     inputs = {d for t in job.targets for d in TARGET_INPUTS[t]}
@@ -421,6 +425,7 @@ def build_bucket(job: BucketJob) -> JobOutcome:
     written = dict.fromkeys(tables, 0)
     changed: list[Interval] | None = [] if job.merge else None
     codes = stock_buckets(pl.Series(job.codes, dtype=pl.String))
+    folders: set[Path] = set()
     for table, frame in tables.items():
         parts = _by_bucket(frame)
         for bucket in job.buckets:
@@ -429,12 +434,19 @@ def build_bucket(job: BucketJob) -> JobOutcome:
             if changed is not None:
                 mine = codes.filter(pl.col("bucket") == bucket).get_column("ts_code")
                 stored = _read_part(path, frame.schema)
+                old = stored.filter(pl.col("ts_code").is_in(mine.implode()))
+                same_columns = set(stored.columns) == set(frame.columns)
                 if table == "indicators":
-                    old = stored.filter(pl.col("ts_code").is_in(mine.implode()))
                     changed += as_of_changes(old.select(frame.columns), fresh)
+                if path.exists() and same_columns and old.select(frame.columns).equals(fresh):
+                    continue  # the file would be written as it is
                 fresh = _merge_part(stored, mine, fresh)
-            _write_part(path, fresh)
+            _write_part(path, fresh, sync_dir=False)
+            folders.add(path.parent)
             written[table] += parts[bucket].height if bucket in parts else 0
+    for folder in sorted(folders):
+        if folder.is_dir():
+            sync_folder(folder)
     return JobOutcome(written, None if changed is None else merge_intervals(changed))
 
 

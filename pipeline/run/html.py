@@ -34,6 +34,7 @@ from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
     cache_stats,
     dataset_files,
+    file_facts,
     load_reports,
     run_duration_s,
     run_history,
@@ -127,15 +128,40 @@ def coverage(
     return found
 
 
+def _newest_files(files: list[Path], column: str, dates: int) -> list[Path]:
+    """The fewest files, newest first by their footers' `column` ranges, that together
+    hold at least `dates` distinct values of `column` no older than any file left out
+    (all files when some footer has no range)."""
+    ranges = []
+    for path in files:
+        facts = file_facts(path)
+        if facts.date_column != column or facts.min_date is None or facts.max_date is None:
+            return files
+        ranges.append((facts.max_date, path))
+    chosen: list[Path] = []
+    seen: set[dt.date] = set()
+    for _newest, path in sorted(ranges, key=lambda r: r[0], reverse=True):
+        rest = [r for r in ranges if r[1] not in chosen and r[1] != path]
+        chosen.append(path)
+        seen |= set(pl.read_parquet(path, columns=[column]).get_column(column).unique())
+        kept = sorted(seen)[-dates:] if len(seen) >= dates else []
+        if kept and all(r[0] < kept[0] for r in rest):
+            break
+    return chosen
+
+
 def factor_coverage(
     layout: CacheLayout, as_of: dt.date | None, last: int = SCORE_DATES
 ) -> list[dict[str, Any]]:
     """Per factor (p, g): on each of the last `last` calc dates, the rows and the share
-    with a score; the newest calc date and the open days from it to `as_of`."""
+    with a score; the newest calc date and the open days from it to `as_of`.
+
+    Only the newest files holding those dates are read (by the calc dates their footers
+    say they hold), not the whole history."""
     calendar = trade_calendar(layout) if as_of is not None else pl.DataFrame()
     found = []
     for factor in ("p", "g"):
-        files = dataset_files(layout, "factors", factor)
+        files = _newest_files(dataset_files(layout, "factors", factor), "calc_date", last)
         if not files:
             continue
         score = pl.col(f"{factor}_score")

@@ -44,8 +44,10 @@ TARGETED = {
     "daily": {
         "calc date: compute outside API waits",
         "calc date: / rebuild",
+        "calc date: full history / short history",
         "non-calc date: compute outside API waits",
         "non-calc date: / rebuild",
+        "non-calc date: full history / short history",
         "peak RSS",
     },
 }

@@ -26,6 +26,7 @@ D = dt.date
 AS_OF = D(2022, 12, 30)  # a Friday: a weekly calc date
 NEXT_DAY = D(2023, 1, 6)  # the next Friday
 LATER = FIRST_FETCH + dt.timedelta(days=7)
+LISTED = D(2019, 7, 1)
 
 
 def _trade_cal() -> pl.DataFrame:
@@ -47,7 +48,7 @@ def _write_market(layout: CacheLayout, raw: dict[str, pl.DataFrame], as_of: dt.d
     codes = sorted(raw["income"]["ts_code"].unique())
     stocks = pl.DataFrame({"ts_code": codes}).with_columns(
         name=pl.col("ts_code"),
-        list_date=pl.lit(D(2015, 1, 5)),
+        list_date=pl.lit(LISTED),  # after the first statements: empty first calc dates
         delist_date=pl.lit(None, dtype=pl.Date),
         list_status=pl.lit("L"),
         _fetched_at=pl.lit(FIRST_FETCH, dtype=FETCHED_TYPE),
@@ -126,6 +127,8 @@ def test_restatements_found_today_or_late_recompute_exactly_what_they_feed(
     _write_market(layout, raw, AS_OF)
     _run(layout)
     before_p, before_g = _read(layout, "p"), _read(layout, "g")
+    assert before_p["calc_date"].min() > LISTED  # calc dates before it were computed empty
+    assert compute_factors(layout, executor="inline").dates_computed == {"p": 0, "g": 0}
     code = sorted(raw["income"]["ts_code"].unique())[4]
 
     # today: one more calc date, and a two-year-old period restated on it

@@ -12,8 +12,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
+from cache.atomic import write_parquet_atomic
+from factors.schema import P_SCHEMA
 from pipeline.run.html import add_report_sections, stage_durations, write_run_report_html
 from pipeline.run.report import TaskOutcome
 from tests.ops.conftest import (
@@ -79,6 +82,9 @@ def test_sections_are_added_without_touching_existing_keys(tmp_path: Path) -> No
         save_report(
             cache.layout, make_report(f"old{i}", dt.datetime(2024, 6, 20 + i, 10, tzinfo=dt.UTC))
         )
+    older = [dt.date(2023, 12, 22), dt.date(2023, 12, 29)]  # a year file before the others
+    frame = pl.DataFrame(factor_rows("p", older), schema=P_SCHEMA)
+    write_parquet_atomic(frame, cache.layout.dataset_dir("factors", "p") / "2023.parquet")
     report = make_report()
     full = add_report_sections(cache.layout, report)
     assert {k: full[k] for k in report} == report
@@ -98,8 +104,10 @@ def test_sections_are_added_without_touching_existing_keys(tmp_path: Path) -> No
     assert coverage["raw.weekly"]["missing"] == []
     (p, g) = ops["factors"]
     assert (p["factor"], g["factor"]) == ("p", "g")
-    assert p["dates"] == [d.isoformat() for d in cache.calc_dates]
-    rows = factor_rows("p", cache.calc_dates)
+    shown = [*older, *cache.calc_dates][-12:]  # the newest twelve, across the year files
+    assert p["dates"] == [d.isoformat() for d in shown]
+    assert g["dates"] == [d.isoformat() for d in cache.calc_dates]
+    rows = factor_rows("p", older) + factor_rows("p", cache.calc_dates)
     for day, n, scored in zip(p["dates"], p["rows"], p["scored"], strict=True):
         on_day = [r for r in rows if r["calc_date"].isoformat() == day]
         assert n == len(on_day) and scored == sum(r["p_score"] is not None for r in on_day)

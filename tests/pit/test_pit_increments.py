@@ -178,6 +178,20 @@ def test_industry_tables_are_rebuilt_only_when_their_members_change(
     assert industry.stat().st_mtime_ns != built
     assert result.stocks_rebuilt == 0
     assert result.changed == [(dt.date(2021, 3, 1), None)]
+    # the 2014 membership ends in 2024, the 2021 one winning since 2021: nothing read changes
+    first = pl.col("ts_code") == members["ts_code"][0]
+    ending = pl.when(first).then(pl.lit(dt.date(2024, 3, 1))).otherwise(pl.col("out_date"))
+    fetched = pl.lit(LATER_FETCH + dt.timedelta(days=1), dtype=FETCHED_TYPE)
+    write_raw(
+        raw_cache, {"index_member_all": members.with_columns(out_date=ending, _fetched_at=fetched)}
+    )
+    assert build_pit(raw_cache, mode="incremental", executor="inline").changed == []
+    # the 2021 one ends in 2023: the 2014 one is read again from then, and nothing after it
+    fetched = pl.lit(LATER_FETCH + dt.timedelta(days=2), dtype=FETCHED_TYPE)
+    ended = moved.with_columns(out_date=pl.lit(dt.date(2023, 1, 2)), _fetched_at=fetched)
+    write_raw(raw_cache, {"index_member_all": ended}, part="part-2")
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+    assert result.changed == [(dt.date(2023, 1, 2), None)]
 
 
 def test_a_cache_of_the_older_layout_is_rebuilt_in_full_and_its_files_removed(

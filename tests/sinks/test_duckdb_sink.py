@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from cache.layout import CacheLayout
-from cache.views import open_catalog, rebuild_catalog
+from cache.views import open_catalog, rebuild_catalog, refresh_catalog
 from pipeline.load import load_from_settings
 from pipeline.sync.runner import SyncRequest, run_sync
 from sinks import open_sink
@@ -113,6 +113,34 @@ def test_views_sink_does_not_hold_a_copy(tmp_path: Path) -> None:
     assert not sink.capabilities.durable
     assert "3 datasets as views" in load_from_settings(make_settings(layout.root)).lines()[0]
     assert set(_objects(layout.duckdb_path).values()) == {"view"}
+
+
+def test_a_catalogue_of_views_is_rebuilt_only_when_its_datasets_or_columns_change(
+    tmp_path: Path,
+) -> None:
+    layout = _cache(tmp_path)
+    settings = make_settings(layout.root)
+    refresh_catalog(settings)
+    built = layout.duckdb_path.stat().st_ino
+    more = daily_frame([dt.date(2024, 2, 1)], codes(3), 2)  # new rows: the views see them
+    write_partition(layout, "raw", "daily", "2024/2024-02.parquet", more)
+    assert refresh_catalog(settings) == {"raw": ["daily"], "pit": ["indicators"], "factors": ["p"]}
+    assert layout.duckdb_path.stat().st_ino == built
+    with open_catalog(layout.duckdb_path) as con:
+        assert con.execute("SELECT count(*) FROM raw.daily").fetchone() == (6,)
+    wider = pl.DataFrame({"ts_code": ["3"], "extra": [1.5]})  # a new column: rebuilt
+    write_partition(layout, "pit", "indicators", "part-01.parquet", wider)
+    refresh_catalog(settings)
+    assert layout.duckdb_path.stat().st_ino != built
+    with open_catalog(layout.duckdb_path) as con:
+        assert con.execute("SELECT count(extra) FROM pit.indicators").fetchone() == (1,)
+    layout.duckdb_path.unlink()  # a removed file is built again
+    refresh_catalog(settings)
+    assert _objects(layout.duckdb_path) == {
+        "raw.daily": "view",
+        "pit.indicators": "view",
+        "factors.p": "view",
+    }
 
 
 def test_a_materialized_catalogue_stays_materialized_after_a_sync(tmp_path: Path) -> None:
