@@ -47,6 +47,7 @@ from pipeline.sync.tasks import TaskSpec, task
 __all__ = [
     "held_units",
     "partition_span",
+    "quarantine_unreadable",
     "recover_task_states",
     "reported_span",
     "reported_start",
@@ -182,6 +183,16 @@ def _lost_units(
         else:
             lost |= {u for u in state.committed if first <= unit_date(u) <= last}
     return lost
+
+
+def quarantine_unreadable(layout: CacheLayout, name: str) -> list[QuarantineEntry]:
+    """After a task failed: quarantine the files of its dataset that cannot be read to
+    the last page (a page that does not decode passes the footer check made before
+    planning, and fails the commit that reads it); the next sync re-plans their units."""
+    moved = sweep_unreadable(layout, ("raw",), (name,), deep=True)
+    for entry in moved:
+        log.warning("quarantined %s", entry.line())
+    return moved
 
 
 def recover_task_states(layout: CacheLayout, store: StateStore, names: Sequence[str]) -> set[str]:

@@ -74,7 +74,7 @@ from pipeline.sync.plan import (
     unit_key,
     within_bounds,
 )
-from pipeline.sync.recover import recover_task_states
+from pipeline.sync.recover import quarantine_unreadable, recover_task_states
 from pipeline.sync.spill import Spilled, recover, remove_spills, write_spill
 from pipeline.sync.spill import tidy as tidy_spills
 from pipeline.sync.tasks import TaskSpec, select_tasks, task
@@ -905,7 +905,8 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
         locks.release()
         store.close()
     refetched = [t.task for t in report.tasks if t.task in requeued and t.status == "success"]
-    clear_quarantine(layout, tuple(f"raw.{name}" for name in refetched))
+    if refetched:  # (no names would clear every record)
+        clear_quarantine(layout, tuple(f"raw.{name}" for name in refetched))
     clear_restored(layout)
     as_of = record_as_of(layout)
     report.as_of = as_of.isoformat() if as_of else None
@@ -1036,6 +1037,7 @@ async def _run_task(
             raise cause from None
         reason = f"{type(cause).__name__}: {cause}"
         log.error("%s: failed (%s)", spec.name, reason, exc_info=True)
+        quarantine_unreadable(ctx.layout, spec.name)  # the next sync re-fetches what it held
         state.status, state.reason, state.finished = "failed", reason, now_iso()
         ctx.store.save(state)
         return TaskOutcome(spec.name, "failed", reason, api=plan.api, strategy=plan.strategy)

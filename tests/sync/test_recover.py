@@ -117,3 +117,22 @@ def test_any_unreadable_parquet_file_is_quarantined(
     assert not path.exists()
     assert Path(moved[0].moved_to).is_file()
     assert "unreadable Parquet" in moved[0].reason
+
+
+def test_a_page_that_does_not_decode_fails_one_sync_and_the_next_refetches_it(
+    synced: Path, tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    served = serve()
+    root = copy_cache(synced, tmp_path)
+    newest = sorted((root / "raw" / "daily").rglob("*.parquet"))[-1]  # the refresh window's
+    corrupt_a_page(newest)
+    settings = settings_for(tmp_path, served.url)
+    request = SyncRequest(tasks=("daily",), start=START, progress=False)
+    first = run_sync(settings, request)
+    assert first.tasks[0].status == "failed"
+    assert [e.dataset for e in quarantined(CacheLayout(root))] == ["raw.daily"]
+    again = run_sync(settings, request)
+    assert again.exit_code == 0, again.tasks[0].reason
+    assert again.tasks[0].units_total < 30  # the lost month, not the whole task
+    assert cache_rows(root, "daily") == truth_rows(served.sim, "daily", START)
+    assert quarantined(CacheLayout(root)) == []
