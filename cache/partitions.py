@@ -23,6 +23,7 @@ layout before 0.2) is a valid state of this layout: closing its years migrates i
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "close_years",
     "closed_years",
     "partition_expr",
+    "partition_span",
     "unfinished_closings",
 ]
 
@@ -76,6 +78,21 @@ def partition_expr(spec: DatasetSpec, closed: frozenset[int] = frozenset()) -> p
         in_closed = date.dt.year().is_in(sorted(closed))
         return pl.when(in_closed).then(yearly).otherwise(monthly).fill_null(UNDATED_FILE)
     return yearly.fill_null(UNDATED_FILE)
+
+
+def partition_span(partition: str) -> tuple[dt.date, dt.date] | None:
+    """The first and last day a dated partition file holds, from its name relative to the
+    dataset folder (`2024/2024-05.parquet`, `2024.parquet`); None when its name tells no
+    span (a single or undated file, a stock bucket)."""
+    stem = partition.rsplit("/", 1)[-1].removesuffix(".parquet")
+    with contextlib.suppress(ValueError):
+        if len(stem) == len("2024-05") and stem[4] == "-":
+            first = dt.date(int(stem[:4]), int(stem[5:7]), 1)
+            following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            return first, following - dt.timedelta(days=1)
+        if len(stem) == len("2024") and stem.isdigit():
+            return dt.date(int(stem), 1, 1), dt.date(int(stem), 12, 31)
+    return None
 
 
 def _monthly_files(folder: Path) -> dict[int, list[Path]]:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cache.layout import CacheLayout
+from cache.partitions import partition_span
 from cache.quarantine import (
     clear_restored,
     forget,
@@ -40,7 +41,7 @@ from pipeline.ops.verify import calendar_gaps
 from pipeline.pit.step import STATE_FILE as PIT_STATE
 from pipeline.pit.step import build_pit, missing_parts
 from pipeline.sync.plan import unit_key
-from pipeline.sync.recover import partition_span, reported_start
+from pipeline.sync.recover import reported_start
 from pipeline.sync.runner import SyncRequest, recorded_source, run_sync
 from pipeline.sync.tasks import TASKS
 

@@ -28,7 +28,6 @@ what the other files hold, as for a lost document.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from typing import Any
 import polars as pl
 
 from cache.layout import CacheLayout
+from cache.partitions import partition_span
 from cache.quarantine import QuarantineEntry, quarantined, sweep_unreadable
 from cache.read import scan_dataset
 from cache.state import StateStore, TaskState
@@ -46,7 +46,6 @@ from pipeline.sync.tasks import TaskSpec, task
 
 __all__ = [
     "held_units",
-    "partition_span",
     "quarantine_unreadable",
     "recover_task_states",
     "reported_span",
@@ -57,20 +56,6 @@ log = get_logger("sync")
 
 RAW_PREFIX = "raw."
 EARLY_REPORTS = dt.timedelta(days=366)  # versions of a period visible before it begins
-
-
-def partition_span(partition: str) -> tuple[dt.date, dt.date] | None:
-    """The first and last day a dated partition file holds (`2024/2024-05.parquet`,
-    `2024.parquet`); None when its name tells no span (a single file, a stock bucket)."""
-    stem = partition.rsplit("/", 1)[-1].removesuffix(".parquet")
-    with contextlib.suppress(ValueError):
-        if len(stem) == len("2024-05") and stem[4] == "-":
-            first = dt.date(int(stem[:4]), int(stem[5:7]), 1)
-            following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
-            return first, following - dt.timedelta(days=1)
-        if len(stem) == len("2024") and stem.isdigit():
-            return dt.date(int(stem), 1, 1), dt.date(int(stem), 12, 31)
-    return None
 
 
 def _days(first: dt.date, last: dt.date) -> set[str]:

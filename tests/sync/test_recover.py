@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
+from cache.partitions import partition_span
 from cache.quarantine import quarantined, sweep_unreadable, unreadable_state_files
-from pipeline.sync.recover import partition_span
 from pipeline.sync.runner import SyncRequest, run_sync
 from tests.sync.conftest import START, Served, cache_rows, copy_cache, settings_for
 from tests.sync.reference import truth_rows
