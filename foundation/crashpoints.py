@@ -1,7 +1,9 @@
 """Named points where the crash-safety tests kill a real `ah` process.
 
 `AH_TEST_CRASH_AT=<point>:<n>` makes the process SIGKILL itself the n-th time it passes
-`point` (the sync's fetch, write, partition, state and views; a finished shard of the
+`point` (the sync's fetch, spill (a page written to its spill file), merge (spilled
+pages merged, their units not yet recorded), write, partition, state, unspill (a spill
+file deleted after its record) and views; a finished shard of the
 PIT or factor pool; a partition loaded into PostgreSQL). Unset, a point costs one
 environment lookup. The tests then check that a re-run ends where a clean run does.
 """
