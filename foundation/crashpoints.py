@@ -10,6 +10,8 @@ factor step's), `pit-written`, `pit-state`. Factors: `factors-plan`, `factors-wr
 `load-partition` (after its COMMIT), `load-table`. A stand-alone stage command:
 `<stage>-report` (its work done, its report not yet written). Unset, a point costs one
 environment lookup. The tests then check that a re-run ends where a clean run does.
+`<point>:<n>:stop` stops the process there (SIGSTOP) instead, so a test can take
+something away under it (the database server) before it goes on.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ _crash_counts: Counter[str] = Counter()
 
 def crash_point(point: str) -> None:
     """Kill this process with SIGKILL the n-th time it passes `point`, when the
-    environment says `AH_TEST_CRASH_AT=<point>:<n>` (crash-safety tests only)."""
+    environment says `AH_TEST_CRASH_AT=<point>:<n>` (crash-safety tests only); with
+    `<point>:<n>:stop`, stop it there (SIGSTOP) until the test continues it."""
     wanted = os.environ.get(CRASH_ENV)
     if not wanted:
         return
-    name, _, count = wanted.partition(":")
+    name, _, rest = wanted.partition(":")
     if name != point:
         return
+    count, _, action = rest.partition(":")
     _crash_counts[point] += 1
-    if _crash_counts[point] >= int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _crash_counts[point] == int(count or 1):
+        os.kill(os.getpid(), signal.SIGSTOP if action == "stop" else signal.SIGKILL)

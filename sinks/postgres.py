@@ -139,6 +139,20 @@ def error_reason(exc: BaseException) -> str:
     return scrub(reason.removeprefix("IO: ").removeprefix("[libpq] ").strip())
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a driver error means the server or the connection is gone (libpq's I/O
+    status, SQLSTATE class 08, or a server shutdown 57P01-57P03), not a fault of the
+    data: the load then stops instead of trying the next partition or dataset."""
+    if not isinstance(exc, adbc_driver_manager.Error):
+        return False
+    state = exc.sqlstate or ""
+    return (
+        exc.status_code == adbc_driver_manager.AdbcStatusCode.IO
+        or state.startswith("08")
+        or state in ("57P01", "57P02", "57P03")
+    )
+
+
 def connect(url: str, autocommit: bool = False) -> Connection:
     """An ADBC connection with the sink's settings; transactions unless `autocommit`.
 

@@ -45,6 +45,7 @@ from sinks.pg_macros import create_asof_functions, document_tables
 from sinks.postgres import (
     BATCH_ROWS,
     Connection,
+    DatabaseUnavailableError,
     LoadError,
     PartitionLoad,
     PartitionRecord,
@@ -52,6 +53,7 @@ from sinks.postgres import (
     analyze_table,
     conform_rows,
     connect,
+    connection_lost,
     describe_url,
     error_reason,
     forget_partition,
@@ -236,6 +238,8 @@ def _stream(
     try:
         done = load_new_table(conn, spec, schema, batches(), lambda: records, label)
     except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
+        if connection_lost(exc):
+            raise
         cause = failures[0] if failures else exc
         reason = error_reason(cause) if isinstance(cause, adbc_driver_manager.Error) else cause
         log.info("%s: one-stream load failed (%s); loading partition by partition",
@@ -286,6 +290,8 @@ def _load_table(
             try:
                 part = load_partition(conn, spec, source, force=full)
             except adbc_driver_manager.Error as exc:
+                if connection_lost(exc):
+                    raise
                 msg = f"loading {spec.qualified} partition {partition} failed: {error_reason(exc)}"
                 raise LoadError(msg) from None
             _count(outcome, part)
@@ -366,6 +372,25 @@ class PostgresSink:
         """
         start = time.perf_counter()
         result = LoadResult(self.capabilities.name, self.target)
+        try:
+            self._load(datasets, full, on_progress, result)
+        except adbc_driver_manager.Error as exc:
+            if not connection_lost(exc):
+                raise
+            reason = error_reason(exc)
+            msg = f"lost the connection to PostgreSQL at {self.target} during the load: {reason}"
+            raise DatabaseUnavailableError(msg, reason) from None
+        result.seconds = time.perf_counter() - start
+        result.headline = f"loaded into PostgreSQL {self.target} in {result.seconds:.1f} s"
+        return result
+
+    def _load(
+        self,
+        datasets: Sequence[Dataset],
+        full: bool,
+        on_progress: ProgressCallback | None,
+        result: LoadResult,
+    ) -> None:
         with contextlib.closing(self._connection()) as conn:
             self._conn = None  # closed when this load ends
             plans = []
@@ -396,9 +421,6 @@ class PostgresSink:
                     _failed(result, plan.spec.qualified, exc)
             document_tables(conn, [plan.spec for plan in plans])
             create_asof_functions(conn)
-        result.seconds = time.perf_counter() - start
-        result.headline = f"loaded into PostgreSQL {self.target} in {result.seconds:.1f} s"
-        return result
 
     def counts(self, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
         """count(*) of each (schema, table); None when the table does not exist."""

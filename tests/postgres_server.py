@@ -31,6 +31,24 @@ class PostgresServer:
 
     url: str
     bindir: Path | None
+    data: Path | None = None  # the data folder of a server these tests started
+    options: str = ""
+
+    def _ctl(self, *args: str) -> None:
+        if self.bindir is None or self.data is None:
+            msg = "not a server these tests started: it cannot be stopped or started"
+            raise PostgresUnavailable(msg)
+        cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.data), *args]
+        subprocess.run(_as_server_user(cmd), check=True, capture_output=True)
+
+    def crash(self) -> None:
+        """Stop the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint,
+        every backend killed)."""
+        self._ctl("-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        """Start the server again on the same data folder (it recovers from its WAL)."""
+        self._ctl("-o", self.options, "-l", str(self.data.parent / "log"), "-w", "start")
 
     def database_url(self, dbname: str) -> str:
         """The URL of another database on the same server."""
@@ -126,8 +144,9 @@ def throwaway_server() -> Iterator[PostgresServer]:
     )
     try:
         yield PostgresServer(
-            url=f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres", bindir=bindir
-        )
+            url=f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres",
+            bindir=bindir, data=data, options=opts,
+        )  # fmt: skip
     finally:
         subprocess.run(
             _as_server_user(
