@@ -53,8 +53,11 @@ class TaskState:
     rebuild: bool = False
 
     def to_json(self) -> str:
-        """The document, sets as sorted lists."""
-        doc: dict[str, Any] = dataclasses.asdict(self)
+        """The document, sets as sorted lists (a shallow copy of the fields: the unit sets
+        are large and written after every commit, `dataclasses.asdict` would deep-copy
+        them first)."""
+        doc: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        doc["errors"] = list(self.errors)
         doc["committed"] = sorted(self.committed)
         doc["plan_done"] = sorted(self.plan_done)
         return json.dumps(doc, ensure_ascii=False, indent=1)
