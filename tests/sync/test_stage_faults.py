@@ -295,7 +295,9 @@ def test_postgres_crashing_mid_load_then_a_rerun_equals_the_cache(
         assert load.returncode != 0
         errors = [line for line in err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "Traceback" not in err, err
-        assert "lost the connection to PostgreSQL" in errors[0] and "error: unexpected" not in err, err
+        assert (
+            "lost the connection to PostgreSQL" in errors[0] and "error: unexpected" not in err
+        ), err
         assert server.url.split(":")[2].split("@")[0] not in out + err  # the password
         server.start()
         rerun = ah("--config", str(config), "load", cwd=tmp_path)
