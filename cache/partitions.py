@@ -17,7 +17,7 @@ before the first monthly file is deleted, so a kill at any instant loses nothing
 files left beside a yearly file by such a kill are wholly contained in it (once the
 yearly file exists, no commit writes a monthly file of that year), and the next
 `close_years` deletes them. A cache written with monthly files for every year (the
-layout before 0.2) is a valid state of this layout: closing its years migrates it.
+layout before 0.4) is a valid state of this layout: closing its years migrates it.
 """
 
 from __future__ import annotations
