@@ -23,7 +23,7 @@ from cache.catalogue.asof_sql import AsOf, macros_for
 from cache.catalogue.columns import comments_of
 from foundation.logs import get_logger
 from sinks.ddl import TableSpec, comment_sql, history_index_sql, quote_ident
-from sinks.postgres import error_reason
+from sinks.postgres import column_facts, error_reason
 
 log = get_logger("load")
 
@@ -98,15 +98,7 @@ def document_tables(conn: Connection, specs: Sequence[TableSpec]) -> None:
 
 def _column_comments(cur: Cursor, spec: TableSpec) -> dict[str, str | None] | None:
     """Column name -> its comment (None without one); None when the table is missing."""
-    cur.execute(
-        "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a "
-        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
-        "ORDER BY a.attnum",
-        (spec.schema, spec.name),
-    )
-    found = {name: comment for name, comment in cur.fetchall()}
-    return found or None
+    return column_facts(cur, spec, "col_description(a.attrelid, a.attnum)")
 
 
 def create_asof_functions(conn: Connection) -> list[str]:

@@ -193,14 +193,20 @@ def table_columns(cur: Cursor, spec: TableSpec) -> dict[str, str] | None:
     whose cached lookup can miss a table another loader committed while this one
     waited for the lock).
     """
+    return column_facts(cur, spec, "format_type(a.atttypid, a.atttypmod)")
+
+
+def column_facts(cur: Cursor, spec: TableSpec, fact: str) -> dict[str, Any] | None:
+    """Column name -> `fact` (an SQL expression over `pg_attribute a`, e.g. the column's
+    type or comment) for each column of the table, in order; None when it does not exist."""
     cur.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        f"SELECT a.attname, {fact} FROM pg_attribute a "
         "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
         "ORDER BY a.attnum",
         (spec.schema, spec.name),
     )
-    found = {name: typ for name, typ in cur.fetchall()}
+    found = dict(cur.fetchall())
     return found or None
 
 
