@@ -599,6 +599,7 @@ def load_new_table(
             conn.rollback()
             return TableStream(False, 0, waited, time.perf_counter() - start)
         columns = ensure_table(cur, spec, schema, label, None, with_key=False)
+        crash_point("load-ddl")  # the table made in the transaction, no rows yet
         reader = pa.RecordBatchReader.from_batches(schema, batches)
         rows = cur.adbc_ingest(spec.name, reader, mode="append", db_schema_name=spec.schema)
         cur.execute(f"SELECT set_config('maintenance_work_mem', '{MAINTENANCE_WORK_MEM}', true)")

@@ -33,8 +33,9 @@ TARGETED = {
     "factors": {"speed-up over the loop", "PIT full build + P + G backfill", "peak RSS"},
     "load": {
         "initial: throughput / raw COPY",
-        "partition: throughput / raw COPY",
-        "upsert: throughput / raw COPY",
+        "initial: throughput / psycopg COPY from Parquet",
+        "partition: throughput / DELETE + raw COPY",
+        "upsert: throughput / DELETE + raw COPY",
         "initial load speed / to_sql",
         "same table as raw COPY",
         "peak RSS",
