@@ -198,12 +198,9 @@ def flow_lines(
     return out
 
 
-def _rows_to_emit(
-    market: Market, api: str, v: Versions, q: Query
-) -> tuple[Versions, NDArray[np.str_]]:
-    """Versions expanded to published rows: report types, duplicates, filters applied."""
-    seed = market.seed
-    comp = market.fundamentals.comp_type[v.stock].astype(str)
+def _requested(q: Query, v: Versions, comp: NDArray[np.str_]) -> NDArray[np.bool_]:
+    """Which versions the request's company type, announcement dates and announcement
+    range (`start_date`/`end_date`) select."""
     keep = (
         q.matches("comp_type", comp)
         & q.day_matches("ann_date", v.ann)
@@ -214,7 +211,16 @@ def _rows_to_emit(
         keep &= v.ann >= lo
     if hi is not None:
         keep &= v.ann <= hi
-    v = v.take(keep)
+    return keep
+
+
+def _rows_to_emit(
+    market: Market, api: str, v: Versions, q: Query
+) -> tuple[Versions, NDArray[np.str_]]:
+    """Versions expanded to published rows: report types, duplicates, filters applied."""
+    seed = market.seed
+    comp = market.fundamentals.comp_type[v.stock].astype(str)
+    v = v.take(_requested(q, v, comp))
     kinds = [(v, np.full(len(v), "1"))]
     if api in FLOWS:
         publishes = noise.uniform(seed, "single_quarter", v.stock) < SINGLE_QUARTER_PUBLISHERS
@@ -341,17 +347,7 @@ def _from_table(market: Market, q: Query, table: PeriodTable) -> pl.DataFrame:
     codes = q.items("ts_code")
     if codes is not None:
         keep &= np.isin(v.stock, market.universe.select(codes))
-    keep &= (
-        q.matches("comp_type", table.comp_type)
-        & q.day_matches("ann_date", v.ann)
-        & q.day_matches("f_ann_date", v.f_ann)
-        & q.matches("report_type", table.report_type)
-    )
-    lo, hi = q.day("start_date"), q.day("end_date")
-    if lo is not None:
-        keep &= v.ann >= lo
-    if hi is not None:
-        keep &= v.ann <= hi
+    keep &= _requested(q, v, table.comp_type) & q.matches("report_type", table.report_type)
     rows = np.flatnonzero(keep)
     rows = rows[q.window(len(rows))]
     if len(rows) == len(v):
