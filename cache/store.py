@@ -102,14 +102,19 @@ def _check_columns(
 
 
 def sweep_temporary_files(layout: CacheLayout, name: str) -> int:
-    """Delete temporary files a killed writer left in a dataset (the caller holds its lock)."""
+    """Delete temporary files a killed writer left in a dataset and beside its task state
+    (`state/tasks/.<name>.json.<pid>.tmp`); the caller holds the dataset's lock, so no
+    live writer owns them."""
     folder = layout.dataset_dir("raw", name)
+    strays = list(folder.rglob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []
+    tasks = layout.state_dir / "tasks"
+    if tasks.is_dir():
+        strays += tasks.glob(f".{name}.json.*{TMP_SUFFIX}")
     removed = 0
-    if folder.is_dir():
-        for tmp in folder.rglob(f".*{TMP_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-                removed += 1
+    for tmp in strays:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
     return removed
 
 

@@ -178,7 +178,13 @@ def test_empty_dataset_reads_as_a_typed_table_and_temporary_files_are_swept(tmp_
     stray = layout.dataset_dir("raw", "toy") / "2024" / ".2024-01.parquet.999.tmp"
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"half a file")
-    assert sweep_temporary_files(layout, "toy") == 1 and not stray.exists()
+    state = layout.state_dir / "tasks" / ".toy.json.999.tmp"
+    other = layout.state_dir / "tasks" / ".toy_other.json.999.tmp"  # another task's
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"{")
+    other.write_bytes(b"{")
+    assert sweep_temporary_files(layout, "toy") == 2 and not stray.exists()
+    assert not state.exists() and other.exists()
 
 
 def _day_rows(days: list[dt.date], close: float = 1.0) -> pl.DataFrame:

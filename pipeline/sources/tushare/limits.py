@@ -1,9 +1,9 @@
 """Per-API rate limits: one pacer per API, shared by every task of a run.
 
 The service counts calls per token and API in a sliding window (60 s for the
-per-minute limit). A pacer spaces its calls evenly, `window / limit` apart plus a small
-margin, so any window of the server's length sees fewer calls than the limit even when
-requests arrive with some jitter. When the server still answers "limit reached" (the
+per-minute limit). A pacer spaces its calls evenly, `(window + jitter) / limit` apart,
+so any window of the server's length sees fewer calls than the limit even when requests
+arrive up to `ARRIVAL_JITTER_S` late or early. When the server still answers "limit reached" (the
 configured limit was too high), the pacer learns the limit from the message, slows to
 it, and holds further calls until the server's window has room again.
 """
@@ -25,10 +25,17 @@ POINT_TIERS: tuple[tuple[int, int], ...] = ((10000, 1000), (5000, 500), (2000, 2
 API_TIERS: dict[str, tuple[tuple[int, int], ...]] = {
     "limit_list_d": ((8000, 500), (0, 200)),
 }
-SAFETY_MARGIN = 0.01  # of the window: 0.6 s of arrival jitter on a 60 s window
+ARRIVAL_JITTER_S = 0.6  # how far a request's arrival may drift from its slot (seconds)
 # The server's per-minute window, in seconds of our clock. Tests against a simulator
 # running on a sped-up clock shrink it; nothing else should change it.
 WINDOW_S = 60.0
+
+
+def margin_for(window_s: float) -> float:
+    """The pacing margin, as a share of the window, that absorbs `ARRIVAL_JITTER_S`: 1% of
+    the service's minute; more of a shorter window (a simulator on a sped-up clock), whose
+    requests drift by as many real seconds."""
+    return ARRIVAL_JITTER_S / window_s
 
 
 def default_per_minute(api: str, points: int) -> int:
@@ -60,16 +67,15 @@ class RateLimiter:
         per_minute: int | None,
         *,
         window_s: float = WINDOW_S,
-        margin: float = SAFETY_MARGIN,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.per_minute = per_minute
         self.window_s = window_s
-        self.margin = margin
+        self.margin = margin_for(window_s)
         self._clock = clock
         self._sleep = sleep
-        self._interval = window_s / per_minute * (1 + margin) if per_minute else 0.0
+        self._interval = window_s / per_minute * (1 + self.margin) if per_minute else 0.0
         self._next = float("-inf")
         self._sent: deque[float] = deque()
         self._learned: dict[float, int] = {}
@@ -145,4 +151,5 @@ class RateLimits:
     def seconds_for(self, api: str, calls: int) -> float:
         """How long `calls` calls to `api` take at its configured pace (for plan estimates)."""
         per_minute = self.per_minute(api)
-        return 0.0 if not per_minute else calls * self.window_s / per_minute * (1 + SAFETY_MARGIN)
+        margin = margin_for(self.window_s)
+        return 0.0 if not per_minute else calls * self.window_s / per_minute * (1 + margin)
