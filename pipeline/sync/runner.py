@@ -706,9 +706,6 @@ class TaskRunner:
         state.run_id = self.ctx.run_id
         state.pid, state.host = os.getpid(), socket.gethostname()
         state.errors = []
-        removed = sweep_temporary_files(self.ctx.layout, name)
-        if removed:
-            log.info("%s: removed %d temporary file(s) of an interrupted run", name, removed)
         await self._close_years()  # finishes a killed closing; migrates an older layout
         self._record([u for u in self.plan.missing if self.remaining[u] == 0])
         self.ctx.progress.update(name, 0, self.calls_total)
@@ -889,6 +886,10 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
             remember_source(layout, source.kind, source.label)
             locks.acquire(names)
             sweep_catalog_temporaries(layout)
+            for name in names:  # locked: what a killed run left, even of a finished task
+                removed = sweep_temporary_files(layout, name)
+                if removed:
+                    log.info("%s: removed %d temporary file(s) of a killed run", name, removed)
             if sum(recover(layout, store, spec) for spec in specs if not plan_skipped(plans, spec)):
                 plans = planner.plan_all(specs, market)  # the recovered units are not missing
             market, plans = await _with_events(planner, source, market, plans, prefetched)
