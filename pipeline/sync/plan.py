@@ -58,15 +58,24 @@ class Market:
     # income versions visible on the missing days: ts_code, end_date, ann_date, visible, update_flag
     events: pl.DataFrame | None = None
     open_plans: tuple[dt.date, ...] = ()  # ann_date of dividend plans not yet carried out
+    # stock codes per (lo, hi) asked so far: a run plans every task twice or more
+    _stocks: dict[tuple[dt.date | None, dt.date | None], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def codes(self, kind: str | None, lo: dt.date | None, hi: dt.date | None) -> list[str]:
         """Codes of `kind` that may have rows between `lo` and `hi` (None: unbounded)."""
+        if kind == "stock":
+            if (lo, hi) not in self._stocks:
+                self._stocks[(lo, hi)] = tuple(self._listed(lo, hi))
+            return list(self._stocks[(lo, hi)])
         if kind == "index":
             return list(self.index_codes)
         if kind == "sw_l1":
             return list(self.sw_l1)
-        if kind != "stock":
-            return list(self.other_codes.get(kind or "", ()))
+        return list(self.other_codes.get(kind or "", ()))
+
+    def _listed(self, lo: dt.date | None, hi: dt.date | None) -> list[str]:
         frame = self.listings
         if hi is not None:
             frame = frame.filter(pl.col("list_date").is_null() | (pl.col("list_date") <= hi))
