@@ -4,8 +4,11 @@
 values, compared order-independently (a multiset: a duplicated row counts twice), and
 the fetch time `_fetched_at` aside, which records when a row was fetched, not what it
 says. DuckDB runs `EXCEPT ALL` both ways over each dataset's Parquet glob; what the
-caches hold on one side only counts as different too. Memory is bounded (DuckDB spills
-to a scratch folder), so a full market compares in a few seconds per dataset.
+caches hold on one side only counts as different too. Each side is first reduced to
+its row count and the sum of its rows' hashes (one streaming scan, order-independent);
+only a dataset whose sums differ is compared row by row with `EXCEPT ALL`, which
+builds a hash table of the whole dataset (memory bounded: DuckDB spills to a scratch
+folder) and counts the rows on each side only.
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ def _columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[str]:
     return [row[0] for row in described if row[0] not in IGNORED]
 
 
+def _fingerprint(con: duckdb.DuckDBPyConnection, columns: str, glob: str) -> tuple[int, int]:
+    """(rows, sum of the rows' hashes): equal for the same multiset of rows, in one
+    streaming scan (no hash table of the whole dataset)."""
+    query = (
+        f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0) "
+        "FROM read_parquet(?, union_by_name = true)"
+    )
+    row = con.execute(query, [glob]).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def _except_count(con: duckdb.DuckDBPyConnection, columns: str, one: str, other: str) -> int:
     query = (
         f"SELECT count(*) FROM (SELECT {columns} FROM read_parquet(?, union_by_name = true) "
@@ -74,6 +88,8 @@ def _compare(
     if sorted(columns) != sorted(others):
         return [Difference(dataset, 0, 0, ", ".join(sorted(set(columns) ^ set(others))))]
     selected = ", ".join(f'"{c}"' for c in columns)
+    if _fingerprint(con, selected, one) == _fingerprint(con, selected, other):
+        return []
     left_only = _except_count(con, selected, one, other)
     right_only = _except_count(con, selected, other, one)
     return [Difference(dataset, left_only, right_only)] if left_only or right_only else []
