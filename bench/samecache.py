@@ -106,6 +106,7 @@ def differences(left: Path, right: Path) -> tuple[int, list[Difference]]:
             con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             con.execute(f"SET temp_directory = '{spill}'")
             con.execute("SET preserve_insertion_order = false")
+            con.execute("SET enable_progress_bar = false")
             for layer in LAYERS:
                 mine, yours = set(ours.datasets(layer)), set(theirs.datasets(layer))
                 for name in sorted(mine | yours):
