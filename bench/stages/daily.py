@@ -25,16 +25,16 @@ in every stage's peak from the sync on.
 Reference, in the same child: the full rebuild, `ah run --full` (every stage) into an
 empty cache from the same in-process simulator at the last measured day: the sync of
 every dataset from scratch, then PIT, factors and the load into the embedded DuckDB
-catalogue, one repetition (about ten minutes at full scale, most of it the sync; a
-few seconds on the small market). Its compute outside API waits is the denominator of
-the 0.02x target (the daily run's over the rebuild's, like for like; wall over wall in
-the detail). The simulator has no quota, which flatters the rebuild: against the real
-service the sync of a full market takes hours. Then the incremented cache is compared
-with the rebuilt one (`bench.samecache`: every raw dataset, PIT table and factor
-table, same rows and values order-independently, `_fetched_at` aside): "incremental
-equals full rebuild" is 1 when every dataset is the same, and the detail names any
-that differ. The derived rebuild (`ah run --full --stages pit,factors,load` of a
-clone of the final cache) is kept beside it as information.
+catalogue, one repetition (about twelve minutes at full scale on an idle machine, most
+of it the sync; seconds on the small market). Its compute outside API waits is the
+denominator of the 0.02x target (the daily run's over the rebuild's, like for like;
+wall over wall in the detail). The simulator has no quota, which flatters the rebuild:
+against the real service the sync of a full market takes hours. Then the incremented
+cache is compared with the rebuilt one (`bench.samecache`: every raw dataset, PIT
+table and factor table, same rows and values order-independently, `_fetched_at`
+aside): "incremental equals full rebuild" is 1 when every dataset is the same, and the
+detail names any that differ. The derived rebuild (`ah run --full --stages
+pit,factors,load` of a clone of the final cache) is kept beside it as information.
 
 Shorter history: the same days measured the same way on a market of as many stocks
 whose history starts `SHORT_YEARS` years before today (half the scenario's history
