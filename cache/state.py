@@ -55,12 +55,13 @@ class TaskState:
     def to_json(self) -> str:
         """The document, sets as sorted lists (a shallow copy of the fields: the unit sets
         are large and written after every commit, `dataclasses.asdict` would deep-copy
-        them first)."""
+        them first). One line, compact: with an indent `json` encodes in Python, and a
+        daily task's decades of units made every commit cost milliseconds."""
         doc: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         doc["errors"] = list(self.errors)
         doc["committed"] = sorted(self.committed)
         doc["plan_done"] = sorted(self.plan_done)
-        return json.dumps(doc, ensure_ascii=False, indent=1)
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> TaskState:

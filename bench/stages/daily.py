@@ -1,4 +1,4 @@
-"""Stage 7: the daily job, `ah run` one trade day later, against a rebuild, on two histories.
+"""Stage 7: the daily job, `ah run` one trade day later, against a full rebuild, two histories.
 
 Start: a clone of the scenario's prepared cache `next` (bench/workdir.py: raw synced
 through the scenario's today, PIT and factors as of the trade date before; Parquet
@@ -22,8 +22,19 @@ the run's own work outside the stages (the opening sweep, the report, metrics). 
 in-process simulator's market is resident in the measured process, so it is counted
 in every stage's peak from the sync on.
 
-Reference, in the same child: the derived rebuild (`ah run --full --stages
-pit,factors,load`) of a clone of the final cache.
+Reference, in the same child: the full rebuild, `ah run --full` (every stage) into an
+empty cache from the same in-process simulator at the last measured day: the sync of
+every dataset from scratch, then PIT, factors and the load into the embedded DuckDB
+catalogue, one repetition (about twelve minutes at full scale on an idle machine, most
+of it the sync; seconds on the small market). Its compute outside API waits is the
+denominator of the 0.02x target (the daily run's over the rebuild's, like for like;
+wall over wall in the detail). The simulator has no quota, which flatters the rebuild:
+against the real service the sync of a full market takes hours. Then the incremented
+cache is compared with the rebuilt one (`bench.samecache`: every raw dataset, PIT
+table and factor table, same rows and values order-independently, `_fetched_at`
+aside): "incremental equals full rebuild" is 1 when every dataset is the same, and the
+detail names any that differ. The derived rebuild (`ah run --full --stages
+pit,factors,load` of a clone of the final cache) is kept beside it as information.
 
 Shorter history: the same days measured the same way on a market of as many stocks
 whose history starts `SHORT_YEARS` years before today (half the scenario's history
@@ -40,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -52,7 +64,7 @@ from bench.figures import Figure, StageResult, Target, ratio
 from bench.scenarios import DATA_TASKS, Scenario
 from bench.workdir import CONFIG_FILE, clone_cache, prepare, settings_text
 
-TITLE = "ah run one trade day later (a calc date, a non-calc date) vs a rebuild, two histories"
+TITLE = "ah run one trade day later (a calc date, a non-calc date) vs a full rebuild, two histories"
 NEEDS_DATA = True
 COMPUTE_TARGET_S = 10.0
 RATIO_TARGET = 0.02
@@ -62,6 +74,8 @@ MAX_DAYS = 6  # trade days run at most to meet both a calc date and a non-calc d
 CALENDAR_AHEAD_DAYS = 40
 LABELS = ("calc date", "non-calc date")
 REBUILD_STAGES = ("pit", "factors", "load")
+DERIVED = "derived rebuild"
+FULL = "full rebuild"
 
 
 @dataclass(frozen=True)
@@ -178,8 +192,28 @@ def run_days(job: DailyJob) -> dict[str, Any]:
     if job.rebuild:
         rebuilt = clone_cache(cache, job.scratch / "rebuild")
         config = _configure(scenario, rebuilt, simulator.today)
-        runs["rebuild"] = _run(config, simulator, full=True, stages=REBUILD_STAGES)
+        runs[DERIVED] = _run(config, simulator, full=True, stages=REBUILD_STAGES)
+        shutil.rmtree(rebuilt)
+        runs[FULL] = full_rebuild(scenario, cache, job.scratch / "full", simulator)
     return runs
+
+
+def full_rebuild(scenario: Scenario, cache: Path, fresh: Path, simulator: Any) -> dict[str, Any]:
+    """`ah run --full` into an empty cache from the simulator as it is now (every stage:
+    sync of every dataset from scratch, PIT, factors, load), measured; then whether the
+    incremented `cache` holds the same data (`bench.samecache`)."""
+    from bench.samecache import differences
+
+    fresh.mkdir(parents=True)
+    measured = _run(_configure(scenario, fresh, simulator.today), simulator, full=True)
+    started = time.perf_counter()
+    compared, found = differences(cache, fresh)
+    measured["day"] = simulator.today.isoformat()
+    measured["compared"] = compared
+    measured["differences"] = [d.text() for d in found]
+    measured["compare_s"] = round(time.perf_counter() - started, 1)
+    shutil.rmtree(fresh)
+    return measured
 
 
 def _detail(run: dict[str, Any]) -> str:
@@ -216,7 +250,7 @@ def run(ctx: StageContext) -> StageResult:
         ),
     )
     shorts = short.value
-    rebuild = runs["rebuild"]
+    derived, full = runs[DERIVED], runs[FULL]
     long_name, short_name = _history(ctx.scenario), _history(short_scenario)
     result.add_timings({label: [r["wall_s"]] for label, r in runs.items()})
     result.add_timings({f"{short_name}: {label}": [r["wall_s"]] for label, r in shorts.items()})
@@ -224,10 +258,19 @@ def run(ctx: StageContext) -> StageResult:
         for label, measured in measured_runs.items():
             for stage, mb in measured["peak_rss_mb"].items():
                 result.peak_rss_mb[f"{prefix}{label}: {stage}"] = mb
-    result.figures.append(
-        Figure("derived rebuild (--full pit, factors, load)", round(rebuild["wall_s"], 2), "s",
-               detail=_detail(rebuild))
-    )  # fmt: skip
+    result.figures += [
+        Figure("full rebuild (ah run --full, empty cache)", round(full["wall_s"], 2), "s",
+               detail=_detail(full)),
+        Figure("full rebuild: compute outside API waits", round(full["compute_s"], 2), "s"),
+        Figure(
+            "incremental equals full rebuild", float(not full["differences"]), "",
+            Target("==", 1, "every raw, PIT and factor table, `_fetched_at` aside"),
+            f"{full['compared']} datasets compared in {full['compare_s']:.1f} s"
+            + "".join(f"; {d}" for d in full["differences"]),
+        ),
+        Figure("derived rebuild (--full pit, factors, load)", round(derived["wall_s"], 2), "s",
+               detail=_detail(derived)),
+    ]  # fmt: skip
     for label in LABELS:
         day, other = runs[label], shorts[label]
         result.figures += [
@@ -238,8 +281,15 @@ def run(ctx: StageContext) -> StageResult:
                 "s",
                 Target("<=", COMPUTE_TARGET_S, "set for 5,000 stocks x 15 years"),
             ),
-            Figure(f"{label}: / rebuild", ratio(day["compute_s"], rebuild["wall_s"]), "x",
-                   Target("<=", RATIO_TARGET)),
+            Figure(
+                f"{label}: / full rebuild",
+                ratio(day["compute_s"], full["compute_s"]),
+                "x",
+                Target("<=", RATIO_TARGET, "compute outside API waits, both"),
+                f"wall: {day['wall_s']:.2f} s / {full['wall_s']:.2f} s = "
+                f"{ratio(day['wall_s'], full['wall_s']):.4f}x",
+            ),
+            Figure(f"{label}: / derived rebuild", ratio(day["compute_s"], derived["wall_s"]), "x"),
             Figure(
                 f"{label}: full history / short history",
                 ratio(day["compute_s"], other["compute_s"]),
@@ -258,8 +308,14 @@ def run(ctx: StageContext) -> StageResult:
         f"through {data.next_day}); catch-up `ah run` as of {data.next_day} "
         f"({runs['catch-up']['wall_s']:.1f} s), then {runs[LABELS[0]]['day']} (a weekly "
         f"calc date) and {runs[LABELS[1]]['day']}; source: the in-process simulator moved "
-        "to each day; sink: the embedded DuckDB catalogue. Rebuild: `--full --stages "
-        "pit,factors,load` on a clone of the final cache.",
+        "to each day; sink: the embedded DuckDB catalogue.",
+        f"Full rebuild (one repetition): `ah run --full` into an empty cache from the same "
+        f"in-process simulator at {full['day']} (sync of every dataset from scratch, PIT, "
+        f"factors, load; {full['wall_s']:.0f} s), then compared with the incremented cache, "
+        "dataset by dataset (DuckDB EXCEPT ALL both ways, `_fetched_at` aside). The "
+        "simulator has no quota, which flatters the rebuild: the real service's quota "
+        "makes its sync hours. Derived rebuild (info): `--full --stages pit,factors,load` "
+        "on a clone of the final cache.",
         f"Short history: the same days on the {short_scenario.name} market (history from "
         f"{short_scenario.start}), its own prepared cache (built by the pipeline's sync).",
         "Peak RSS per stage and run in `peak_rss_mb`; it includes the in-process "

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Literal
 
@@ -72,10 +72,15 @@ class ApiSpec:
     fields: tuple[FieldSpec, ...]
     primary_key: tuple[str, ...]
 
-    @property
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
         """Every documented output field, in the documented order."""
         return tuple(f.name for f in self.fields)
+
+    @cached_property
+    def _by_name(self) -> dict[str, FieldSpec]:
+        """The fields by name (every response column looks its type up here)."""
+        return {f.name: f for f in self.fields}
 
     @property
     def default_field_names(self) -> tuple[str, ...]:
@@ -92,9 +97,9 @@ class ApiSpec:
 
     def field(self, name: str) -> FieldSpec:
         """The spec of one field; `UnknownFieldError` naming the API when it is not documented."""
-        for f in self.fields:
-            if f.name == name:
-                return f
+        found = self._by_name.get(name)
+        if found is not None:
+            return found
         msg = f"api {self.name} has no field {name!r}"
         raise UnknownFieldError(msg)
 

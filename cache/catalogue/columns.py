@@ -11,6 +11,7 @@ text of the DuckDB catalogue and of PostgreSQL, and docs/columns.md all read
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -206,6 +207,13 @@ def comment_text(doc: ColumnDoc) -> str:
 def comments_of(table: str) -> dict[str, str]:
     """Column -> comment text of table `layer.name`; empty for a table the catalogue
     does not know."""
+    return dict(_comments(table))
+
+
+@functools.cache
+def _comments(table: str) -> dict[str, str]:
+    """`comments_of`, worked out once per table: the catalogue is fixed, and every
+    refresh of the DuckDB catalogue asks for every dataset's comments."""
     layer, _, name = table.partition(".")
     try:
         spec = dataset(layer, name)

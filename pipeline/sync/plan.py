@@ -26,9 +26,10 @@ together.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,15 +58,24 @@ class Market:
     # income versions visible on the missing days: ts_code, end_date, ann_date, visible, update_flag
     events: pl.DataFrame | None = None
     open_plans: tuple[dt.date, ...] = ()  # ann_date of dividend plans not yet carried out
+    # stock codes per (lo, hi) asked so far: a run plans every task twice or more
+    _stocks: dict[tuple[dt.date | None, dt.date | None], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def codes(self, kind: str | None, lo: dt.date | None, hi: dt.date | None) -> list[str]:
         """Codes of `kind` that may have rows between `lo` and `hi` (None: unbounded)."""
+        if kind == "stock":
+            if (lo, hi) not in self._stocks:
+                self._stocks[(lo, hi)] = tuple(self._listed(lo, hi))
+            return list(self._stocks[(lo, hi)])
         if kind == "index":
             return list(self.index_codes)
         if kind == "sw_l1":
             return list(self.sw_l1)
-        if kind != "stock":
-            return list(self.other_codes.get(kind or "", ()))
+        return list(self.other_codes.get(kind or "", ()))
+
+    def _listed(self, lo: dt.date | None, hi: dt.date | None) -> list[str]:
         frame = self.listings
         if hi is not None:
             frame = frame.filter(pl.col("list_date").is_null() | (pl.col("list_date") <= hi))
@@ -217,12 +227,19 @@ def wanted_units(spec: TaskSpec, market: Market, lo: dt.date | None, hi: dt.date
         ahead = hi + dt.timedelta(days=spec.period_ahead_days)
         return [unit_key(q) for q in quarter_ends(first, ahead, spec.quarters)]
     if spec.unit == "day":
-        return [unit_key(first + dt.timedelta(days=i)) for i in range((hi - first).days + 1)]
+        return list(_day_units(first, hi))
     days = list(market.open_days)
     if spec.calendar != "daily":
         # a week's (month's) last open day, once the calendar shows the whole week (month)
         days = _last_per_group(days, spec.calendar)
     return [unit_key(d) for d in days if first <= d <= hi]
+
+
+@functools.lru_cache(maxsize=16)
+def _day_units(first: dt.date, hi: dt.date) -> tuple[str, ...]:
+    """Every calendar day's unit from `first` to `hi`: the report datasets plan
+    decades of days on every run, and share their bounds."""
+    return tuple(unit_key(first + dt.timedelta(days=i)) for i in range((hi - first).days + 1))
 
 
 def missing_units(
@@ -300,13 +317,18 @@ def _ranges(
     ]
 
 
+def _per_code_chunk(spec: TaskSpec) -> int:
+    """Units per call of a per-code range request, within the cap."""
+    return max(1, math.floor(_cap(spec) * FILL / max(spec.density, 1e-9)))
+
+
 def _per_code_ranges(
     spec: TaskSpec, api: str, market: Market, missing: Sequence[str]
 ) -> list[WorkItem]:
     """Per code, the span of the missing units cut into ranges within the cap."""
     assert spec.code_param is not None
     lo, hi = unit_date(missing[0]), unit_date(missing[-1])
-    per_call = max(1, math.floor(_cap(spec) * FILL / max(spec.density, 1e-9)))
+    per_call = _per_code_chunk(spec)
     items = []
     for code in market.codes(spec.code_kind, lo, hi):
         for i in range(0, len(missing), per_call):
@@ -438,6 +460,39 @@ def _snapshot(spec: TaskSpec, api: str, opts: PlanOptions) -> list[WorkItem]:
     return items
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One strategy: its name, expected calls (its own and those made for it
+    elsewhere), and how to build its items. Per-code strategies are counted without
+    building one item per code: only the chosen strategy's items are built, so a
+    one-day plan does not cost an item per listed stock."""
+
+    name: str
+    calls: int
+    extra: int
+    build: Callable[[], list[WorkItem]]
+
+
+def _built(name: str, items: list[WorkItem], cap: int, extra: int = 0) -> Candidate:
+    return Candidate(name, _calls(items, cap), extra, lambda: items)
+
+
+def _per_stock_calls(spec: TaskSpec, market: Market, lo: dt.date, hi: dt.date, cap: int) -> int:
+    """The calls `_per_stock` would plan, without building its items."""
+    rows = len(_report_periods(spec, lo, hi)) * spec.density
+    per_code = max(len(spec.types), 1) * max(1, math.ceil(rows / cap))
+    return len(market.codes("stock", None, hi)) * per_code
+
+
+def _per_code_range_calls(spec: TaskSpec, market: Market, missing: Sequence[str], cap: int) -> int:
+    """The calls `_per_code_ranges` would plan, without building its items."""
+    lo, hi = unit_date(missing[0]), unit_date(missing[-1])
+    per_call = _per_code_chunk(spec)
+    chunks = [min(per_call, len(missing) - i) for i in range(0, len(missing), per_call)]
+    per_code = sum(max(1, math.ceil(n * spec.density / cap)) for n in chunks)
+    return len(market.codes(spec.code_kind, lo, hi)) * per_code
+
+
 def _candidates(
     spec: TaskSpec,
     api: str,
@@ -447,10 +502,10 @@ def _candidates(
     lo: dt.date,
     hi: dt.date,
     opts: PlanOptions,
-) -> list[tuple[str, list[WorkItem], int]]:
-    """Every strategy the API allows: (name, items, calls made for it elsewhere), in
-    order of preference on a tie."""
-    out: list[tuple[str, list[WorkItem], int]] = []
+) -> list[Candidate]:
+    """Every strategy the API allows, in order of preference on a tie."""
+    cap = _cap(spec)
+    out: list[Candidate] = []
     if spec.unit == "day":
         whole_market = api != spec.name or not spec.needs_code
         if whole_market:
@@ -462,19 +517,24 @@ def _candidates(
                 events += math.ceil(_expected_events(spec, market, days, hi)) * max(
                     len(spec.types), 1
                 )
-            out.append(("per_day", day_items(spec, api, market, wanted, missing, lo, hi), events))
+            items = day_items(spec, api, market, wanted, missing, lo, hi)
+            out.append(_built("per_day", items, cap, events))
         if spec.backfill == "per_period" and api != spec.name:
-            out.append(("per_period", _per_period(spec, api, market, missing, lo, hi), 0))
+            out.append(_built("per_period", _per_period(spec, api, market, missing, lo, hi), cap))
         if spec.code_param:
-            out.append(("per_code", _per_stock(spec, spec.name, market, missing, lo, hi), 0))
+            calls = _per_stock_calls(spec, market, lo, hi, cap)
+            build = lambda: _per_stock(spec, spec.name, market, missing, lo, hi)  # noqa: E731
+            out.append(Candidate("per_code", calls, 0, build))
         return out
     rows = _rows_per_unit(spec, market, missing)
     if spec.date_param and not spec.needs_code:
-        out.append(("per_unit", _per_unit(spec, api, missing, rows), 0))
+        out.append(_built("per_unit", _per_unit(spec, api, missing, rows), cap))
     if spec.ranged:
-        out.append(("ranges", _ranges(spec, api, wanted, missing, rows), 0))
+        out.append(_built("ranges", _ranges(spec, api, wanted, missing, rows), cap))
     if spec.code_param and spec.unit == "trade_date":
-        out.append(("per_code", _per_code_ranges(spec, api, market, missing), 0))
+        calls = _per_code_range_calls(spec, market, missing, cap)
+        build = lambda: _per_code_ranges(spec, api, market, missing)  # noqa: E731
+        out.append(Candidate("per_code", calls, 0, build))
     return out
 
 
@@ -504,7 +564,8 @@ def plan_task(spec: TaskSpec, committed: set[str], market: Market, opts: PlanOpt
     first = lo or unit_date(wanted[0])
     candidates = _candidates(spec, api, market, wanted, missing, first, hi, opts)
     cap = _cap(spec)
-    strategy, items, extra = min(candidates, key=lambda c: _calls(c[1], cap) + c[2])
+    chosen = min(candidates, key=lambda c: c.calls + c.extra)
+    strategy, items, extra = chosen.name, chosen.build(), chosen.extra
     chosen_api = items[0].api if items else api
     awaiting = strategy == "per_day" and spec.events in INCOME_EVENTS and market.events is None
     return TaskPlan(

@@ -20,6 +20,7 @@ from bench.child import ChildFailed, in_child
 from bench.figures import Figure, StageResult, Target
 from bench.report import render_markdown, render_table
 from bench.runner import STAGE_NAMES, assemble
+from bench.samecache import differences
 from bench.scenarios import scenario
 from bench.stages.factor_reference import _agreement, _stale_before, _year_ago
 from bench.stages.load import changed_partitions, changed_rows
@@ -260,3 +261,44 @@ def test_agreement_counts_missing_rows_on_either_side_as_disagreeing() -> None:
     mine = pd.DataFrame({"ts_code": ["a", "b", "d"], "p_score": [1.0000004, None, 3.0]})
     assert _agreement(mine, stored, "p_score") == 0.5
     assert _agreement(stored, stored, "p_score") == 1.0
+
+
+# ------------------------------------------------------------------ incremental = full
+
+
+def _write(cache: Path, dataset: str, files: dict[str, pl.DataFrame]) -> None:
+    folder = cache / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in files.items():
+        frame.write_parquet(folder / name)
+
+
+def test_same_cache_compares_rows_as_multisets_without_the_fetch_time(tmp_path: Path) -> None:
+    fetched = dt.datetime(2024, 8, 22, tzinfo=dt.UTC)
+    rows = pl.DataFrame(
+        {"ts_code": ["A", "B", "B"], "v": [1.0, None, 2.5], "_fetched_at": [fetched] * 3}
+    )
+    left, right = tmp_path / "left", tmp_path / "right"
+    _write(left, "raw/daily", {"2023.parquet": rows[:2], "2024.parquet": rows[2:]})
+    later = rows.with_columns(pl.lit(fetched + dt.timedelta(days=1)).alias("_fetched_at"))
+    _write(
+        right, "raw/daily", {"2024.parquet": later.reverse().select("v", "_fetched_at", "ts_code")}
+    )
+    _write(left, "pit/balance", {"part-0.parquet": rows.drop("_fetched_at")})
+    _write(right, "pit/balance", {"part-0.parquet": rows.drop("_fetched_at")})
+    # other files, order, column order and fetch time aside: the same
+    assert differences(left, right) == (2, [])
+
+    doubled = pl.concat([rows[:1], rows]).drop("_fetched_at")
+    _write(right, "pit/balance", {"part-0.parquet": doubled})  # one row twice
+    _write(right, "factors/p", {"2024.parquet": rows})  # on the right only
+    compared, found = differences(left, right)
+    assert compared == 3
+    assert [d.text() for d in found] == [
+        "pit/balance: 0 rows only left, 1 only right",
+        "factors/p: only in the right cache",
+    ]
+    changed = rows.with_columns(pl.when(pl.col("v") == 2.5).then(2.6).otherwise("v").alias("v"))
+    _write(left, "raw/daily", {"2023.parquet": changed[:2], "2024.parquet": changed[2:]})
+    found = differences(left, right)[1]
+    assert found[0].text() == "raw/daily: 1 rows only left, 1 only right"

@@ -14,6 +14,7 @@ import pytest
 
 from bench.__main__ import main
 from bench.runner import STAGE_NAMES
+from bench.scenarios import DATA_TASKS
 from tests.postgres_server import PostgresServer
 
 # Figures each stage must report with a target (the gaps issue 9 tracks).
@@ -43,11 +44,12 @@ TARGETED = {
     "query": {"history / full scan", "peak RSS"},
     "startup": {"ah --version", "ah --help", "ah tasks"},
     "daily": {
+        "incremental equals full rebuild",
         "calc date: compute outside API waits",
-        "calc date: / rebuild",
+        "calc date: / full rebuild",
         "calc date: full history / short history",
         "non-calc date: compute outside API waits",
-        "non-calc date: / rebuild",
+        "non-calc date: / full rebuild",
         "non-calc date: full history / short history",
         "peak RSS",
     },
@@ -95,6 +97,10 @@ def test_tiny_run_reports_every_stage(
     assert load["same table as raw COPY"]["value"] == 1
     factors = {f["name"]: f for f in doc["stages"]["factors"]["figures"]}
     assert factors["reference agrees with product"]["value"] >= 0.99
+    # the daily-incremented cache equals a full rebuild from an empty cache
+    daily = {f["name"]: f for f in doc["stages"]["daily"]["figures"]}
+    assert daily["incremental equals full rebuild"]["value"] == 1, daily
+    assert doc["stages"]["daily"]["facts"]["full rebuild"]["compared"] >= len(DATA_TASKS) + 2
     # the table was printed and the Markdown holds it
     for name in STAGE_NAMES:
         assert f"\n{name} " in printed

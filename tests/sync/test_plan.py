@@ -11,9 +11,13 @@ from pipeline.sync.plan import (
     CannotSplit,
     Market,
     PlanOptions,
+    _calls,
+    _candidates,
+    _cap,
     follow_ups,
     plan_task,
     quarter_ends,
+    unit_date,
     unit_key,
     wanted_units,
 )
@@ -134,6 +138,29 @@ def test_points_decide_skips_and_the_vip_variant() -> None:
     ]
     plain = plan_task(task("income"), set(), m, PlanOptions(points=2000, start=start))
     assert plain.api == "income" and plain.strategy == "per_code" and plain.calls == 30
+
+
+@pytest.mark.parametrize("name", ["income", "cashflow", "daily", "index_daily", "adj_factor"])
+@pytest.mark.parametrize("days", [1, 400])
+def test_strategies_counted_without_their_items_count_what_their_items_cost(
+    name: str, days: int
+) -> None:
+    m = market(40, dt.date(2021, 1, 1), dt.date(2024, 3, 29))
+    m = Market(m.open_days, m.as_of, m.listings, index_codes=("000001.SH", "399001.SZ"))
+    spec = task(name)
+    opts = PlanOptions(points=5000, start=dt.date(2021, 1, 1))
+    wanted = list(plan_task(spec, set(), m, opts).wanted)
+    plan = plan_task(spec, set(wanted[:-days]), m, opts)
+    missing, first, hi = list(plan.missing), unit_date(wanted[0]), unit_date(wanted[-1])
+    api = spec.api_for(opts.points)
+    candidates = _candidates(spec, api, m, wanted, missing, first, hi, opts)
+    assert "per_code" in [c.name for c in candidates]
+    for candidate in candidates:
+        items = candidate.build()
+        assert candidate.calls == _calls(items, _cap(spec)) > 0, candidate.name
+    # the plan picks the cheapest, and builds only that one's items
+    cheapest = min(candidates, key=lambda c: c.calls + c.extra)
+    assert plan.strategy == cheapest.name and plan.calls == cheapest.calls
 
 
 def test_snapshot_filters_pick_the_snapshots() -> None:
