@@ -23,6 +23,7 @@ import datetime as dt
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.atomic import (
+    FAST_ZSTD_LEVEL,
     read_json_document,
     remove_atomic,
     sync_folder,
@@ -47,6 +49,7 @@ from pipeline.pit.changes import Interval, as_of_changes, membership_changes, me
 
 BUCKETS = 64
 GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
+WRITE_THREADS = 4  # threads of a job reading, merging and writing its bucket files
 STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most
 # (and an incremental build of no more stocks runs in this process, without a pool)
 STATE_VERSION = 3  # 2: indicators lineage columns; 3: 64 buckets, the change log
@@ -403,11 +406,12 @@ def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> l
 
 
 def _write_part(path: Path, frame: pl.DataFrame, sync_dir: bool = True) -> None:
-    """Replace one output file atomically; a file with no rows is removed instead."""
+    """Replace one output file atomically (zstd at the fast level: PIT files are rewritten
+    on every run); a file with no rows is removed instead."""
     if frame.is_empty():
         remove_atomic(path, sync_dir)
     else:
-        write_parquet_atomic(frame, path, sync_dir)
+        write_parquet_atomic(frame, path, sync_dir, level=FAST_ZSTD_LEVEL)
 
 
 def _read_part(path: Path, schema: pl.Schema) -> pl.DataFrame:
@@ -434,6 +438,16 @@ def _by_bucket(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
     return {int(key[0]): part.drop("bucket") for key, part in parts.items()}
 
 
+@dataclass(frozen=True)
+class _BucketWrite:
+    """One bucket file of one table: rows of the job written to it, the job's stocks'
+    rows it held before (a merging job), the folder written (None: left as it was)."""
+
+    rows: int
+    old: pl.DataFrame | None  # None for a merging job: a file of other columns
+    folder: Path | None
+
+
 def build_bucket(job: BucketJob) -> JobOutcome:
     """Compute the job's stocks for its targets and write its buckets' files.
 
@@ -457,32 +471,46 @@ def build_bucket(job: BucketJob) -> JobOutcome:
     if "income" in wanted:
         tables["statement_versions"] = versions
     tables = {t: f for t, f in tables.items() if t in _tables_of(job.targets)}
-    written = dict.fromkeys(tables, 0)
-    changed: list[Interval] | None = [] if job.merge else None
+    parts = {table: _by_bucket(frame) for table, frame in tables.items()}
     codes = stock_buckets(pl.Series(job.codes, dtype=pl.String))
-    folders: set[Path] = set()
-    for table, frame in tables.items():
-        parts = _by_bucket(frame)
-        for bucket in job.buckets:
-            fresh = parts.get(bucket, frame.clear())
-            path = part_path(layout, table, bucket)
-            if changed is not None:
-                mine = codes.filter(pl.col("bucket") == bucket).get_column("ts_code")
-                stored = _read_part(path, frame.schema)
-                old = stored.filter(pl.col("ts_code").is_in(mine.implode()))
-                same_columns = set(stored.columns) == set(frame.columns)
-                if table == "indicators":
-                    changed += as_of_changes(old.select(frame.columns), fresh)
-                if path.exists() and same_columns and old.select(frame.columns).equals(fresh):
-                    continue  # the file would be written as it is
-                fresh = _merge_part(stored, mine, fresh)
-            _write_part(path, fresh, sync_dir=False)
-            folders.add(path.parent)
-            written[table] += parts[bucket].height if bucket in parts else 0
-    for folder in sorted(folders):
+
+    def write(table: str, bucket: int) -> _BucketWrite:
+        frame = tables[table]
+        fresh = parts[table].get(bucket, frame.clear())
+        path = part_path(layout, table, bucket)
+        old = None
+        if job.merge:
+            mine = codes.filter(pl.col("bucket") == bucket).get_column("ts_code")
+            stored = _read_part(path, frame.schema)
+            if set(stored.columns) == set(frame.columns):
+                old = stored.filter(pl.col("ts_code").is_in(mine.implode())).select(frame.columns)
+                if path.exists() and old.equals(fresh):
+                    return _BucketWrite(0, old, None)  # the file would be written as it is
+            fresh = _merge_part(stored, mine, fresh)
+        _write_part(path, fresh, sync_dir=False)
+        rows = parts[table][bucket].height if bucket in parts[table] else 0
+        return _BucketWrite(rows, old, path.parent)
+
+    # Files are read, merged and written by a few threads: most of the time goes to
+    # decoding, encoding and fsync, which release the interpreter lock.
+    tasks = [(table, bucket) for table in tables for bucket in job.buckets]
+    with ThreadPoolExecutor(WRITE_THREADS) as threads:
+        done = list(zip(tasks, threads.map(lambda t: write(*t), tasks), strict=True))
+    written = dict.fromkeys(tables, 0)
+    for (table, _bucket), outcome in done:
+        written[table] += outcome.rows
+    for folder in sorted({o.folder for _task, o in done if o.folder is not None}):
         if folder.is_dir():
             sync_folder(folder)
-    return JobOutcome(written, None if changed is None else merge_intervals(changed))
+    if not job.merge:
+        return JobOutcome(written, None)
+    if "indicators" not in tables:
+        return JobOutcome(written, [])
+    old = [o.old for (t, _b), o in done if t == "indicators"]
+    if any(frame is None for frame in old):
+        return JobOutcome(written, None)  # rows of other columns: every date may read anew
+    before = pl.concat([f for f in old if f is not None], how="vertical")
+    return JobOutcome(written, as_of_changes(before, tables["indicators"]))
 
 
 def build_industry(job: IndustryJob) -> JobOutcome:
