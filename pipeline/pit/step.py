@@ -50,8 +50,8 @@ from pipeline.pit.changes import Interval, as_of_changes, membership_changes, me
 BUCKETS = 64
 GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
 WRITE_THREADS = 4  # threads of a job reading, merging and writing its bucket files
-STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most
-# (and an incremental build of no more stocks runs in this process, without a pool)
+STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most,
+INLINE_STOCKS = 1000  # except one of no more stocks: one job, in this process, no pool
 STATE_VERSION = 3  # 2: indicators lineage columns; 3: 64 buckets, the change log
 CHANGE_LOG_BUILDS = 64  # builds kept in the change log
 STATE_FILE = "pit.json"
@@ -363,7 +363,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         stale = sorted(set().union(*changed.values()))
         merged = tuple(t for t in STOCK_TARGETS if t in changed)
         touched = buckets_of.filter(pl.col("ts_code").is_in(stale))
-        count = -(-len(stale) // STOCKS_PER_JOB)
+        count = 1 if len(stale) <= INLINE_STOCKS else -(-len(stale) // STOCKS_PER_JOB)
         for group in _groups(touched["bucket"].unique().to_list(), count):
             members = touched.filter(pl.col("bucket").is_in(group))["ts_code"].to_list()
             job = BucketJob(root, tuple(group), tuple(sorted(members)), merged, merge=True)
@@ -615,7 +615,7 @@ def _executor_for(plan: _Plan, executor: str) -> str:
     """`executor`, except that a small incremental build on the default process pool runs
     in this process: starting the pool would cost more than the work (same results)."""
     stocks = sum(len(job.codes) for job in plan.jobs if isinstance(job, BucketJob))
-    small = not plan.full_tables and stocks <= STOCKS_PER_JOB
+    small = not plan.full_tables and stocks <= INLINE_STOCKS
     return "inline" if executor == "process" and small else executor
 
 
