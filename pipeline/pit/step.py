@@ -2,15 +2,18 @@
 
 Stock tables are sharded by a stable hash bucket of ts_code into `part-bb.parquet`
 files (`BUCKETS` of them, so replacing a few stocks' rows rewrites a few small files).
-A job reads only its stocks from raw (a predicate pushed down to Parquet), runs the
-pure maths of `pipeline.pit.maths` and replaces its buckets' files atomically; a full
-build runs `GROUPS` jobs, each writing whole files. An incremental build computes only
-the stocks with raw statement rows fetched after the last successful build of the
-target (the watermark kept in `state/pit.json`, written after the tables) and
-replaces just their rows in the files of their buckets, so it gives the same files as
-a full build. A crash leaves every file old or new; the state still names the old
-build, so a re-run redoes the same stocks. The industry tables are one whole-table
-job, run only when raw index_member_all was fetched again since the last build.
+A job reads only its stocks from raw (a predicate pushed down to Parquet), and of them
+only the columns statement versions are made of (whole rows only for a stock with a
+tie), runs the pure maths of `pipeline.pit.maths` and replaces its buckets' files
+atomically, a few at a time on threads; a full build runs `GROUPS` jobs, each writing
+whole files. An incremental build computes only the stocks with raw statement rows
+fetched after the last successful build of the target (the watermark kept in
+`state/pit.json`, written after the tables) and replaces just their rows in the files
+of their buckets, so it gives the same files as a full build; up to `INLINE_STOCKS`
+changed stocks (a trading day's) are one job run in this process, without starting a
+pool. A crash leaves every file old or new; the state still names the old build, so a
+re-run redoes the same stocks. The industry tables are one whole-table job, run only
+when raw index_member_all was fetched again since the last build.
 
 Each build appends to the state's change log the dates at which what the factor step
 reads (pit.indicators as of a date, pit.industry by membership) changed
