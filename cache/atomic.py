@@ -98,17 +98,31 @@ def atomic_path(target: Path, sync_dir: bool = True) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_parquet_file(frame: pl.DataFrame, path: Path) -> None:
-    """Write `frame` to `path` as the cache writes every Parquet file: zstd, statistics
-    on, row groups of `ROW_GROUP_ROWS` rows (the one place that sets them)."""
-    frame.write_parquet(path, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS)
+FAST_ZSTD_LEVEL = 1
+"""The zstd level of files rewritten on every run (the PIT buckets): about three times
+faster to write than the default level, for files a few per cent larger."""
 
 
-def write_parquet_atomic(frame: pl.DataFrame, target: Path, sync_dir: bool = True) -> Path:
-    """Write `frame` as one Parquet file at `target`, atomically (`write_parquet_file`;
-    `sync_dir` as in `atomic_path`)."""
+def write_parquet_file(frame: pl.DataFrame, path: Path, level: int | None = None) -> None:
+    """Write `frame` to `path` as the cache writes every Parquet file: zstd (at `level`,
+    None: the library's default), statistics on, row groups of `ROW_GROUP_ROWS` rows
+    (the one place that sets them)."""
+    frame.write_parquet(
+        path,
+        compression="zstd",
+        compression_level=level,
+        statistics=True,
+        row_group_size=ROW_GROUP_ROWS,
+    )
+
+
+def write_parquet_atomic(
+    frame: pl.DataFrame, target: Path, sync_dir: bool = True, level: int | None = None
+) -> Path:
+    """Write `frame` as one Parquet file at `target`, atomically (`write_parquet_file`,
+    zstd at `level`; `sync_dir` as in `atomic_path`)."""
     with atomic_path(target, sync_dir) as tmp:
-        write_parquet_file(frame, tmp)
+        write_parquet_file(frame, tmp, level)
     return Path(target)
 
 

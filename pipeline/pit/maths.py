@@ -61,9 +61,32 @@ def _typed_empty(schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=dict(schema))
 
 
-def _source_versions(raw: pl.DataFrame, source: str) -> pl.DataFrame:
-    """The distinct versions of one statement dataset, ties resolved by the DESIGN 6 rules."""
-    dataset_order = list(raw.columns)
+VERSION_FIELDS: tuple[str, ...] = (
+    "ts_code",
+    "end_date",
+    "ann_date",
+    "f_ann_date",
+    "report_type",
+    "comp_type",
+    "update_flag",
+    "_fetched_at",
+)
+_VERSION_KEY = ["ts_code", "end_date", "vis_date", "_flag"]
+# The order of pit.statement_versions (a key: no two rows share it).
+VERSION_ORDER: tuple[str, ...] = ("ts_code", "end_date", "vis_date", "source", "update_flag")
+
+
+def version_columns(source: str, columns: Sequence[str]) -> list[str]:
+    """The columns of a raw statement dataset (of `columns`, in their order) that its
+    versions are made of. The others matter only to break a tie (`tied_stocks`), so a
+    reader may read just these for every stock without a tie."""
+    wanted = {*VERSION_FIELDS, *SOURCE_VALUES[source]}
+    return [c for c in columns if c in wanted]
+
+
+def _latest_rows(raw: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The usable rows of one statement dataset, with vis_date and _flag, of the latest
+    fetch of each version key (ties not resolved yet)."""
     optional = {"f_ann_date": pl.Date(), "report_type": pl.String(), "comp_type": pl.String()}
     optional |= {"update_flag": pl.String(), "_fetched_at": VERSION_SCHEMA["_fetched_at"]}
     optional |= {c: pl.Float64() for c in SOURCE_VALUES[source]}
@@ -78,15 +101,29 @@ def _source_versions(raw: pl.DataFrame, source: str) -> pl.DataFrame:
         _flag=pl.col("update_flag").fill_null("0"),
     )
     rows = rows.filter(pl.col("vis_date").is_not_null())
-    key = ["ts_code", "end_date", "vis_date", "_flag"]
-    latest_fetch = pl.col("_fetched_at").max().over(key)
-    rows = rows.filter(pl.col("_fetched_at").eq_missing(latest_fetch))
-    tied = pl.len().over(key) > 1
+    latest_fetch = pl.col("_fetched_at").max().over(_VERSION_KEY)
+    return rows.filter(pl.col("_fetched_at").eq_missing(latest_fetch))
+
+
+def tied_stocks(raw: pl.DataFrame, source: str) -> list[str]:
+    """The stocks (sorted) with two or more rows of one version of `source` fetched at the
+    same time: only their versions depend on the columns `version_columns` leaves out
+    (the tie rule sorts by every column), so `raw` may hold just those columns."""
+    rows = _latest_rows(raw, source)
+    tied = rows.filter(pl.len().over(_VERSION_KEY) > 1)
+    return sorted(tied.get_column("ts_code").unique().to_list())
+
+
+def _source_versions(raw: pl.DataFrame, source: str) -> pl.DataFrame:
+    """The distinct versions of one statement dataset, ties resolved by the DESIGN 6 rules."""
+    dataset_order = list(raw.columns)
+    rows = _latest_rows(raw, source)
+    tied = pl.len().over(_VERSION_KEY) > 1
     # Remaining ties: the row sorting last by all its columns, dataset order, nulls first.
     tie_winners = (
         rows.filter(tied)
         .sort(dataset_order, nulls_last=False)
-        .unique(subset=key, keep="last", maintain_order=True)
+        .unique(subset=_VERSION_KEY, keep="last", maintain_order=True)
     )
     winners = pl.concat([rows.filter(~tied), tie_winners])
     return winners.with_columns(
@@ -111,7 +148,7 @@ def statement_versions(raw: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     frames = [_source_versions(raw[s], s) for s in SOURCES if s in raw]
     if not frames:
         return _typed_empty(VERSION_SCHEMA)
-    return pl.concat(frames).sort("ts_code", "end_date", "vis_date", "source", "update_flag")
+    return pl.concat(frames).sort(VERSION_ORDER)
 
 
 def balance(versions: pl.DataFrame) -> pl.DataFrame:

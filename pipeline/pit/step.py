@@ -2,15 +2,18 @@
 
 Stock tables are sharded by a stable hash bucket of ts_code into `part-bb.parquet`
 files (`BUCKETS` of them, so replacing a few stocks' rows rewrites a few small files).
-A job reads only its stocks from raw (a predicate pushed down to Parquet), runs the
-pure maths of `pipeline.pit.maths` and replaces its buckets' files atomically; a full
-build runs `GROUPS` jobs, each writing whole files. An incremental build computes only
-the stocks with raw statement rows fetched after the last successful build of the
-target (the watermark kept in `state/pit.json`, written after the tables) and
-replaces just their rows in the files of their buckets, so it gives the same files as
-a full build. A crash leaves every file old or new; the state still names the old
-build, so a re-run redoes the same stocks. The industry tables are one whole-table
-job, run only when raw index_member_all was fetched again since the last build.
+A job reads only its stocks from raw (a predicate pushed down to Parquet), and of them
+only the columns statement versions are made of (whole rows only for a stock with a
+tie), runs the pure maths of `pipeline.pit.maths` and replaces its buckets' files
+atomically, a few at a time on threads; a full build runs `GROUPS` jobs, each writing
+whole files. An incremental build computes only the stocks with raw statement rows
+fetched after the last successful build of the target (the watermark kept in
+`state/pit.json`, written after the tables) and replaces just their rows in the files
+of their buckets, so it gives the same files as a full build; up to `INLINE_STOCKS`
+changed stocks (a trading day's) are one job run in this process, without starting a
+pool. A crash leaves every file old or new; the state still names the old build, so a
+re-run redoes the same stocks. The industry tables are one whole-table job, run only
+when raw index_member_all was fetched again since the last build.
 
 Each build appends to the state's change log the dates at which what the factor step
 reads (pit.indicators as of a date, pit.industry by membership) changed
@@ -23,6 +26,7 @@ import datetime as dt
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +34,7 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.atomic import (
+    FAST_ZSTD_LEVEL,
     read_json_document,
     remove_atomic,
     sync_folder,
@@ -47,8 +52,9 @@ from pipeline.pit.changes import Interval, as_of_changes, membership_changes, me
 
 BUCKETS = 64
 GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
-STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most
-# (and an incremental build of no more stocks runs in this process, without a pool)
+WRITE_THREADS = 4  # threads of a job reading, merging and writing its bucket files
+STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most,
+INLINE_STOCKS = 1000  # except one of no more stocks: one job, in this process, no pool
 STATE_VERSION = 3  # 2: indicators lineage columns; 3: 64 buckets, the change log
 CHANGE_LOG_BUILDS = 64  # builds kept in the change log
 STATE_FILE = "pit.json"
@@ -186,17 +192,53 @@ def _scan_raw(layout: CacheLayout, dataset: str) -> pl.LazyFrame | None:
     )
 
 
-def read_raw(layout: CacheLayout, dataset: str, codes: Sequence[str] | None = None) -> pl.DataFrame:
-    """A raw dataset (only `codes` when given, filtered inside the Parquet scan).
+def read_raw(
+    layout: CacheLayout,
+    dataset: str,
+    codes: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """A raw dataset (only `codes` when given, filtered inside the Parquet scan; only
+    `columns` when given, in that order).
 
     A dataset without files reads as an empty frame with the documented columns.
     """
     scan = _scan_raw(layout, dataset)
     if scan is None:
-        return pl.DataFrame(schema=raw_schema(dataset))
+        empty = pl.DataFrame(schema=raw_schema(dataset))
+        return empty if columns is None else empty.select(columns)
+    if columns is not None:
+        scan = scan.select(columns)
     if codes is not None:
         scan = scan.filter(pl.col("ts_code").is_in(list(codes)))
     return scan.collect()
+
+
+def read_versions(
+    layout: CacheLayout, datasets: Iterable[str], codes: Sequence[str] | None
+) -> pl.DataFrame:
+    """pit.statement_versions of `codes` (None: every stock) from the raw statement
+    `datasets`.
+
+    Each dataset is read with only the columns versions are made of (a few of its ~100),
+    and read again whole only for the stocks with a tie, the one rule that reads the
+    other columns (`pit.tied_stocks`): the same versions as from whole rows, for a
+    fraction of the decoding.
+    """
+    narrow: dict[str, pl.DataFrame] = {}
+    whole: dict[str, pl.DataFrame] = {}
+    for dataset in (d for d in pit.SOURCES if d in set(datasets)):
+        columns = pit.version_columns(dataset, list(raw_schema(dataset)))
+        frame = read_raw(layout, dataset, codes, columns)
+        tied = pit.tied_stocks(frame, dataset)
+        if tied:
+            whole[dataset] = read_raw(layout, dataset, tied)
+            frame = frame.filter(~pl.col("ts_code").is_in(tied))
+        narrow[dataset] = frame
+    versions = pit.statement_versions(narrow)
+    if not whole:
+        return versions
+    return pl.concat([versions, pit.statement_versions(whole)]).sort(pit.VERSION_ORDER)
 
 
 def _stock_fetches(layout: CacheLayout) -> pl.DataFrame:
@@ -324,7 +366,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         stale = sorted(set().union(*changed.values()))
         merged = tuple(t for t in STOCK_TARGETS if t in changed)
         touched = buckets_of.filter(pl.col("ts_code").is_in(stale))
-        count = -(-len(stale) // STOCKS_PER_JOB)
+        count = 1 if len(stale) <= INLINE_STOCKS else -(-len(stale) // STOCKS_PER_JOB)
         for group in _groups(touched["bucket"].unique().to_list(), count):
             members = touched.filter(pl.col("bucket").is_in(group))["ts_code"].to_list()
             job = BucketJob(root, tuple(group), tuple(sorted(members)), merged, merge=True)
@@ -367,11 +409,12 @@ def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> l
 
 
 def _write_part(path: Path, frame: pl.DataFrame, sync_dir: bool = True) -> None:
-    """Replace one output file atomically; a file with no rows is removed instead."""
+    """Replace one output file atomically (zstd at the fast level: PIT files are rewritten
+    on every run); a file with no rows is removed instead."""
     if frame.is_empty():
         remove_atomic(path, sync_dir)
     else:
-        write_parquet_atomic(frame, path, sync_dir)
+        write_parquet_atomic(frame, path, sync_dir, level=FAST_ZSTD_LEVEL)
 
 
 def _read_part(path: Path, schema: pl.Schema) -> pl.DataFrame:
@@ -398,6 +441,16 @@ def _by_bucket(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
     return {int(key[0]): part.drop("bucket") for key, part in parts.items()}
 
 
+@dataclass(frozen=True)
+class _BucketWrite:
+    """One bucket file of one table: rows of the job written to it, the job's stocks'
+    rows it held before (a merging job), the folder written (None: left as it was)."""
+
+    rows: int
+    old: pl.DataFrame | None  # None for a merging job: a file of other columns
+    folder: Path | None
+
+
 def build_bucket(job: BucketJob) -> JobOutcome:
     """Compute the job's stocks for its targets and write its buckets' files.
 
@@ -409,8 +462,7 @@ def build_bucket(job: BucketJob) -> JobOutcome:
     """
     layout = CacheLayout(Path(job.root))
     inputs = {d for t in job.targets for d in TARGET_INPUTS[t]}
-    raw = {d: read_raw(layout, d, job.codes) for d in pit.SOURCES if d in inputs}
-    versions = pit.statement_versions(raw)
+    versions = read_versions(layout, inputs, job.codes)
     wanted = set(job.targets)
     tables: dict[str, pl.DataFrame] = {}
     if wanted & {"income", "indicators"}:
@@ -422,32 +474,46 @@ def build_bucket(job: BucketJob) -> JobOutcome:
     if "income" in wanted:
         tables["statement_versions"] = versions
     tables = {t: f for t, f in tables.items() if t in _tables_of(job.targets)}
-    written = dict.fromkeys(tables, 0)
-    changed: list[Interval] | None = [] if job.merge else None
+    parts = {table: _by_bucket(frame) for table, frame in tables.items()}
     codes = stock_buckets(pl.Series(job.codes, dtype=pl.String))
-    folders: set[Path] = set()
-    for table, frame in tables.items():
-        parts = _by_bucket(frame)
-        for bucket in job.buckets:
-            fresh = parts.get(bucket, frame.clear())
-            path = part_path(layout, table, bucket)
-            if changed is not None:
-                mine = codes.filter(pl.col("bucket") == bucket).get_column("ts_code")
-                stored = _read_part(path, frame.schema)
-                old = stored.filter(pl.col("ts_code").is_in(mine.implode()))
-                same_columns = set(stored.columns) == set(frame.columns)
-                if table == "indicators":
-                    changed += as_of_changes(old.select(frame.columns), fresh)
-                if path.exists() and same_columns and old.select(frame.columns).equals(fresh):
-                    continue  # the file would be written as it is
-                fresh = _merge_part(stored, mine, fresh)
-            _write_part(path, fresh, sync_dir=False)
-            folders.add(path.parent)
-            written[table] += parts[bucket].height if bucket in parts else 0
-    for folder in sorted(folders):
+
+    def write(table: str, bucket: int) -> _BucketWrite:
+        frame = tables[table]
+        fresh = parts[table].get(bucket, frame.clear())
+        path = part_path(layout, table, bucket)
+        old = None
+        if job.merge:
+            mine = codes.filter(pl.col("bucket") == bucket).get_column("ts_code")
+            stored = _read_part(path, frame.schema)
+            if set(stored.columns) == set(frame.columns):
+                old = stored.filter(pl.col("ts_code").is_in(mine.implode())).select(frame.columns)
+                if path.exists() and old.equals(fresh):
+                    return _BucketWrite(0, old, None)  # the file would be written as it is
+            fresh = _merge_part(stored, mine, fresh)
+        _write_part(path, fresh, sync_dir=False)
+        rows = parts[table][bucket].height if bucket in parts[table] else 0
+        return _BucketWrite(rows, old, path.parent)
+
+    # Files are read, merged and written by a few threads: most of the time goes to
+    # decoding, encoding and fsync, which release the interpreter lock.
+    tasks = [(table, bucket) for table in tables for bucket in job.buckets]
+    with ThreadPoolExecutor(WRITE_THREADS) as threads:
+        done = list(zip(tasks, threads.map(lambda t: write(*t), tasks), strict=True))
+    written = dict.fromkeys(tables, 0)
+    for (table, _bucket), outcome in done:
+        written[table] += outcome.rows
+    for folder in sorted({o.folder for _task, o in done if o.folder is not None}):
         if folder.is_dir():
             sync_folder(folder)
-    return JobOutcome(written, None if changed is None else merge_intervals(changed))
+    if not job.merge:
+        return JobOutcome(written, None)
+    if "indicators" not in tables:
+        return JobOutcome(written, [])
+    old = [o.old for (t, _b), o in done if t == "indicators"]
+    if any(frame is None for frame in old):
+        return JobOutcome(written, None)  # rows of other columns: every date may read anew
+    before = pl.concat([f for f in old if f is not None], how="vertical")
+    return JobOutcome(written, as_of_changes(before, tables["indicators"]))
 
 
 def build_industry(job: IndustryJob) -> JobOutcome:
@@ -552,7 +618,7 @@ def _executor_for(plan: _Plan, executor: str) -> str:
     """`executor`, except that a small incremental build on the default process pool runs
     in this process: starting the pool would cost more than the work (same results)."""
     stocks = sum(len(job.codes) for job in plan.jobs if isinstance(job, BucketJob))
-    small = not plan.full_tables and stocks <= STOCKS_PER_JOB
+    small = not plan.full_tables and stocks <= INLINE_STOCKS
     return "inline" if executor == "process" and small else executor
 
 

@@ -42,11 +42,25 @@ def headline_frames() -> dict[str, pl.DataFrame]:
     }
 
 
+def with_tie(income: pl.DataFrame) -> pl.DataFrame:
+    """`income` plus a second row of one stock's first version, fetched at the same time,
+    that wins the tie by basic_eps (a column versions do not carry) though its revenue
+    is lower: only a build that breaks ties by every column keeps its revenue."""
+    first = income.sort("ts_code", "end_date").head(1)
+    rival = first.with_columns(
+        basic_eps=pl.lit(9.0), revenue=pl.col("revenue") - 1.0, total_revenue=pl.lit(1.0)
+    )
+    first = first.with_columns(basic_eps=pl.lit(1.0), total_revenue=pl.lit(1.0))
+    rest = income.join(first.select("ts_code", "end_date"), on=["ts_code", "end_date"], how="anti")
+    return pl.concat([rest, first, rival])
+
+
 @pytest.fixture
 def raw_frames() -> dict[str, pl.DataFrame]:
-    """24 stocks x 12 quarters, 30% restated, with express, forecast and industries."""
+    """24 stocks x 12 quarters, 30% restated, with express, forecast and industries, and
+    one tie between two income rows of a version."""
     frames = synthetic_raw(STOCKS, QUARTERS, restated=0.3, first_year=2019, seed=7)
-    return frames | headline_frames()
+    return frames | headline_frames() | {"income": with_tie(frames["income"])}
 
 
 @pytest.fixture

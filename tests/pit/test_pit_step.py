@@ -201,12 +201,14 @@ def test_a_crash_leaves_old_or_new_files_and_a_rerun_finishes(
     real_write = pit_step.write_parquet_atomic
     calls = []
 
-    def crash_on_third_write(frame: pl.DataFrame, target: Path, sync_dir: bool = True) -> Path:
+    def crash_on_third_write(
+        frame: pl.DataFrame, target: Path, sync_dir: bool = True, level: int | None = None
+    ) -> Path:
         calls.append(target)
         if len(calls) == 3:
             msg = "simulated crash"
             raise OSError(msg)
-        return real_write(frame, target, sync_dir)
+        return real_write(frame, target, sync_dir, level)
 
     monkeypatch.setattr(pit_step, "write_parquet_atomic", crash_on_third_write)
     with pytest.raises(OSError, match="simulated crash"):
