@@ -286,7 +286,7 @@ def _stream(
     try:
         done = load_new_table(conn, spec, schema, batches(), lambda: records, label)
     except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
-        if connection_lost(exc):
+        if connection_lost(exc) and not failures:  # a failed read ends the COPY as I/O does
             raise
         return _fell_back(spec, "one-stream", failures[0] if failures else exc, progress)
     outcome.lock_waits += int(done.lock_waited)
@@ -348,6 +348,35 @@ def _parallel_stream(
         return False
     start = time.perf_counter()
     label = _label(plan.changed)
+    groups = split_partitions(plan.changed, streams)
+    records: list[PartitionRecord] = []
+    failures: list[BaseException] = []  # what stopped a stream on the reading side
+    stopped: set[int] = set()  # streams stopped because another one failed
+    stop = threading.Event()
+
+    def batches(index: int) -> Iterator[pa.RecordBatch]:
+        try:
+            for source in _read_ahead(reader, groups[index], spec, by_key=False, ahead=1):
+                if stop.is_set():
+                    stopped.add(index)
+                    raise _Stopped
+                yield from conform_rows(source.rows, schema).to_batches(BATCH_ROWS)
+                records.append(source.record())
+                crash_point("load-commit")  # inside a stream's transaction
+                progress.step()
+        except _Stopped:
+            raise
+        except Exception as exc:
+            failures.append(exc)
+            stop.set()
+            raise
+
+    def copy(index: int) -> int:
+        if index == 0:
+            return copy_to_staging(conn, spec, schema, batches(0))
+        with contextlib.closing(connect(url)) as own:
+            return copy_to_staging(own, spec, schema, batches(index))
+
     outcome.lock_waits += int(lock_table(conn, spec))
     try:
         columns = create_staging(conn, spec, schema, label)
@@ -355,60 +384,36 @@ def _parallel_stream(
             progress.restart()
             return False
         crash_point("load-ddl")  # the staging table made, no rows yet
-        records: list[PartitionRecord] = []
-        failures: list[BaseException] = []  # what stopped a stream on the reading side
-        stop = threading.Event()
-
-        def batches(group: Sequence[tuple[str, Path]]) -> Iterator[pa.RecordBatch]:
-            try:
-                for source in _read_ahead(reader, group, spec, by_key=False, ahead=1):
-                    if stop.is_set():
-                        raise _Stopped
-                    yield from conform_rows(source.rows, schema).to_batches(BATCH_ROWS)
-                    records.append(source.record())
-                    crash_point("load-commit")  # inside a stream's transaction
-                    progress.step()
-            except _Stopped:
-                raise
-            except Exception as exc:
-                failures.append(exc)
-                stop.set()
-                raise
-
-        def copy(group: Sequence[tuple[str, Path]]) -> int:
-            with contextlib.closing(connect(url)) as own:
-                return copy_to_staging(own, spec, schema, batches(group))
-
-        groups = split_partitions(plan.changed, streams)
-        errors: list[BaseException] = []
+        errors: list[tuple[int, BaseException]] = []
         rows = 0
         with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="ah-copy") as pool:
-            others = [pool.submit(copy, group) for group in groups[1:]]
+            others = {index: pool.submit(copy, index) for index in range(1, len(groups))}
             try:
-                rows += copy_to_staging(conn, spec, schema, batches(groups[0]))
+                rows += copy(0)
             except Exception as exc:
                 stop.set()
-                errors.append(exc)
-            for future in others:
+                errors.append((0, exc))
+            for index, future in others.items():
                 try:
                     rows += future.result()
                 except Exception as exc:
                     stop.set()
-                    errors.append(exc)
+                    errors.append((index, exc))
         if errors:
-            lost = [e for e in errors if connection_lost(e)]
+            # a failed read ends its COPY as lost I/O would: only the others count
+            lost = [e for i, e in errors if i not in stopped and connection_lost(e)]
             if lost and not failures:
                 raise lost[0]
             drop_staging(conn, spec)
-            return _fell_back(spec, "parallel", failures[0] if failures else errors[0], progress)
+            return _fell_back(spec, "parallel", failures[0] if failures else errors[0][1], progress)
         crash_point("load-staged")  # every stream committed, the table not in place
-        try:
-            finish_new_table(conn, spec, columns, records, label)
-        except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
-            if connection_lost(exc):
-                raise
+        finish_new_table(conn, spec, columns, records, label)
+    except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
+        if connection_lost(exc):
+            raise
+        with contextlib.suppress(adbc_driver_manager.Error):
             drop_staging(conn, spec)
-            return _fell_back(spec, "parallel", exc, progress)
+        return _fell_back(spec, "parallel", exc, progress)
     finally:
         with contextlib.suppress(adbc_driver_manager.Error):
             unlock_table(conn, spec)

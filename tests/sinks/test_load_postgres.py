@@ -613,3 +613,20 @@ def test_a_new_table_loads_in_streams_and_a_shared_key_loads_partition_by_partit
     assert fetch(pg_url, STAGING_TABLES) == [(0,)]  # the failed streams left nothing
     expected = _rows(january.filter(pl.col("trade_date") == days[0])) + _rows(again)
     assert_same_rows(_rows(table_frame(pg_url, "raw.daily")), expected, ("trade_date", "ts_code"))
+
+
+def test_a_partition_failing_in_a_parallel_load_is_named_and_the_others_are_kept(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    stocks = codes(4)
+    good = factor_frame(week_ends(FRIDAY_2020, 2), stocks, 1)
+    bad = factor_frame(week_ends(FRIDAY_2021, 2), stocks, 2).with_columns(
+        ts_code=pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("ts_code"))
+    )
+    write_partition(layout, "factors", "p", "2020.parquet", good)
+    write_partition(layout, "factors", "p", "2021.parquet", bad)
+    result = load_datasets(layout, pg_url, ["factors.p"], streams=2)
+    failure = only_failure(result)
+    assert "2021.parquet" in failure and "null in key column 'ts_code'" in failure, failure
+    assert_same_rows(_rows(table_frame(pg_url, "factors.p")), _rows(good), ("calc_date", "ts_code"))
+    assert fetch(pg_url, STAGING_TABLES) == [(0,)]
