@@ -3,15 +3,14 @@
 On a throwaway PostgreSQL server (`tests.postgres_server`), a fresh database per
 repetition, the product (`pipeline.load.load_datasets`, a new table in parallel COPY
 streams) does three loads of the scenario's dataset: the initial load of the cache of
-day D; the re-load after one simulated day (only the partitions the day's sync
-rewrote); and an upsert of one partition in which 10% of the rows changed. The
-references, in databases of their own with the same keyed table (the sink's DDL): the
-floor, raw binary COPY of the same
-rows in key order, one COPY per step, encoded ahead of time so that only the COPY
-itself is timed (`bench.stages.pg_copy`; for the second and third step with the DELETE
-of the partition's rows that replacing it needs); the user's alternative, psycopg
-COPY straight from the Parquet files (read, encode, COPY, all timed); and
-`pandas.DataFrame.to_sql` on a subset of rows, extrapolated to all of them.
+day D; the re-load after one simulated day (only the partitions the day's sync rewrote);
+and an upsert of one partition in which 10% of the rows changed. The references, in
+databases of their own with the same keyed table (the sink's DDL): the floor, raw binary
+COPY of the same rows in key order, one COPY per step, encoded ahead of time so that
+only the COPY itself is timed (`bench.stages.pg_copy`; for the second and third step
+with the DELETE of the partition's rows that replacing it needs); the user's
+alternative, psycopg COPY straight from the Parquet files (read, encode, COPY, all
+timed); and `pandas.DataFrame.to_sql` on a subset of rows, extrapolated to all of them.
 Throughput ratios: reference seconds / load seconds.
 """
 
