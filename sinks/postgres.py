@@ -25,7 +25,9 @@ A failure anywhere rolls everything back, so the table is as before; loading the
 data again finds no difference and changes nothing. A table that does not exist yet
 is loaded whole in one transaction instead (`load_new_table`): created bare, every
 partition COPYed in one stream, then its key and indexes built and every partition
-recorded.
+recorded; or by parallel streams, each in its own transaction, into a staging table
+(`create_staging`, `copy_to_staging`) that one transaction renames into place, keys
+and records (`finish_new_table`).
 """
 
 from __future__ import annotations
