@@ -1,17 +1,17 @@
 """The PostgreSQL sink behind the seam: plan, read and load each dataset's partitions.
 
-A table not in the database yet is loaded by `load_streams` parallel COPY streams,
-one per connection, its partition files dealt among them by size: under the table's
-session lock, a staging table is made and committed, each stream COPYs its partitions
-into it in a transaction of its own, and ONE last transaction renames it into place,
-builds the key and indexes and records every partition in `ops.load_state`
-(`sinks.postgres.finish_new_table`), so the table appears whole or not at all; a
-staging table a crash left is dropped by the next load. With one stream (or one
-partition) the table is loaded in ONE COPY stream and one transaction instead
-(`sinks.postgres.load_new_table`). Either way every partition file is read, checked
-and fingerprinted on reader threads while the server copies the one before, and the
-key and indexes are built once the rows are in. When the partitions' schemas
-disagree, or a stream fails (a partition that cannot be read or loaded, a key two partitions share),
+A table not in the database yet is loaded by `load_streams` parallel COPY streams, one
+per connection, its partition files dealt among them by size: under the table's session
+lock, a staging table is made and committed, each stream COPYs its partitions into it in
+a transaction of its own, and ONE last transaction renames it into place, builds the key
+and indexes and records every partition in `ops.load_state`
+(`sinks.postgres.finish_new_table`), so the table appears whole or not at all; a staging
+table a crash left is dropped by the next load. With one stream (or one partition) the
+table is loaded in ONE COPY stream and one transaction instead
+(`sinks.postgres.load_new_table`). Either way every partition file is read, checked and
+fingerprinted on reader threads while the server copies the one before, and the key and
+indexes are built once the rows are in. When the partitions' schemas disagree, or a
+stream fails (a partition that cannot be read or loaded, a key two partitions share),
 nothing is left of it and the partitions load one by one instead, as for an existing
 table: each partition that changed since its last load in its own transaction
 (`sinks.postgres.load_partition`), recorded in `ops.load_state` in that same
