@@ -173,7 +173,7 @@ class DatabaseConfig:
     load_streams: int | None = _spec(
         None,
         check=_between(1, MAX_CONCURRENCY, optional=True),
-        help="parallel COPY streams (connections) of a new table's load; absent = min(CPUs, 4)",
+        help="parallel COPY streams (connections) of a new table's load; absent = CPUs / 2, 1 to 4",
     )
 
 

@@ -87,10 +87,13 @@ MAX_DEFAULT_STREAMS = 4  # COPY streams of a new table when the configuration sa
 
 def load_streams(configured: int | None) -> int:
     """The COPY streams (connections) a new table's initial load uses: the configured
-    number (`[database] load_streams`), else one per CPU, at most MAX_DEFAULT_STREAMS."""
+    number (`[database] load_streams`), else one per two CPUs (a stream keeps a client
+    core decoding and a server core copying busy: on a machine that also runs the
+    server, more streams than that only take turns), at least 1, at most
+    MAX_DEFAULT_STREAMS."""
     if configured is not None:
         return configured
-    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_STREAMS))
+    return max(1, min((os.cpu_count() or 1) // 2, MAX_DEFAULT_STREAMS))
 
 
 log = get_logger("load")

@@ -404,10 +404,11 @@ def run(ctx: StageContext) -> StageResult:
         f"later ({data.next_day}: the sync rewrote {', '.join(changed)}), then on a "
         f"copy of that with every {CHANGED_SHARE}th row of {upserted} changed "
         "(float values × 1.01 + 0.01); a new database per repetition.",
-        f"The product's initial load runs {streams} COPY streams on as many connections "
-        "in parallel (`[database] load_streams`, default min(CPUs, 4)) into a staging "
-        "table, then renames it into place and builds the key in one transaction; the "
-        "references below are each one stream.",
+        f"The product's initial load ran {streams} COPY stream(s) (`[database] "
+        "load_streams`, default CPUs / 2, 1 to 4): one stream loads a new table in one "
+        "transaction; several run in parallel on as many connections into a staging table "
+        "that one transaction then renames into place and keys. The references below are "
+        "each one stream.",
         "Raw COPY (the floor): the same files read, sorted by the key and encoded as one "
         "COPY BINARY stream beforehand (numpy, not timed); timed: psycopg streaming it "
         "by `COPY … FROM STDIN (FORMAT BINARY)` into the same keyed table (the sink's "
