@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -69,8 +70,10 @@ from sinks.ddl import (
     add_columns_sql,
     create_table_sql,
     history_index_sql,
+    index_sql,
     key_sql,
     pg_type,
+    primary_key_using_index_sql,
     quote_ident,
     row_hash_sql,
 )
@@ -739,17 +742,37 @@ def copy_to_staging(
     return int(rows)
 
 
+def index_staging(url: str, spec: TableSpec, columns: Mapping[str, str]) -> None:
+    """Build the staging table's indexes (`ddl.index_sql`, named with the staging
+    prefix), each on a connection of its own at the same time, each committed: the
+    builds, most of a new table's time after its COPY, overlap. A key two partitions
+    share fails its unique index (and this call)."""
+    statements = index_sql(staging_spec(spec), columns)
+
+    def build(sql: str) -> None:
+        with contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
+            cur.execute(f"SET maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+            cur.execute(sql)
+            conn.commit()
+
+    with ThreadPoolExecutor(max_workers=len(statements) or 1) as pool:
+        futures = [pool.submit(build, sql) for sql in statements]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:  # a lost connection first: it stops the load
+        raise next((e for e in failed if connection_lost(e)), failed[0])
+
+
 def finish_new_table(
     conn: Connection,
     spec: TableSpec,
-    columns: Mapping[str, str],
     records: Sequence[PartitionRecord],
     label: str,
 ) -> None:
-    """In ONE transaction: the staging table filled by `copy_to_staging` renamed into
-    place, its key and indexes built from the rows in place, and every partition
-    recorded in `ops.load_state`. The table appears whole, with its key, or not at all;
-    a key two partitions share fails the key build, and the transaction."""
+    """In ONE transaction: the staging table filled by `copy_to_staging` and indexed by
+    `index_staging` renamed into place, its key index made the primary key and its
+    indexes renamed as a table created whole names them, and every partition recorded
+    in `ops.load_state`. The table appears whole, with its key, or not at all."""
     staging = staging_spec(spec)
     cur = conn.cursor()
     try:
@@ -758,10 +781,19 @@ def finish_new_table(
             msg = f"{spec.qualified} was created by another loader during the load"
             raise LoadError(msg)
         cur.execute(f"ALTER TABLE {staging.sql_name} RENAME TO {quote_ident(spec.name)}")
-        cur.execute(f"SELECT set_config('maintenance_work_mem', '{MAINTENANCE_WORK_MEM}', true)")
-        index = history_index_sql(spec, columns)
-        for sql in [*key_sql(spec), *([index] if index else [])]:
-            cur.execute(sql)  # each index built once, from the rows in place
+        key = primary_key_using_index_sql(spec, f"{staging.name}_pkey")
+        if key:
+            cur.execute(key)
+        cur.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 "
+            "AND starts_with(indexname, $3)",
+            (spec.schema, spec.name, STAGING_PREFIX),
+        )
+        for (index,) in cur.fetchall():
+            final = quote_ident(index.removeprefix(STAGING_PREFIX))
+            cur.execute(
+                f"ALTER INDEX {quote_ident(spec.schema)}.{quote_ident(index)} RENAME TO {final}"
+            )
         cur.execute("DELETE FROM ops.load_state WHERE table_name = $1", (spec.qualified,))
         for record in sorted(records, key=lambda r: r.partition):
             _record(cur, spec, record)

@@ -68,6 +68,7 @@ from sinks.postgres import (
     error_reason,
     finish_new_table,
     forget_partition,
+    index_staging,
     load_new_table,
     load_partition,
     lock_table,
@@ -416,7 +417,8 @@ def _parallel_stream(
             drop_staging(conn, spec)
             return _fell_back(spec, "parallel", failures[0] if failures else errors[0][1], progress)
         crash_point("load-staged")  # every stream committed, the table not in place
-        finish_new_table(conn, spec, columns, records, label)
+        index_staging(url, spec, columns)
+        finish_new_table(conn, spec, records, label)
     except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
         if connection_lost(exc):
             raise

@@ -598,6 +598,8 @@ def test_a_new_table_loads_in_streams_and_a_shared_key_loads_partition_by_partit
     assert fetch(pg_url, same_transaction) == [(3,)]
     indexes = fetch(pg_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'p' ORDER BY 1")
     assert indexes == [("p_pkey",), ("p_ts_code",)]
+    key = "SELECT conname, contype::text FROM pg_constraint WHERE conrelid = 'factors.p'::regclass"
+    assert fetch(pg_url, key) == [("p_pkey", "p")]
     assert fetch(pg_url, STAGING_TABLES) == [(0,)]
     expected = _rows(pl.concat([older, wider, empty], how="diagonal_relaxed"))
     assert_same_rows(_rows(table_frame(pg_url, "factors.p")), expected, ("calc_date", "ts_code"))
