@@ -170,6 +170,11 @@ class DatabaseConfig:
         env="DATABASE_URL",
         help="PostgreSQL URL; absent = the embedded DuckDB sink",
     )
+    load_streams: int | None = _spec(
+        None,
+        check=_between(1, MAX_CONCURRENCY, optional=True),
+        help="parallel COPY streams (connections) of a new table's load; absent = CPUs / 2, 1 to 4",
+    )
 
 
 @dataclass(frozen=True)

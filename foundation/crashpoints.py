@@ -6,8 +6,10 @@ merged into their partitions, their units not yet recorded), `unspill`, `write`,
 `partition`, `compact` (a closed year's file written, its months not yet deleted),
 `state`, `views`. PIT: `pit-plan`, `shard` (a finished shard of the pool, also the
 factor step's), `pit-written`, `pit-state`. Factors: `factors-plan`, `factors-written`,
-`factors-state`. Load: `load-ddl` and `load-commit` (inside a partition's transaction),
-`load-partition` (after its COMMIT), `load-table`. A stand-alone stage command:
+`factors-state`. Load: `load-ddl` and `load-commit` (inside a partition's transaction,
+or a new table's staging table made and a COPY stream mid-way), `load-staged` (a new
+table's parallel streams all committed to its staging table, not yet renamed into
+place), `load-partition` (after its COMMIT), `load-table`. A stand-alone stage command:
 `<stage>-report` (its work done, its report not yet written). Unset, a point costs one
 environment lookup. The tests then check that a re-run ends where a clean run does.
 `<point>:<n>:stop` stops the process there (SIGSTOP) instead, so a test can take
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import Counter
 
 __all__ = ["CRASH_ENV", "crash_point"]
@@ -25,6 +28,7 @@ __all__ = ["CRASH_ENV", "crash_point"]
 CRASH_ENV = "AH_TEST_CRASH_AT"
 
 _crash_counts: Counter[str] = Counter()
+_lock = threading.Lock()  # points passed by several threads count each pass once
 
 
 def crash_point(point: str) -> None:
@@ -38,6 +42,8 @@ def crash_point(point: str) -> None:
     if name != point:
         return
     count, _, action = rest.partition(":")
-    _crash_counts[point] += 1
-    if _crash_counts[point] == int(count or 1):
+    with _lock:
+        _crash_counts[point] += 1
+        reached = _crash_counts[point] == int(count or 1)
+    if reached:
         os.kill(os.getpid(), signal.SIGSTOP if action == "stop" else signal.SIGKILL)

@@ -145,9 +145,11 @@ def load_datasets(
     full: bool = False,
     raw_datasets: Sequence[str] = (),
     on_progress: ProgressCallback | None = None,
+    streams: int | None = None,
 ) -> LoadResult:
-    """`load_into` the PostgreSQL database at `url` (tests, benchmarks)."""
-    sink = PostgresSink(url, layout)
+    """`load_into` the PostgreSQL database at `url` (tests, benchmarks); a new table in
+    `streams` parallel COPY streams (None: the sink's default)."""
+    sink = PostgresSink(url, layout, streams)
     return load_into(sink, layout, datasets, full, raw_datasets, on_progress)
 
 

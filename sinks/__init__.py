@@ -24,4 +24,4 @@ def open_sink(settings: Settings) -> Sink:
         return DuckDBSink(settings)
     from sinks.postgres_sink import PostgresSink
 
-    return PostgresSink(url, CacheLayout(settings.cache.dir))
+    return PostgresSink(url, CacheLayout(settings.cache.dir), settings.database.load_streams)

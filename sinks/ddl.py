@@ -223,6 +223,35 @@ def key_sql(spec: TableSpec) -> list[str]:
     return [f"ALTER TABLE {spec.sql_name} ADD {_primary_key(spec)}", *_key_indexes(spec)]
 
 
+def index_sql(spec: TableSpec, columns: Iterable[str]) -> list[str]:
+    """Every index of a bare table of `spec` with `columns`, one CREATE INDEX each (so
+    that several connections can build them at once): the key's unique index, named as
+    the primary key (`primary_key_using_index_sql` then makes it the key), or the
+    unique index of a nullable key; the scope index; the history index."""
+    statements = []
+    if not spec.nullable_key:
+        key_list = ", ".join(quote_ident(c) for c in spec.key)
+        statements.append(
+            f"CREATE UNIQUE INDEX {quote_ident(spec.name + '_pkey')} ON {spec.sql_name} "
+            f"({key_list})"
+        )
+    statements += _key_indexes(spec)
+    history = history_index_sql(spec, columns)
+    return statements + ([history] if history else [])
+
+
+def primary_key_using_index_sql(spec: TableSpec, index: str) -> str | None:
+    """The statement that makes the unique index `index` (built by `index_sql`) the
+    table's primary key, renamed as `create_table_sql` names it; None for a nullable
+    key (its unique index is the key)."""
+    if spec.nullable_key:
+        return None
+    return (
+        f"ALTER TABLE {spec.sql_name} ADD CONSTRAINT {quote_ident(spec.name + '_pkey')} "
+        f"PRIMARY KEY USING INDEX {quote_ident(index)}"
+    )
+
+
 def _primary_key(spec: TableSpec) -> str:
     key_list = ", ".join(quote_ident(c) for c in spec.key)
     return f"CONSTRAINT {quote_ident(spec.name + '_pkey')} PRIMARY KEY ({key_list})"

@@ -25,7 +25,9 @@ A failure anywhere rolls everything back, so the table is as before; loading the
 data again finds no difference and changes nothing. A table that does not exist yet
 is loaded whole in one transaction instead (`load_new_table`): created bare, every
 partition COPYed in one stream, then its key and indexes built and every partition
-recorded.
+recorded; or by parallel streams, each in its own transaction, into a staging table
+(`create_staging`, `copy_to_staging`) that one transaction renames into place, keys
+and records (`finish_new_table`).
 """
 
 from __future__ import annotations
@@ -34,14 +36,17 @@ import contextlib
 import hashlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_manager
-import adbc_driver_postgresql.dbapi as pgdb
+import adbc_driver_manager.dbapi
+import adbc_driver_postgresql
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -65,8 +70,10 @@ from sinks.ddl import (
     add_columns_sql,
     create_table_sql,
     history_index_sql,
+    index_sql,
     key_sql,
     pg_type,
+    primary_key_using_index_sql,
     quote_ident,
     row_hash_sql,
 )
@@ -153,6 +160,24 @@ def connection_lost(exc: BaseException) -> bool:
     )
 
 
+_DATABASES: dict[str, Any] = {}  # libpq URL -> the driver's database object, per process
+_DATABASES_LOCK = threading.Lock()
+
+
+def _database(libpq_url: str) -> Any:
+    """The driver's database object for `libpq_url`, made once per process: making one
+    logs in and reads the server's type catalogue, which a connection made from it
+    does not do again (a second login per connection saved). Shared by threads; kept
+    until the process ends."""
+    with _DATABASES_LOCK:
+        shared = _DATABASES.get(libpq_url)
+        if shared is None:
+            database = adbc_driver_postgresql.connect(libpq_url)
+            shared = adbc_driver_manager.dbapi._SharedDatabase(database)
+            _DATABASES[libpq_url] = shared
+        return shared
+
+
 def connect(url: str, autocommit: bool = False) -> Connection:
     """An ADBC connection with the sink's settings; transactions unless `autocommit`.
 
@@ -160,9 +185,15 @@ def connect(url: str, autocommit: bool = False) -> Connection:
     `DatabaseUnavailableError` naming user@host:port/dbname, never the password.
     """
     register_secrets([urlsplit(url).password])
+    libpq_url = _libpq_url(url)
     try:
-        conn = pgdb.connect(_libpq_url(url), autocommit=autocommit)
+        shared = _database(libpq_url)
+        conn = Connection(
+            shared, adbc_driver_manager.AdbcConnection(shared._db), autocommit=autocommit
+        )
     except adbc_driver_manager.Error as exc:
+        with _DATABASES_LOCK:  # a server restarted or a password changed: made anew
+            _DATABASES.pop(libpq_url, None)
         reason = error_reason(exc)
         msg = f"cannot connect to PostgreSQL at {describe_url(url)}: {reason}"
         raise DatabaseUnavailableError(msg, reason) from None
@@ -617,6 +648,170 @@ def load_new_table(
     finally:
         cur.close()
     return TableStream(True, int(rows), waited, time.perf_counter() - start)
+
+
+STAGING_PREFIX = "_ah_load_"
+
+
+def staging_spec(spec: TableSpec) -> TableSpec:
+    """The table a new table's parallel COPY streams fill before it is renamed into
+    place (`finish_new_table`): same schema, name prefixed `_ah_load_`."""
+    return replace(spec, name=f"{STAGING_PREFIX}{spec.name}")
+
+
+def lock_table(conn: Connection, spec: TableSpec) -> bool:
+    """Take the table's advisory lock for the session (the lock `_begin` takes per
+    transaction, so loaders of the table take turns), for a load that spans several
+    transactions; True if it waited. Released by `unlock_table`, or when the session
+    ends (a crashed loader holds nothing)."""
+    lock_name = f"alphahome.{spec.qualified}"
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtext($1))", (lock_name,))
+        waited = not fetch_row(cur)[0]
+        if waited:
+            log.info("%s: waiting for another loader of this table", spec.qualified)
+            cur.execute("SELECT pg_advisory_lock(hashtext($1))", (lock_name,))
+            cur.fetchall()
+    conn.commit()
+    return waited
+
+
+def unlock_table(conn: Connection, spec: TableSpec) -> None:
+    """Release the session lock `lock_table` took."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock(hashtext($1))", (f"alphahome.{spec.qualified}",))
+        cur.fetchall()
+    conn.commit()
+
+
+def create_staging(
+    conn: Connection, spec: TableSpec, schema: pa.Schema, label: str
+) -> dict[str, str] | None:
+    """Under the session lock (`lock_table`): the staging table (`staging_spec`) made
+    bare and committed, so that several connections can COPY into it; its columns and
+    types. A staging table a crashed load left is dropped first. None (nothing done)
+    when the table itself exists by now: another loader created it."""
+    cur = conn.cursor()
+    try:
+        _begin(cur, spec)
+        if table_columns(cur, spec) is not None:
+            conn.rollback()
+            return None
+        staging = staging_spec(spec)
+        cur.execute(f"DROP TABLE IF EXISTS {staging.sql_name}")
+        wanted = [(f.name, pg_type(f.type, f.name)) for f in schema]
+        typed = [(name, typ) for name, typ in wanted if typ is not None]
+        try:
+            statements = create_table_sql(staging, typed, with_key=False)
+        except TableDefinitionError as exc:
+            msg = f"{exc} (partition {label})"
+            raise LoadError(msg) from None
+        for sql in statements:
+            cur.execute(sql)
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(adbc_driver_manager.Error):
+            conn.rollback()
+        raise
+    finally:
+        cur.close()
+    return dict(typed)
+
+
+def copy_to_staging(
+    conn: Connection, spec: TableSpec, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
+) -> int:
+    """One COPY stream of `batches` into the staging table, in its own transaction;
+    rows copied. Its COMMIT need not wait for the disk (synchronous_commit off): the
+    rows count only once `finish_new_table` commits, which waits, and the log is
+    written in order, so a crash can never keep that COMMIT and lose these rows."""
+    staging = staging_spec(spec)
+    cur = conn.cursor()
+    try:
+        cur.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        cur.fetchall()
+        reader = pa.RecordBatchReader.from_batches(schema, batches)
+        rows = cur.adbc_ingest(staging.name, reader, mode="append", db_schema_name=spec.schema)
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(adbc_driver_manager.Error):
+            conn.rollback()
+        raise
+    finally:
+        cur.close()
+    return int(rows)
+
+
+def index_staging(url: str, spec: TableSpec, columns: Mapping[str, str]) -> None:
+    """Build the staging table's indexes (`ddl.index_sql`, named with the staging
+    prefix), each on a connection of its own at the same time, each committed: the
+    builds, most of a new table's time after its COPY, overlap. A key two partitions
+    share fails its unique index (and this call)."""
+    statements = index_sql(staging_spec(spec), columns)
+
+    def build(sql: str) -> None:
+        with contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
+            cur.execute(f"SET maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
+            cur.execute(sql)
+            conn.commit()
+
+    with ThreadPoolExecutor(max_workers=len(statements) or 1) as pool:
+        futures = [pool.submit(build, sql) for sql in statements]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:  # a lost connection first: it stops the load
+        raise next((e for e in failed if connection_lost(e)), failed[0])
+
+
+def finish_new_table(
+    conn: Connection,
+    spec: TableSpec,
+    records: Sequence[PartitionRecord],
+    label: str,
+) -> None:
+    """In ONE transaction: the staging table filled by `copy_to_staging` and indexed by
+    `index_staging` renamed into place, its key index made the primary key and its
+    indexes renamed as a table created whole names them, and every partition recorded
+    in `ops.load_state`. The table appears whole, with its key, or not at all."""
+    staging = staging_spec(spec)
+    cur = conn.cursor()
+    try:
+        _begin(cur, spec)
+        if table_columns(cur, spec) is not None:
+            msg = f"{spec.qualified} was created by another loader during the load"
+            raise LoadError(msg)
+        cur.execute(f"ALTER TABLE {staging.sql_name} RENAME TO {quote_ident(spec.name)}")
+        key = primary_key_using_index_sql(spec, f"{staging.name}_pkey")
+        if key:
+            cur.execute(key)
+        cur.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 "
+            "AND starts_with(indexname, $3)",
+            (spec.schema, spec.name, STAGING_PREFIX),
+        )
+        for (index,) in cur.fetchall():
+            final = quote_ident(index.removeprefix(STAGING_PREFIX))
+            cur.execute(
+                f"ALTER INDEX {quote_ident(spec.schema)}.{quote_ident(index)} RENAME TO {final}"
+            )
+        cur.execute("DELETE FROM ops.load_state WHERE table_name = $1", (spec.qualified,))
+        for record in sorted(records, key=lambda r: r.partition):
+            _record(cur, spec, record)
+        _pause_for_tests(spec, label)
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(adbc_driver_manager.Error):
+            conn.rollback()
+        raise
+    finally:
+        cur.close()
+
+
+def drop_staging(conn: Connection, spec: TableSpec) -> None:
+    """Drop the staging table of a parallel load that failed (nothing of it stays)."""
+    with conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {staging_spec(spec).sql_name}")
+    conn.commit()
 
 
 def _recorded(cur: Cursor, spec: TableSpec, partition: str) -> tuple[str | None, pa.Table]:

@@ -1,10 +1,16 @@
 """The PostgreSQL sink behind the seam: plan, read and load each dataset's partitions.
 
-A table not in the database yet is loaded in ONE COPY stream and one transaction
-(`sinks.postgres.load_new_table`): every partition file is read, checked, sorted and
-fingerprinted on reader threads while the server copies the one before, the key and
-indexes are built once the rows are in, and every partition is recorded in
-`ops.load_state` before the one COMMIT. When the partitions' schemas disagree, or the
+A table not in the database yet is loaded by `load_streams` parallel COPY streams, one
+per connection, its partition files dealt among them by size: under the table's session
+lock, a staging table is made and committed, each stream COPYs its partitions into it in
+a transaction of its own, and ONE last transaction renames it into place, builds the key
+and indexes and records every partition in `ops.load_state`
+(`sinks.postgres.finish_new_table`), so the table appears whole or not at all; a staging
+table a crash left is dropped by the next load. With one stream (or one partition) the
+table is loaded in ONE COPY stream and one transaction instead
+(`sinks.postgres.load_new_table`). Either way every partition file is read, checked and
+fingerprinted on reader threads while the server copies the one before, and the key and
+indexes are built once the rows are in. When the partitions' schemas disagree, or a
 stream fails (a partition that cannot be read or loaded, a key two partitions share),
 nothing is left of it and the partitions load one by one instead, as for an existing
 table: each partition that changed since its last load in its own transaction
@@ -21,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -54,21 +61,41 @@ from sinks.postgres import (
     conform_rows,
     connect,
     connection_lost,
+    copy_to_staging,
+    create_staging,
     describe_url,
+    drop_staging,
     error_reason,
+    finish_new_table,
     forget_partition,
+    index_staging,
     load_new_table,
     load_partition,
+    lock_table,
     prepare_rows,
     recorded_partitions,
     slice_fingerprints,
     stream_schema,
     touch_partition,
+    unlock_table,
 )
 
 READ_BATCH_ROWS = 65_536
 READERS = 2  # reader threads: decode, prepare and fingerprint partitions
 READ_AHEAD = 2  # partitions read ahead of the one loading (bounds the memory held)
+MAX_DEFAULT_STREAMS = 4  # COPY streams of a new table when the configuration says none
+
+
+def load_streams(configured: int | None) -> int:
+    """The COPY streams (connections) a new table's initial load uses: the configured
+    number (`[database] load_streams`), else one per two CPUs (a stream keeps a client
+    core decoding and a server core copying busy: on a machine that also runs the
+    server, more streams than that only take turns), at least 1, at most
+    MAX_DEFAULT_STREAMS."""
+    if configured is not None:
+        return configured
+    return max(1, min((os.cpu_count() or 1) // 2, MAX_DEFAULT_STREAMS))
+
 
 log = get_logger("load")
 
@@ -144,13 +171,14 @@ def _read_ahead(
     changed: Sequence[tuple[str, Path]],
     spec: TableSpec,
     by_key: bool = True,
+    ahead: int = READ_AHEAD,
 ) -> Iterator[PartitionSource]:
-    """The changed partitions in order, the next READ_AHEAD read by the reader threads
+    """The changed partitions in order, the next `ahead` read by the reader threads
     while the one before them is loaded."""
     pending: deque[Future[PartitionSource]] = deque()
     for partition, path in changed:
         pending.append(reader.submit(read_partition, path, partition, spec, by_key))
-        if len(pending) > READ_AHEAD:
+        if len(pending) > ahead:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
@@ -187,17 +215,51 @@ class _Progress:
 
     def __init__(self, advance: Callable[[], None]) -> None:
         self._advance = advance
+        self._lock = threading.Lock()  # parallel streams step from their threads
         self.counted = 0  # partitions reported
         self.seen = 0  # partitions passed in the current pass
 
     def step(self) -> None:
-        self.seen += 1
-        if self.seen > self.counted:
-            self.counted = self.seen
-            self._advance()
+        with self._lock:
+            self.seen += 1
+            if self.seen > self.counted:
+                self.counted = self.seen
+                self._advance()
 
     def restart(self) -> None:
-        self.seen = 0
+        with self._lock:
+            self.seen = 0
+
+
+def _stream_schema(plan: _TablePlan) -> pa.Schema | None:
+    """The one schema a new table's streams share (`sinks.postgres.stream_schema`), or
+    None when its partitions must load one by one."""
+    try:
+        return stream_schema([pq.read_schema(path) for _, path in plan.changed])
+    except (pa.ArrowException, OSError):
+        return None
+
+
+def _label(changed: Sequence[tuple[str, Path]]) -> str:
+    first, last = changed[0][0], changed[-1][0]
+    return first if first == last else f"{first} .. {last}"
+
+
+def _fell_back(spec: TableSpec, how: str, cause: BaseException, progress: _Progress) -> bool:
+    """Log why a new table's stream load gave up; False (load partition by partition)."""
+    reason = error_reason(cause) if isinstance(cause, adbc_driver_manager.Error) else cause
+    log.info("%s: %s load failed (%s); loading partition by partition",
+             spec.qualified, how, reason)  # fmt: skip
+    progress.restart()
+    return False
+
+
+def _created(outcome: TableLoad, records: Sequence[PartitionRecord]) -> None:
+    """Count a new table's partitions, each past the `load-partition` crash point."""
+    for record in records:
+        outcome.loaded += 1
+        outcome.inserted += record.row_count
+        crash_point("load-partition")
 
 
 def _stream(
@@ -213,10 +275,7 @@ def _stream(
     (a partition that cannot be read or loaded: the partition-by-partition load names
     it and keeps the ones before it)."""
     spec = plan.spec
-    try:
-        schema = stream_schema([pq.read_schema(path) for _, path in plan.changed])
-    except (pa.ArrowException, OSError):
-        schema = None
+    schema = _stream_schema(plan)
     if schema is None:
         return False
     records: list[PartitionRecord] = []
@@ -233,27 +292,18 @@ def _stream(
             failures.append(exc)
             raise
 
-    first, last = plan.changed[0][0], plan.changed[-1][0]
-    label = first if first == last else f"{first} .. {last}"
+    label = _label(plan.changed)
     try:
         done = load_new_table(conn, spec, schema, batches(), lambda: records, label)
     except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
-        if connection_lost(exc):
+        if connection_lost(exc) and not failures:  # a failed read ends the COPY as I/O does
             raise
-        cause = failures[0] if failures else exc
-        reason = error_reason(cause) if isinstance(cause, adbc_driver_manager.Error) else cause
-        log.info("%s: one-stream load failed (%s); loading partition by partition",
-                 spec.qualified, reason)  # fmt: skip
-        progress.restart()
-        return False
+        return _fell_back(spec, "one-stream", failures[0] if failures else exc, progress)
     outcome.lock_waits += int(done.lock_waited)
     if not done.loaded:
         progress.restart()
         return False
-    for record in records:
-        outcome.loaded += 1
-        outcome.inserted += record.row_count
-        crash_point("load-partition")
+    _created(outcome, records)
     log.info(
         "%s: created, %d partitions, %d rows in one COPY stream in %.2f s",
         spec.qualified, len(records), done.rows, done.seconds,
@@ -261,22 +311,159 @@ def _stream(
     return True
 
 
+def split_partitions(
+    changed: Sequence[tuple[str, Path]], streams: int
+) -> list[list[tuple[str, Path]]]:
+    """The partitions dealt to at most `streams` groups of about equal bytes (largest
+    file first, to the group holding the fewest bytes); each group in cache order."""
+    sizes = {}
+    for partition, path in changed:
+        try:
+            sizes[partition] = path.stat().st_size
+        except FileNotFoundError:
+            sizes[partition] = 0  # removed since listed: its reader names it
+    groups: list[list[tuple[str, Path]]] = [[] for _ in range(max(1, streams))]
+    held = [0] * len(groups)
+    for item in sorted(changed, key=lambda item: -sizes[item[0]]):
+        emptiest = held.index(min(held))
+        groups[emptiest].append(item)
+        held[emptiest] += sizes[item[0]]
+    return [sorted(group) for group in groups if group]
+
+
+class _Stopped(Exception):
+    """A stream stops early because another one failed."""
+
+
+def _parallel_stream(
+    conn: Connection,
+    url: str,
+    plan: _TablePlan,
+    reader: ThreadPoolExecutor,
+    outcome: TableLoad,
+    progress: _Progress,
+    streams: int,
+) -> bool:
+    """Load a new table in `streams` COPY streams on as many connections (the first on
+    `conn`), each in its own transaction, into a staging table made and committed
+    first; then, in ONE transaction, rename it into place, build the key and indexes
+    and record every partition (`sinks.postgres.finish_new_table`). True when done.
+
+    The table's session lock (`lock_table`) is held throughout, so loaders of one table
+    take turns; a crash leaves at most the staging table, which the next load drops.
+    False, with nothing left, in the cases `_stream` returns False."""
+    spec = plan.spec
+    schema = _stream_schema(plan)
+    if schema is None:
+        return False
+    start = time.perf_counter()
+    label = _label(plan.changed)
+    groups = split_partitions(plan.changed, streams)
+    records: list[PartitionRecord] = []
+    failures: list[BaseException] = []  # what stopped a stream on the reading side
+    stopped: set[int] = set()  # streams stopped because another one failed
+    stop = threading.Event()
+
+    def batches(index: int) -> Iterator[pa.RecordBatch]:
+        try:
+            for source in _read_ahead(reader, groups[index], spec, by_key=False, ahead=1):
+                if stop.is_set():
+                    stopped.add(index)
+                    raise _Stopped
+                yield from conform_rows(source.rows, schema).to_batches(BATCH_ROWS)
+                records.append(source.record())
+                crash_point("load-commit")  # inside a stream's transaction
+                progress.step()
+        except _Stopped:
+            raise
+        except Exception as exc:
+            failures.append(exc)
+            stop.set()
+            raise
+
+    def copy(index: int) -> int:
+        if index == 0:
+            return copy_to_staging(conn, spec, schema, batches(0))
+        with contextlib.closing(connect(url)) as own:
+            return copy_to_staging(own, spec, schema, batches(index))
+
+    outcome.lock_waits += int(lock_table(conn, spec))
+    try:
+        columns = create_staging(conn, spec, schema, label)
+        if columns is None:  # another loader created it meanwhile
+            progress.restart()
+            return False
+        crash_point("load-ddl")  # the staging table made, no rows yet
+        errors: list[tuple[int, BaseException]] = []
+        rows = 0
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="ah-copy") as pool:
+            others = {index: pool.submit(copy, index) for index in range(1, len(groups))}
+            try:
+                rows += copy(0)
+            except Exception as exc:
+                stop.set()
+                errors.append((0, exc))
+            for index, future in others.items():
+                try:
+                    rows += future.result()
+                except Exception as exc:
+                    stop.set()
+                    errors.append((index, exc))
+        if errors:
+            # a failed read ends its COPY as lost I/O would: only the others count
+            lost = [e for i, e in errors if i not in stopped and connection_lost(e)]
+            if lost and not failures:
+                raise lost[0]
+            drop_staging(conn, spec)
+            return _fell_back(spec, "parallel", failures[0] if failures else errors[0][1], progress)
+        crash_point("load-staged")  # every stream committed, the table not in place
+        index_staging(url, spec, columns)
+        finish_new_table(conn, spec, records, label)
+    except (adbc_driver_manager.Error, *_DATASET_FAILURES) as exc:
+        if connection_lost(exc):
+            raise
+        with contextlib.suppress(adbc_driver_manager.Error):
+            drop_staging(conn, spec)
+        return _fell_back(spec, "parallel", exc, progress)
+    finally:
+        with contextlib.suppress(adbc_driver_manager.Error):
+            unlock_table(conn, spec)
+    _created(outcome, records)
+    log.info(
+        "%s: created, %d partitions, %d rows in %d parallel COPY streams in %.2f s",
+        spec.qualified, len(records), rows, len(groups), time.perf_counter() - start,
+    )  # fmt: skip
+    return True
+
+
 def _load_table(
-    conn: Connection, plan: _TablePlan, full: bool, advance: Callable[[], None]
+    conn: Connection,
+    plan: _TablePlan,
+    full: bool,
+    advance: Callable[[], None],
+    url: str,
+    streams: int,
 ) -> TableLoad:
-    """Load a table's changed partitions, reading the next file while one loads."""
+    """Load a table's changed partitions, reading the next file while one loads; a new
+    table in `streams` parallel COPY streams (one when it has a single partition)."""
     start = time.perf_counter()
     spec, recorded = plan.spec, plan.recorded
     outcome = TableLoad(spec.qualified, partitions=len(plan.present))
     outcome.unchanged = len(plan.present) - len(plan.changed)
     progress = _Progress(advance)
-    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="ah-read") as reader:
+    readers = max(READERS, streams)
+    with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="ah-read") as reader:
         pending = plan.changed
+        parallel = streams > 1 and len(pending) > 1
         if (
             plan.new
             and not spec.row_hash
             and pending
-            and _stream(conn, plan, reader, outcome, progress)
+            and (
+                _parallel_stream(conn, url, plan, reader, outcome, progress, streams)
+                if parallel
+                else _stream(conn, plan, reader, outcome, progress)
+            )
         ):
             pending = []
         for source in _read_ahead(reader, pending, spec):
@@ -322,9 +509,10 @@ class PostgresSink:
         name="postgres", supports_upsert=True, supports_schemas=True, durable=True, needs_keys=True
     )
 
-    def __init__(self, url: str, layout: CacheLayout) -> None:
+    def __init__(self, url: str, layout: CacheLayout, streams: int | None = None) -> None:
         self._url = url
         self._layout = layout
+        self._streams = load_streams(streams)  # COPY streams of a new table
         self._conn: Connection | None = None  # migrate's, kept for the load that follows
 
     def _connection(self) -> Connection:
@@ -416,7 +604,9 @@ class PostgresSink:
 
             for plan in plans:  # a dataset that fails is reported; the others still load
                 try:
-                    result.tables.append(_load_table(conn, plan, full, advance))
+                    result.tables.append(
+                        _load_table(conn, plan, full, advance, self._url, self._streams)
+                    )
                 except _DATASET_FAILURES as exc:
                     _failed(result, plan.spec.qualified, exc)
             document_tables(conn, [plan.spec for plan in plans])

@@ -1,16 +1,16 @@
 """Stage 5: loading the cache into PostgreSQL, against raw binary COPY and `to_sql`.
 
 On a throwaway PostgreSQL server (`tests.postgres_server`), a fresh database per
-repetition, the product (`pipeline.load.load_datasets`) does three loads of the
-scenario's dataset: the initial load of the cache of day D; the re-load after one
-simulated day (only the partitions the day's sync rewrote); and an upsert of one
-partition in which 10% of the rows changed. The references, in databases of their
-own with the same keyed table (the sink's DDL): the floor, raw binary COPY of the same
-rows in key order, one COPY per step, encoded ahead of time so that only the COPY
-itself is timed (`bench.stages.pg_copy`; for the second and third step with the DELETE
-of the partition's rows that replacing it needs); the user's alternative, psycopg
-COPY straight from the Parquet files (read, encode, COPY, all timed); and
-`pandas.DataFrame.to_sql` on a subset of rows, extrapolated to all of them.
+repetition, the product (`pipeline.load.load_datasets`, a new table in parallel COPY
+streams) does three loads of the scenario's dataset: the initial load of the cache of
+day D; the re-load after one simulated day (only the partitions the day's sync rewrote);
+and an upsert of one partition in which 10% of the rows changed. The references, in
+databases of their own with the same keyed table (the sink's DDL): the floor, raw binary
+COPY of the same rows in key order, one COPY per step, encoded ahead of time so that
+only the COPY itself is timed (`bench.stages.pg_copy`; for the second and third step
+with the DELETE of the partition's rows that replacing it needs); the user's
+alternative, psycopg COPY straight from the Parquet files (read, encode, COPY, all
+timed); and `pandas.DataFrame.to_sql` on a subset of rows, extrapolated to all of them.
 Throughput ratios: reference seconds / load seconds.
 """
 
@@ -304,8 +304,10 @@ def load_reference(job: LoadJob) -> dict[str, Any]:
 def run(ctx: StageContext) -> StageResult:
     """Start a throwaway server, run both children, compare."""
     from sinks.ddl import table_spec
+    from sinks.postgres_sink import load_streams
     from tests.postgres_server import throwaway_server
 
+    streams = load_streams(None)
     data = ctx.data()
     scenario = ctx.scenario
     dataset = scenario.load_dataset
@@ -402,6 +404,11 @@ def run(ctx: StageContext) -> StageResult:
         f"later ({data.next_day}: the sync rewrote {', '.join(changed)}), then on a "
         f"copy of that with every {CHANGED_SHARE}th row of {upserted} changed "
         "(float values × 1.01 + 0.01); a new database per repetition.",
+        f"The product's initial load ran {streams} COPY stream(s) (`[database] "
+        "load_streams`, default CPUs / 2, 1 to 4): one stream loads a new table in one "
+        "transaction; several run in parallel on as many connections into a staging table "
+        "that one transaction then renames into place and keys. The references below are "
+        "each one stream.",
         "Raw COPY (the floor): the same files read, sorted by the key and encoded as one "
         "COPY BINARY stream beforehand (numpy, not timed); timed: psycopg streaming it "
         "by `COPY … FROM STDIN (FORMAT BINARY)` into the same keyed table (the sink's "

@@ -572,8 +572,12 @@ def test_a_null_key_and_the_fill_value_are_two_keys(
     ]
 
 
-def test_a_new_table_loads_in_one_stream_and_a_shared_key_loads_partition_by_partition(
-    layout: CacheLayout, pg_url: str
+STAGING_TABLES = "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_ah\\_load\\_%'"
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_new_table_loads_in_streams_and_a_shared_key_loads_partition_by_partition(
+    layout: CacheLayout, pg_url: str, streams: int
 ) -> None:
     stocks = codes(6)
     older = factor_frame(week_ends(FRIDAY_2020, 2), stocks, 1)  # no s_roe column
@@ -581,17 +585,22 @@ def test_a_new_table_loads_in_one_stream_and_a_shared_key_loads_partition_by_par
     empty = factor_frame([dt.date(2022, 1, 7)], stocks, 3).with_columns(s_roe=pl.lit(None))
     for name, frame in (("2020.parquet", older), ("2021.parquet", wider), ("2022.parquet", empty)):
         write_partition(layout, "factors", "p", name, frame)
-    first = load_datasets(layout, pg_url)
+    first = load_datasets(layout, pg_url, streams=streams)
     assert (first.tables[0].loaded, first.tables[0].inserted) == (3, 30)
-    # one COPY stream in one transaction: the rows and all three records share one xmin
-    assert fetch(pg_url, "SELECT count(DISTINCT xmin::text) FROM factors.p") == [(1,)]
+    # one transaction per COPY stream: the rows hold one xmin per stream
+    assert fetch(pg_url, "SELECT count(DISTINCT xmin::text) FROM factors.p") == [(streams,)]
+    # the table appeared (created, or renamed into place) in the transaction that
+    # recorded all three partitions
     same_transaction = (
         "SELECT count(*) FROM ops.load_state WHERE xmin::text = "
-        "(SELECT xmin::text FROM factors.p LIMIT 1)"
+        "(SELECT xmin::text FROM pg_class WHERE oid = 'factors.p'::regclass)"
     )
     assert fetch(pg_url, same_transaction) == [(3,)]
     indexes = fetch(pg_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'p' ORDER BY 1")
     assert indexes == [("p_pkey",), ("p_ts_code",)]
+    key = "SELECT conname, contype::text FROM pg_constraint WHERE conrelid = 'factors.p'::regclass"
+    assert fetch(pg_url, key) == [("p_pkey", "p")]
+    assert fetch(pg_url, STAGING_TABLES) == [(0,)]
     expected = _rows(pl.concat([older, wider, empty], how="diagonal_relaxed"))
     assert_same_rows(_rows(table_frame(pg_url, "factors.p")), expected, ("calc_date", "ts_code"))
     assert load_datasets(layout, pg_url).tables[0].loaded == 0  # the records hold
@@ -601,7 +610,25 @@ def test_a_new_table_loads_in_one_stream_and_a_shared_key_loads_partition_by_par
     again = daily_frame(days[1:], stocks, 5)  # a key both files hold: the later file wins
     write_partition(layout, "raw", "daily", "2024/2024-01.parquet", january)
     write_partition(layout, "raw", "daily", "2024/2024-01b.parquet", again)
-    done = load_datasets(layout, pg_url, ["raw.daily"])
+    done = load_datasets(layout, pg_url, ["raw.daily"], streams=streams)
     assert done.ok and done.tables[0].loaded == 2
+    assert fetch(pg_url, STAGING_TABLES) == [(0,)]  # the failed streams left nothing
     expected = _rows(january.filter(pl.col("trade_date") == days[0])) + _rows(again)
     assert_same_rows(_rows(table_frame(pg_url, "raw.daily")), expected, ("trade_date", "ts_code"))
+
+
+def test_a_partition_failing_in_a_parallel_load_is_named_and_the_others_are_kept(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    stocks = codes(4)
+    good = factor_frame(week_ends(FRIDAY_2020, 2), stocks, 1)
+    bad = factor_frame(week_ends(FRIDAY_2021, 2), stocks, 2).with_columns(
+        ts_code=pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("ts_code"))
+    )
+    write_partition(layout, "factors", "p", "2020.parquet", good)
+    write_partition(layout, "factors", "p", "2021.parquet", bad)
+    result = load_datasets(layout, pg_url, ["factors.p"], streams=2)
+    failure = only_failure(result)
+    assert "2021.parquet" in failure and "null in key column 'ts_code'" in failure, failure
+    assert_same_rows(_rows(table_frame(pg_url, "factors.p")), _rows(good), ("calc_date", "ts_code"))
+    assert fetch(pg_url, STAGING_TABLES) == [(0,)]

@@ -234,6 +234,8 @@ def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
     [
         "load-commit:3",  # inside a partition's transaction, before COMMIT
         pytest.param("load-ddl:2", marks=pytest.mark.slow),  # a table made, no rows yet
+        # a new table's parallel streams committed to its staging table, not in place
+        pytest.param("load-staged:1", marks=pytest.mark.slow),
         pytest.param("load-partition:17", marks=pytest.mark.slow),  # right after a COMMIT
         pytest.param("load-table:3", marks=pytest.mark.slow),  # a table done, others not
         pytest.param("load-report:1", marks=pytest.mark.slow),  # loaded, no report yet
@@ -244,7 +246,8 @@ def test_kill_9_of_a_load_then_a_rerun_equals_the_cache(
 ) -> None:
     root = copy_cache(built, tmp_path)
     config = stage_config(tmp_path)
-    config.write_text(config.read_text() + f'[database]\nurl = "{pg_url}"\n')
+    database = f'[database]\nurl = "{pg_url}"\nload_streams = 2\n'  # new tables in 2 streams
+    config.write_text(config.read_text() + database)
     ah_killed("--config", str(config), "load", cwd=tmp_path, root=root,
               env={"AH_TEST_CRASH_AT": point})  # fmt: skip
     rerun = ah("--config", str(config), "load", cwd=tmp_path)
@@ -278,7 +281,8 @@ def test_postgres_crashing_mid_load_then_a_rerun_equals_the_cache(
             pytest.skip("TEST_DATABASE_URL names a server these tests cannot crash")
         root = copy_cache(built, tmp_path)
         config = stage_config(tmp_path)
-        config.write_text(config.read_text() + f'[database]\nurl = "{server.url}"\n')
+        database = f'[database]\nurl = "{server.url}"\nload_streams = 2\n'
+        config.write_text(config.read_text() + database)
         load = subprocess.Popen(
             [sys.executable, str(ROOT / "cli.py"), "--config", str(config), "load"],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
