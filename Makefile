@@ -14,7 +14,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make demo        run the whole pipeline on a simulated market into ./$(DEMO_DIR)"
-	@echo "make test        run the test suite (starts a throwaway PostgreSQL server)"
+	@echo "make test        run the test suite on every core (starts throwaway PostgreSQL servers)"
 	@echo "make lint / fmt  ruff check and mypy / ruff format"
 	@echo "make bench       benchmarks, small scenario; make bench-full for 5,000 stocks x 15 years"
 	@echo "make catalogue   copy ../shared/tushare/apis.json into cache/catalogue/"
@@ -31,7 +31,7 @@ $(SYNCED): uv.lock pyproject.toml | $(UV)
 install: $(SYNCED)
 
 test: $(SYNCED)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --dist loadscope
 
 test-fast: $(SYNCED)
 	$(VENV)/bin/pytest -m "not slow"
