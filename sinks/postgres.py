@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -757,10 +757,15 @@ def index_staging(url: str, spec: TableSpec, columns: Mapping[str, str]) -> None
 
     with ThreadPoolExecutor(max_workers=len(statements) or 1) as pool:
         futures = [pool.submit(build, sql) for sql in statements]
-        errors = [f.exception() for f in futures]
-    failed = [e for e in errors if e is not None]
-    if failed:  # a lost connection first: it stops the load
-        raise next((e for e in failed if connection_lost(e)), failed[0])
+    # a failure raised by its future, a lost connection first: it stops the load
+    for future in sorted(futures, key=lambda f: not failed_by_lost_connection(f)):
+        future.result()
+
+
+def failed_by_lost_connection(future: Future[Any]) -> bool:
+    """Whether a finished future failed because the server or connection is gone."""
+    exc = future.exception()
+    return exc is not None and connection_lost(exc)
 
 
 def finish_new_table(

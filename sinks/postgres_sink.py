@@ -66,6 +66,7 @@ from sinks.postgres import (
     describe_url,
     drop_staging,
     error_reason,
+    failed_by_lost_connection,
     finish_new_table,
     forget_partition,
     index_staging,
@@ -331,8 +332,14 @@ def split_partitions(
     return [sorted(group) for group in groups if group]
 
 
-class _Stopped(Exception):
-    """A stream stops early because another one failed."""
+def _stop_on_failure(stop: threading.Event) -> Callable[[Future[int]], None]:
+    """A done-callback that sets `stop` when its stream failed."""
+
+    def check(done: Future[int]) -> None:
+        if done.exception() is not None:
+            stop.set()
+
+    return check
 
 
 def _parallel_stream(
@@ -361,21 +368,17 @@ def _parallel_stream(
     groups = split_partitions(plan.changed, streams)
     records: list[PartitionRecord] = []
     failures: list[BaseException] = []  # what stopped a stream on the reading side
-    stopped: set[int] = set()  # streams stopped because another one failed
-    stop = threading.Event()
+    stop = threading.Event()  # a stream failed: the others end early (staging is dropped)
 
     def batches(index: int) -> Iterator[pa.RecordBatch]:
         try:
             for source in _read_ahead(reader, groups[index], spec, by_key=False, ahead=1):
                 if stop.is_set():
-                    stopped.add(index)
-                    raise _Stopped
+                    return
                 yield from conform_rows(source.rows, schema).to_batches(BATCH_ROWS)
                 records.append(source.record())
                 crash_point("load-commit")  # inside a stream's transaction
                 progress.step()
-        except _Stopped:
-            raise
         except Exception as exc:
             failures.append(exc)
             stop.set()
@@ -394,28 +397,22 @@ def _parallel_stream(
             progress.restart()
             return False
         crash_point("load-ddl")  # the staging table made, no rows yet
-        errors: list[tuple[int, BaseException]] = []
-        rows = 0
         with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="ah-copy") as pool:
-            others = {index: pool.submit(copy, index) for index in range(1, len(groups))}
-            try:
-                rows += copy(0)
-            except Exception as exc:
-                stop.set()
-                errors.append((0, exc))
-            for index, future in others.items():
-                try:
-                    rows += future.result()
-                except Exception as exc:
-                    stop.set()
-                    errors.append((index, exc))
-        if errors:
-            # a failed read ends its COPY as lost I/O would: only the others count
-            lost = [e for i, e in errors if i not in stopped and connection_lost(e)]
-            if lost and not failures:
-                raise lost[0]
+            futures = [pool.submit(copy, index) for index in range(len(groups))]
+            for future in futures:
+                future.add_done_callback(_stop_on_failure(stop))
+        failed = [f for f in futures if f.exception() is not None]
+        if failed:
+            # a failed read ends its COPY as lost I/O would: a lost connection counts
+            # only when no read failed
+            if not failures:
+                for future in failed:
+                    if failed_by_lost_connection(future):
+                        future.result()  # raises it: the load stops
             drop_staging(conn, spec)
-            return _fell_back(spec, "parallel", failures[0] if failures else errors[0][1], progress)
+            errors = [e for f in failed if (e := f.exception()) is not None]
+            return _fell_back(spec, "parallel", (failures or errors)[0], progress)
+        rows = sum(f.result() for f in futures)
         crash_point("load-staged")  # every stream committed, the table not in place
         index_staging(url, spec, columns)
         finish_new_table(conn, spec, records, label)
