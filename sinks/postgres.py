@@ -455,9 +455,30 @@ class PartitionLoad:
     seconds: float
 
 
+@contextlib.contextmanager
+def _transaction(conn: Connection) -> Iterator[Cursor]:
+    """A cursor for one transaction that the block commits itself: if the block raises,
+    the transaction is rolled back (quietly when the connection is gone) and the error
+    goes on as it was; the cursor is closed either way."""
+    cur = conn.cursor()
+    try:
+        yield cur
+    except BaseException:
+        with contextlib.suppress(adbc_driver_manager.Error):
+            conn.rollback()
+        raise
+    finally:
+        cur.close()
+
+
+def _lock_name(spec: TableSpec) -> str:
+    """The advisory lock that loaders of the table take turns on."""
+    return f"alphahome.{spec.qualified}"
+
+
 def _begin(cur: Cursor, spec: TableSpec) -> bool:
     """Settings for this transaction and the table's advisory lock; True if it waited."""
-    lock_name = f"alphahome.{spec.qualified}"
+    lock_name = _lock_name(spec)
     cur.execute(  # one round trip: settings, then the lock if it is free
         f"SELECT set_config('work_mem', '{WORK_MEM}', true), "
         "set_config('extra_float_digits', '1', true), set_config('TimeZone', 'UTC', true), "
@@ -623,8 +644,7 @@ def load_new_table(
     partition at fault and keeps the ones before it).
     """
     start = time.perf_counter()
-    cur = conn.cursor()
-    try:
+    with _transaction(conn) as cur:
         waited = _begin(cur, spec)
         if table_columns(cur, spec) is not None:
             conn.rollback()
@@ -641,12 +661,6 @@ def load_new_table(
             _record(cur, spec, record)
         _pause_for_tests(spec, label)
         conn.commit()
-    except BaseException:
-        with contextlib.suppress(adbc_driver_manager.Error):
-            conn.rollback()
-        raise
-    finally:
-        cur.close()
     return TableStream(True, int(rows), waited, time.perf_counter() - start)
 
 
@@ -664,7 +678,7 @@ def lock_table(conn: Connection, spec: TableSpec) -> bool:
     transaction, so loaders of the table take turns), for a load that spans several
     transactions; True if it waited. Released by `unlock_table`, or when the session
     ends (a crashed loader holds nothing)."""
-    lock_name = f"alphahome.{spec.qualified}"
+    lock_name = _lock_name(spec)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(hashtext($1))", (lock_name,))
         waited = not fetch_row(cur)[0]
@@ -679,7 +693,7 @@ def lock_table(conn: Connection, spec: TableSpec) -> bool:
 def unlock_table(conn: Connection, spec: TableSpec) -> None:
     """Release the session lock `lock_table` took."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_unlock(hashtext($1))", (f"alphahome.{spec.qualified}",))
+        cur.execute("SELECT pg_advisory_unlock(hashtext($1))", (_lock_name(spec),))
         cur.fetchall()
     conn.commit()
 
@@ -691,31 +705,16 @@ def create_staging(
     bare and committed, so that several connections can COPY into it; its columns and
     types. A staging table a crashed load left is dropped first. None (nothing done)
     when the table itself exists by now: another loader created it."""
-    cur = conn.cursor()
-    try:
+    with _transaction(conn) as cur:
         _begin(cur, spec)
         if table_columns(cur, spec) is not None:
             conn.rollback()
             return None
         staging = staging_spec(spec)
         cur.execute(f"DROP TABLE IF EXISTS {staging.sql_name}")
-        wanted = [(f.name, pg_type(f.type, f.name)) for f in schema]
-        typed = [(name, typ) for name, typ in wanted if typ is not None]
-        try:
-            statements = create_table_sql(staging, typed, with_key=False)
-        except TableDefinitionError as exc:
-            msg = f"{exc} (partition {label})"
-            raise LoadError(msg) from None
-        for sql in statements:
-            cur.execute(sql)
+        columns = ensure_table(cur, staging, schema, label, None, with_key=False)
         conn.commit()
-    except BaseException:
-        with contextlib.suppress(adbc_driver_manager.Error):
-            conn.rollback()
-        raise
-    finally:
-        cur.close()
-    return dict(typed)
+    return columns
 
 
 def copy_to_staging(
@@ -726,19 +725,12 @@ def copy_to_staging(
     rows count only once `finish_new_table` commits, which waits, and the log is
     written in order, so a crash can never keep that COMMIT and lose these rows."""
     staging = staging_spec(spec)
-    cur = conn.cursor()
-    try:
+    with _transaction(conn) as cur:
         cur.execute("SELECT set_config('synchronous_commit', 'off', true)")
         cur.fetchall()
         reader = pa.RecordBatchReader.from_batches(schema, batches)
         rows = cur.adbc_ingest(staging.name, reader, mode="append", db_schema_name=spec.schema)
         conn.commit()
-    except BaseException:
-        with contextlib.suppress(adbc_driver_manager.Error):
-            conn.rollback()
-        raise
-    finally:
-        cur.close()
     return int(rows)
 
 
@@ -779,8 +771,7 @@ def finish_new_table(
     indexes renamed as a table created whole names them, and every partition recorded
     in `ops.load_state`. The table appears whole, with its key, or not at all."""
     staging = staging_spec(spec)
-    cur = conn.cursor()
-    try:
+    with _transaction(conn) as cur:
         _begin(cur, spec)
         if table_columns(cur, spec) is not None:
             msg = f"{spec.qualified} was created by another loader during the load"
@@ -804,12 +795,6 @@ def finish_new_table(
             _record(cur, spec, record)
         _pause_for_tests(spec, label)
         conn.commit()
-    except BaseException:
-        with contextlib.suppress(adbc_driver_manager.Error):
-            conn.rollback()
-        raise
-    finally:
-        cur.close()
 
 
 def drop_staging(conn: Connection, spec: TableSpec) -> None:
