@@ -1,19 +1,27 @@
 """The PIT build step: raw Parquet in, `<cache>/pit/<table>/` out (DESIGN sections 4 and 6).
 
 Stock tables are sharded by a stable hash bucket of ts_code into `part-bb.parquet`
-files (`BUCKETS` of them, so replacing a few stocks' rows rewrites a few small files).
-A job reads only its stocks from raw (a predicate pushed down to Parquet), and of them
-only the columns statement versions are made of (whole rows only for a stock with a
-tie), runs the pure maths of `pipeline.pit.maths` and replaces its buckets' files
-atomically, a few at a time on threads; a full build runs `GROUPS` jobs, each writing
-whole files. An incremental build computes only the stocks with raw statement rows
-fetched after the last successful build of the target (the watermark kept in
-`state/pit.json`, written after the tables) and replaces just their rows in the files
-of their buckets, so it gives the same files as a full build; up to `INLINE_STOCKS`
+files (`BUCKETS` of them), plus the delta files of incremental builds
+(`pipeline.pit.files`). A job reads only its stocks from raw (a predicate pushed down
+to Parquet), and of them only the columns statement versions are made of (whole rows
+only for a stock with a tie), and runs the pure maths of `pipeline.pit.maths`; a full
+build runs `GROUPS` jobs, each writing whole bucket files atomically, a few at a time
+on threads, and removes every delta. An incremental build computes only the stocks
+with raw statement rows fetched after the last successful build of the target (the
+watermark kept in `state/pit.json`, written after the tables), reads their stored rows
+from all the table's files (one filtered scan) and writes only the rows they add: one
+new delta file per table and job. A stock whose stored rows are not all among its
+fresh ones (a late-found version rewriting what was known) is replaced: its rows are
+removed from the files holding them and its fresh rows are in the delta. So the table
+(not its files) is the one a full build gives; when a table holds more than
+`FOLD_DELTAS` deltas they are folded back into the bucket files. Up to `INLINE_STOCKS`
 changed stocks (a trading day's) are one job run in this process, without starting a
 pool. A crash leaves every file old or new; the state still names the old build, so a
-re-run redoes the same stocks. The industry tables are one whole-table job, run only
-when raw index_member_all was fetched again since the last build.
+re-run redoes the same stocks and its per-stock comparison with what is stored makes
+it right whatever mixture of files the crash left. The state records each table's
+files, so a lost one is noticed (the target is then rebuilt in full). The industry
+tables are one whole-table job, run only when raw index_member_all was fetched again
+since the last build.
 
 Each build appends to the state's change log the dates at which what the factor step
 reads (pit.indicators as of a date, pit.industry by membership) changed
@@ -49,13 +57,21 @@ from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
 from pipeline.pit.changes import Interval, as_of_changes, membership_changes, merge_intervals
+from pipeline.pit.files import (
+    FILE_COLUMN,
+    FOLD_DELTAS,
+    delta_files,
+    new_delta_path,
+    split_stored,
+)
 
 BUCKETS = 64
 GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
 WRITE_THREADS = 4  # threads of a job reading, merging and writing its bucket files
 STOCKS_PER_JOB = 400  # an incremental build's jobs hold about this many stocks at most,
 INLINE_STOCKS = 1000  # except one of no more stocks: one job, in this process, no pool
-STATE_VERSION = 3  # 2: indicators lineage columns; 3: 64 buckets, the change log
+STATE_VERSION = 4  # 2: indicators lineage columns; 3: 64 buckets, the change log; 4: deltas
+READABLE_STATES = (3, 4)  # a version-3 state is one whose tables have no delta files
 CHANGE_LOG_BUILDS = 64  # builds kept in the change log
 STATE_FILE = "pit.json"
 FETCHED_AT = "_fetched_at"
@@ -116,7 +132,9 @@ class BucketJob:
     """One shard: compute `codes` for `targets` and write the files of `buckets`.
 
     `merge` False writes whole files (every stock of each bucket is in `codes`); True
-    replaces only the rows of `codes` in each bucket's file, keeping the others.
+    writes the rows `codes` add in one delta file per table, named by `build` and
+    `index` (the job's number in the build), and leaves the removal of replaced stocks'
+    stored rows to the build (`JobOutcome.removals`).
     """
 
     root: str
@@ -124,6 +142,8 @@ class BucketJob:
     codes: tuple[str, ...]
     targets: tuple[str, ...]
     merge: bool = False
+    build: int = 0
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,10 +158,13 @@ class JobOutcome:
     """Rows written per table, and the dates at which what factors read changed.
 
     `changed` None means every date (a job that wrote whole files without comparing).
+    `removals`: per table, the stored files (by name) holding rows of replaced stocks,
+    and those stocks.
     """
 
     rows: dict[str, int]
     changed: list[Interval] | None
+    removals: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,6 +172,7 @@ class _Plan:
     jobs: list[BucketJob | IndustryJob] = field(default_factory=list)
     watermarks: dict[str, str | None] = field(default_factory=dict)
     full_tables: set[str] = field(default_factory=set)
+    build: int = 1
 
 
 def bucket_of(ts_code: str) -> int:
@@ -269,7 +293,7 @@ def _read_state(layout: CacheLayout, quarantine: bool = False) -> dict[str, Any]
     not parse is moved aside and recorded, and the build's new one replaces it."""
     path = layout.state_dir / STATE_FILE
     state = read_state_json(layout, path) if quarantine else read_json_document(path)
-    if state.get("version") != STATE_VERSION or state.get("buckets") != BUCKETS:
+    if state.get("version") not in READABLE_STATES or state.get("buckets") != BUCKETS:
         return {}  # a different layout of the files: rebuild everything
     return state
 
@@ -311,19 +335,24 @@ def _changed_codes(
     return watermark, set(mine["ts_code"].to_list())
 
 
-def _lost_bucket(
-    layout: CacheLayout, fetches: pl.DataFrame, target: str, changed: set[str]
+def _lost_file(
+    layout: CacheLayout,
+    state: dict[str, Any],
+    fetches: pl.DataFrame,
+    target: str,
+    changed: set[str],
 ) -> bool:
-    """Whether a bucket file of the target's stock tables that the last build made is
-    gone (deleted, or quarantined as unreadable): a bucket holding an unchanged stock
-    (every unchanged stock was there at the last build). The target is then rebuilt in
-    full, since merging its changed stocks into a missing file would lose the others."""
+    """Whether a file of the target's stock tables that the last build left is gone
+    (deleted, or quarantined as unreadable): one the state records (bucket or delta)
+    or, for a state that records none, a bucket holding an unchanged stock (every
+    unchanged stock was there at the last build). The target is then rebuilt in full,
+    since adding its changed stocks' rows to a table missing a file would lose others."""
     unchanged = fetches.filter(~pl.col("ts_code").is_in(sorted(changed)))
     return any(
-        not part_path(layout, table, bucket).is_file()
+        not path.is_file()
         for table in TARGET_TABLES[target]
         if table in TABLE_STOCKS
-        for bucket in _expected_buckets(unchanged, table)
+        for path in _expected_files(layout, state, unchanged, table)
     )
 
 
@@ -343,7 +372,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
     """
     fetches = _stock_fetches(layout)
     buckets_of = stock_buckets(fetches["ts_code"])
-    plan = _Plan()
+    plan = _Plan(build=int(state.get("build", 0)) + 1)
     full: list[str] = []
     changed: dict[str, set[str]] = {}
     for target in targets:
@@ -352,7 +381,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         previous = state.get("targets", {}).get(target, {})
         built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES[target])
         plan.watermarks[target], codes = _changed_codes(fetches, target, mode, built, previous)
-        if codes is None or _lost_bucket(layout, fetches, target, codes):
+        if codes is None or _lost_file(layout, state, fetches, target, codes):
             full.append(target)
         elif codes:
             changed[target] = codes
@@ -367,9 +396,12 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         merged = tuple(t for t in STOCK_TARGETS if t in changed)
         touched = buckets_of.filter(pl.col("ts_code").is_in(stale))
         count = 1 if len(stale) <= INLINE_STOCKS else -(-len(stale) // STOCKS_PER_JOB)
-        for group in _groups(touched["bucket"].unique().to_list(), count):
+        groups = _groups(touched["bucket"].unique().to_list(), count)
+        for index, group in enumerate(groups):
             members = touched.filter(pl.col("bucket").is_in(group))["ts_code"].to_list()
-            job = BucketJob(root, tuple(group), tuple(sorted(members)), merged, merge=True)
+            job = BucketJob(
+                root, tuple(group), tuple(sorted(members)), merged, True, plan.build, index
+            )
             plan.jobs.append(job)
     return plan
 
@@ -388,18 +420,36 @@ def _expected_buckets(fetches: pl.DataFrame, table: str) -> set[int]:
     return {bucket_of(code) for code in mine["ts_code"].unique().to_list()}
 
 
+def _expected_files(
+    layout: CacheLayout, state: dict[str, Any], fetches: pl.DataFrame, table: str
+) -> list[Path]:
+    """The files of a stock table the last build left: those the state records, or (a
+    state of before delta files) one per bucket holding a stock of `fetches`."""
+    folder = layout.dataset_dir("pit", table)
+    recorded = state.get("files", {}).get(table)
+    if recorded is not None:
+        return [folder / name for name in recorded]
+    return [part_path(layout, table, b) for b in _expected_buckets(fetches, table)]
+
+
+def _table_files(layout: CacheLayout, table: str) -> list[str]:
+    folder = layout.dataset_dir("pit", table)
+    return sorted(p.name for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+
 def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> list[Path]:
     """PIT files a finished build has made and that are not there now (deleted, or
-    quarantined as unreadable): one per bucket holding stocks of each stock table of a
+    quarantined as unreadable): the bucket and delta files of each stock table of a
     built target, and the industry tables' single files."""
-    built = _read_state(layout).get("targets", {})
+    state = _read_state(layout)
+    built = state.get("targets", {})
     if fetches is None:
         fetches = _stock_fetches(layout) if built else pl.DataFrame()
     missing = []
     for target in built:
         for table in TARGET_TABLES.get(target, ()):
             if table in TABLE_STOCKS:
-                paths = [part_path(layout, table, b) for b in _expected_buckets(fetches, table)]
+                paths = _expected_files(layout, state, fetches, table)
             elif _has_files(layout, "raw", MEMBERS):
                 paths = [layout.dataset_dir("pit", table) / WHOLE_TABLE_FILE]
             else:
@@ -422,17 +472,6 @@ def _read_part(path: Path, schema: pl.Schema) -> pl.DataFrame:
     return pl.read_parquet(path) if path.exists() else schema.to_frame()
 
 
-def _merge_part(stored: pl.DataFrame, codes: pl.Series, fresh: pl.DataFrame) -> pl.DataFrame:
-    """A bucket file's rows with those of `codes` replaced by `fresh` (which holds only them).
-
-    Every table is sorted by ts_code first and each stock's rows do not depend on the
-    other stocks, so a stable sort by ts_code gives the file a full build writes.
-    """
-    kept = stored.filter(~pl.col("ts_code").is_in(codes.implode()))
-    merged = pl.concat([kept, fresh.select(stored.columns)])
-    return merged.sort("ts_code", maintain_order=True)
-
-
 def _by_bucket(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
     """A table's rows split by the bucket of their stock."""
     buckets = stock_buckets(frame.get_column("ts_code"))
@@ -441,26 +480,8 @@ def _by_bucket(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
     return {int(key[0]): part.drop("bucket") for key, part in parts.items()}
 
 
-@dataclass(frozen=True)
-class _BucketWrite:
-    """One bucket file of one table: rows of the job written to it, the job's stocks'
-    rows it held before (a merging job), the folder written (None: left as it was)."""
-
-    rows: int
-    old: pl.DataFrame | None  # None for a merging job: a file of other columns
-    folder: Path | None
-
-
-def build_bucket(job: BucketJob) -> JobOutcome:
-    """Compute the job's stocks for its targets and write its buckets' files.
-
-    Runs in a worker: reads only the job's stocks from raw, computes, writes. A merging
-    job also reports the dates at which its stocks' pit.indicators rows read differently,
-    and leaves a bucket file alone when its stocks' rows come out as stored (a new
-    forecast changes statement_versions, not always the other tables). The folders are
-    synced once at the end, not after each file.
-    """
-    layout = CacheLayout(Path(job.root))
+def _compute(layout: CacheLayout, job: BucketJob) -> dict[str, pl.DataFrame]:
+    """The job's stocks' rows of each table of its targets (the pure maths)."""
     inputs = {d for t in job.targets for d in TARGET_INPUTS[t]}
     versions = read_versions(layout, inputs, job.codes)
     wanted = set(job.targets)
@@ -473,47 +494,150 @@ def build_bucket(job: BucketJob) -> JobOutcome:
         tables["indicators"] = pit.indicators(tables["income_quarterly"], tables["balance"])
     if "income" in wanted:
         tables["statement_versions"] = versions
-    tables = {t: f for t, f in tables.items() if t in _tables_of(job.targets)}
+    return {t: f for t, f in tables.items() if t in _tables_of(job.targets)}
+
+
+def build_bucket(job: BucketJob) -> JobOutcome:
+    """Compute the job's stocks for its targets and write its files: whole bucket files
+    (a full build's job) or one delta file per table (`write_delta`).
+
+    Runs in a worker: reads only the job's stocks from raw, computes, writes. Files are
+    read, merged and written by a few threads; the folders are synced once at the end,
+    not after each file.
+    """
+    layout = CacheLayout(Path(job.root))
+    tables = _compute(layout, job)
+    if job.merge:
+        return write_delta(layout, job, tables)
     parts = {table: _by_bucket(frame) for table, frame in tables.items()}
-    codes = stock_buckets(pl.Series(job.codes, dtype=pl.String))
 
-    def write(table: str, bucket: int) -> _BucketWrite:
-        frame = tables[table]
-        fresh = parts[table].get(bucket, frame.clear())
-        path = part_path(layout, table, bucket)
-        old = None
-        if job.merge:
-            mine = codes.filter(pl.col("bucket") == bucket).get_column("ts_code")
-            stored = _read_part(path, frame.schema)
-            if set(stored.columns) == set(frame.columns):
-                old = stored.filter(pl.col("ts_code").is_in(mine.implode())).select(frame.columns)
-                if path.exists() and old.equals(fresh):
-                    return _BucketWrite(0, old, None)  # the file would be written as it is
-            fresh = _merge_part(stored, mine, fresh)
-        _write_part(path, fresh, sync_dir=False)
-        rows = parts[table][bucket].height if bucket in parts[table] else 0
-        return _BucketWrite(rows, old, path.parent)
+    def write(table: str, bucket: int) -> int:
+        fresh = parts[table].get(bucket, tables[table].clear())
+        _write_part(part_path(layout, table, bucket), fresh, sync_dir=False)
+        return fresh.height
 
-    # Files are read, merged and written by a few threads: most of the time goes to
-    # decoding, encoding and fsync, which release the interpreter lock.
+    # Most of the time goes to encoding and fsync, which release the interpreter lock.
     tasks = [(table, bucket) for table in tables for bucket in job.buckets]
     with ThreadPoolExecutor(WRITE_THREADS) as threads:
         done = list(zip(tasks, threads.map(lambda t: write(*t), tasks), strict=True))
     written = dict.fromkeys(tables, 0)
-    for (table, _bucket), outcome in done:
-        written[table] += outcome.rows
-    for folder in sorted({o.folder for _task, o in done if o.folder is not None}):
+    for (table, _bucket), rows in done:
+        written[table] += rows
+    for table in tables:
+        folder = layout.dataset_dir("pit", table)
         if folder.is_dir():
             sync_folder(folder)
-    if not job.merge:
-        return JobOutcome(written, None)
+    return JobOutcome(written, None)
+
+
+def _stored_rows(layout: CacheLayout, table: str, codes: Sequence[str]) -> pl.DataFrame | None:
+    """The stored rows of `codes` from every file of a table, each with the name of its
+    file (`FILE_COLUMN`); None when the table has no file."""
+    if not _has_files(layout, "pit", table):
+        return None
+    scan = pl.scan_parquet(layout.glob("pit", table), include_file_paths=FILE_COLUMN)
+    stored = scan.filter(pl.col("ts_code").is_in(list(codes))).collect()
+    names = stored.get_column(FILE_COLUMN).str.split("/").list.last()
+    return stored.with_columns(names.alias(FILE_COLUMN))
+
+
+def write_delta(layout: CacheLayout, job: BucketJob, tables: dict[str, pl.DataFrame]) -> JobOutcome:
+    """Write the rows the job's stocks add to each table as one new delta file.
+
+    Each table's stored rows of the job's stocks are read from all its files and
+    compared per stock with the fresh ones (`files.split_stored`): nothing is written
+    for a stock stored as computed, only the new rows for one whose stored rows are all
+    among the fresh ones, and all its rows for one replaced, whose stored rows the build
+    then removes (the outcome's `removals`). Also reports the dates at which the job's
+    stocks' pit.indicators rows read differently.
+    """
+
+    def write(table: str) -> tuple[str, int, pl.DataFrame | None, dict[str, list[str]]]:
+        fresh = tables[table]
+        stored = _stored_rows(layout, table, job.codes)
+        if stored is None or set(stored.columns) != {*fresh.columns, FILE_COLUMN}:
+            # no file, or files of other columns: every stock of the job is replaced
+            removals = {} if stored is None else _holders(stored, job.codes)
+            rows, old = fresh, None
+        else:
+            old = stored.select(fresh.columns)
+            rows, replaced = split_stored(old, fresh)
+            removals = _holders(stored, replaced)
+        if not rows.is_empty():
+            path = new_delta_path(layout.dataset_dir("pit", table), job.build, job.index)
+            write_parquet_atomic(rows, path, sync_dir=False, level=FAST_ZSTD_LEVEL)
+            sync_folder(path.parent)
+        return table, rows.height, old, removals
+
+    with ThreadPoolExecutor(WRITE_THREADS) as threads:
+        done = list(threads.map(write, list(tables)))
+    crash_point("pit-delta")
+    written = {table: rows for table, rows, _old, _removals in done}
+    removals = {table: holders for table, _rows, _old, holders in done if holders}
     if "indicators" not in tables:
-        return JobOutcome(written, [])
-    old = [o.old for (t, _b), o in done if t == "indicators"]
-    if any(frame is None for frame in old):
-        return JobOutcome(written, None)  # rows of other columns: every date may read anew
-    before = pl.concat([f for f in old if f is not None], how="vertical")
-    return JobOutcome(written, as_of_changes(before, tables["indicators"]))
+        return JobOutcome(written, [], removals)
+    (before,) = [old for table, _rows, old, _removals in done if table == "indicators"]
+    if before is None:
+        return JobOutcome(written, None, removals)  # no rows to compare with: every date
+    return JobOutcome(written, as_of_changes(before, tables["indicators"]), removals)
+
+
+def _holders(stored: pl.DataFrame, codes: Sequence[str]) -> dict[str, list[str]]:
+    """The files holding stored rows of `codes`, each with those of `codes` it holds."""
+    mine = stored.filter(pl.col("ts_code").is_in(list(codes))).select(FILE_COLUMN, "ts_code")
+    held = mine.unique().group_by(FILE_COLUMN).agg(pl.col("ts_code").sort())
+    return {name: codes for name, codes in held.iter_rows()}
+
+
+def _remove_stocks(layout: CacheLayout, outcomes: Sequence[JobOutcome]) -> None:
+    """Remove the replaced stocks' stored rows from the files holding them (a file left
+    with no rows is removed), a few files at a time on threads."""
+    doomed: dict[tuple[str, str], set[str]] = {}
+    for outcome in outcomes:
+        for table, holders in outcome.removals.items():
+            for name, codes in holders.items():
+                doomed.setdefault((table, name), set()).update(codes)
+    if not doomed:
+        return
+
+    def remove(task: tuple[tuple[str, str], set[str]]) -> None:
+        (table, name), codes = task
+        path = layout.dataset_dir("pit", table) / name
+        kept = pl.read_parquet(path).filter(~pl.col("ts_code").is_in(sorted(codes)))
+        _write_part(path, kept, sync_dir=False)
+
+    with ThreadPoolExecutor(WRITE_THREADS) as threads:
+        list(threads.map(remove, sorted(doomed.items())))
+    for table in sorted({table for table, _name in doomed}):
+        sync_folder(layout.dataset_dir("pit", table))
+
+
+def _fold(layout: CacheLayout, table: str) -> None:
+    """Fold a table's delta files into its bucket files and remove them.
+
+    Each bucket file a delta touches is rewritten with its rows and the deltas' rows of
+    its stocks (a row already there, left by a fold a crash cut short, is kept once:
+    no row of a table is in two files otherwise), sorted by ts_code; the deltas are
+    removed after every bucket is written. A crash before that leaves the deltas for
+    the next fold; one while removing them leaves the state naming a lost delta, so the
+    target is rebuilt in full.
+    """
+    deltas = delta_files(layout.dataset_dir("pit", table))
+    parts = _by_bucket(pl.concat([pl.read_parquet(p) for p in deltas], how="vertical"))
+
+    def fold(bucket: int) -> None:
+        path = part_path(layout, table, bucket)
+        added = parts[bucket]
+        stored = _read_part(path, added.schema)
+        merged = pl.concat([stored, added.select(stored.columns)]).unique(maintain_order=True)
+        _write_part(path, merged.sort("ts_code", maintain_order=True), sync_dir=False)
+
+    with ThreadPoolExecutor(WRITE_THREADS) as threads:
+        list(threads.map(fold, sorted(parts)))
+    sync_folder(layout.dataset_dir("pit", table))
+    for path in deltas:
+        remove_atomic(path, sync_dir=False)
+    sync_folder(layout.dataset_dir("pit", table))
 
 
 def build_industry(job: IndustryJob) -> JobOutcome:
@@ -577,7 +701,7 @@ def _industry_stale(
 
 def _remove_strays(layout: CacheLayout, tables: Iterable[str]) -> None:
     """Delete files of fully rebuilt stock tables that no bucket of this layout names
-    (the files of an older layout)."""
+    (delta files, and the files of an older layout)."""
     for table in tables:
         names = {part_path(layout, table, b).name for b in range(BUCKETS)}
         folder = layout.dataset_dir("pit", table)
@@ -653,6 +777,9 @@ def build_pit(
     state = _read_state(layout, quarantine=True)
     plan = _plan(layout, chosen, mode, state)
     crash_point("pit-plan")
+    for table in sorted(plan.full_tables):  # first: a crash then leaves a lost delta
+        for path in delta_files(layout.dataset_dir("pit", table)):
+            remove_atomic(path)
     if "industry" in chosen:
         plan.watermarks["industry"] = _members_watermark(layout)
         if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
@@ -665,6 +792,11 @@ def build_pit(
         for outcome in outcomes:
             for table, rows in outcome.rows.items():
                 written[table] = written.get(table, 0) + rows
+        _remove_stocks(layout, outcomes)
+    for table in _tables_of(chosen):
+        folded = table in TABLE_STOCKS and table not in plan.full_tables
+        if folded and len(delta_files(layout.dataset_dir("pit", table))) > FOLD_DELTAS:
+            _fold(layout, table)
     crash_point("pit-written")
     _remove_strays(layout, plan.full_tables)
 
@@ -676,6 +808,10 @@ def build_pit(
             entries[target]["watermark"] = plan.watermarks[target]
     build, changed = _log_changes(state, outcomes)
     log = [*state.get("changes", []), _change_entry(build, changed)][-CHANGE_LOG_BUILDS:]
+    files = dict(state.get("files", {}))
+    for table in _tables_of(chosen):
+        if table in TABLE_STOCKS:
+            files[table] = _table_files(layout, table)
     _write_state(
         layout,
         {
@@ -684,6 +820,7 @@ def build_pit(
             "targets": entries,
             "build": build,
             "changes": log,
+            "files": files,
         },
     )
     crash_point("pit-state")

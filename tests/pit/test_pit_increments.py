@@ -19,7 +19,14 @@ from pipeline.pit import step as pit_step
 from pipeline.pit.changes import covers
 from pipeline.pit.step import bucket_of, build_pit, read_change_log
 from tests.pit.synthetic import FETCHED_TYPE, FIRST_FETCH, write_raw
-from tests.pit.test_pit_step import STOCK_TABLES, files_of, table
+from tests.pit.test_pit_step import (
+    STOCK_TABLES,
+    assert_same_tables,
+    files_of,
+    full_build_of,
+    part_stats,
+    table,
+)
 
 LATER_FETCH = FIRST_FETCH + dt.timedelta(days=3)
 NEW_CODE = "688999.SH"
@@ -138,13 +145,7 @@ def test_an_incremental_build_of_changed_stocks_equals_a_full_build(
         members_changed = "index_member_all" in added
         if not rewritten and not (members_changed and path.parent.name.startswith("industry")):
             assert path.stat().st_mtime_ns == mtime, path
-    fresh = CacheLayout(tmp_path / "fresh")
-    shutil.copytree(raw_cache.root / "raw", fresh.root / "raw")
-    build_pit(fresh, mode="full", executor="inline")
-    ours, theirs = files_of(raw_cache), files_of(fresh)
-    assert ours.keys() == theirs.keys()
-    for name, frame in theirs.items():
-        assert ours[name].equals(frame), name
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
     assert result.changed is not None
     differs = _as_of_differs(old_indicators, table(raw_cache, "indicators"))
@@ -234,3 +235,143 @@ def test_the_dask_executor_gives_the_inline_files(
     assert dask.keys() == inline.keys()
     for name, frame in inline.items():
         assert dask[name].equals(frame), name
+
+
+def _new_version(
+    frames: dict[str, pl.DataFrame], code: str, fetched: dt.datetime
+) -> dict[str, pl.DataFrame]:
+    """A revised income version of `code`'s latest period, announced and fetched later."""
+    latest = frames["income"].filter(pl.col("ts_code") == code).sort("end_date").tail(1)
+    later = pl.col("ann_date") + pl.duration(days=200)
+    revised = latest.with_columns(
+        revenue=pl.col("revenue") * 1.1,
+        ann_date=later,
+        f_ann_date=later,
+        update_flag=pl.lit("1"),
+        _fetched_at=pl.lit(fetched, dtype=FETCHED_TYPE),
+    )
+    return {"income": revised.select(frames["income"].columns)}
+
+
+def _deltas(layout: CacheLayout, name: str) -> list[str]:
+    return sorted(p.name for p in layout.dataset_dir("pit", name).glob("delta-*.parquet"))
+
+
+def test_a_late_found_version_replaces_its_stock_in_one_file(
+    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    added = late_announcement(raw_frames)
+    (code,) = set(added["balancesheet"]["ts_code"])
+    own_part = pit_step.part_path(raw_cache, "indicators", bucket_of(code))
+    part_stats_before = part_stats(raw_cache)
+    others = {p: s for p, s in part_stats_before.items() if p.name != own_part.name}
+    stored = table(raw_cache, "indicators").filter(pl.col("ts_code") == code)
+    write_raw(raw_cache, added, part="part-1")
+
+    build_pit(raw_cache, mode="incremental", executor="inline")
+
+    # a balance sheet version found late changes the indicators read after it: the
+    # stock's old rows are not all among its fresh ones, so they leave the bucket file
+    # and all its fresh rows are in the delta, once; no other bucket file is rewritten
+    after = part_stats(raw_cache)
+    assert {p: s for p, s in after.items() if p.name != own_part.name} == others
+    assert after[own_part] != part_stats_before[own_part]
+    assert code not in set(pl.read_parquet(own_part)["ts_code"])
+    (delta,) = _deltas(raw_cache, "indicators")
+    rows = pl.read_parquet(raw_cache.dataset_dir("pit", "indicators") / delta)
+    assert set(rows["ts_code"]) == {code}
+    assert rows.height >= stored.height  # the whole stock, not only the new version
+    assert not rows.join(stored, on=rows.columns, how="semi", nulls_equal=True).is_empty()
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_deltas_fold_into_the_bucket_files_past_the_bound(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pit_step, "FOLD_DELTAS", 2)
+    build_pit(raw_cache, mode="full", executor="inline")
+    for day, code in enumerate(_stocks(raw_frames)[:3], start=1):
+        fetched = LATER_FETCH + dt.timedelta(days=day)
+        write_raw(raw_cache, _new_version(raw_frames, code, fetched), part=f"part-{day}")
+        build_pit(raw_cache, targets=("income",), mode="incremental", executor="inline")
+        expected = day if day <= 2 else 0  # the third delta is one past the bound: folded
+        for name in ("statement_versions", "income_quarterly"):
+            assert len(_deltas(raw_cache, name)) == expected, (day, name)
+    state = json.loads((raw_cache.state_dir / pit_step.STATE_FILE).read_text())
+    for name in ("statement_versions", "income_quarterly"):
+        folder = raw_cache.dataset_dir("pit", name)
+        assert state["files"][name] == sorted(p.name for p in folder.glob("*.parquet"))
+        for path in folder.glob("*.parquet"):
+            frame = pl.read_parquet(path)
+            assert {bucket_of(c) for c in frame["ts_code"]} == {int(path.stem[5:])}
+            assert frame.equals(frame.sort("ts_code", maintain_order=True)), path
+    fresh = full_build_of(raw_cache, tmp_path / "fresh")
+    for name in ("statement_versions", "income_quarterly"):
+        assert table(raw_cache, name).equals(table(fresh, name)), name
+
+
+def test_a_lost_delta_rebuilds_its_target_in_full(
+    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    code = _stocks(raw_frames)[2]
+    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
+    build_pit(raw_cache, mode="incremental", executor="inline")
+    (delta,) = _deltas(raw_cache, "income_quarterly")
+    lost = raw_cache.dataset_dir("pit", "income_quarterly") / delta
+    lost.unlink()
+    assert pit_step.missing_parts(raw_cache) == [lost]
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.buckets_rebuilt == pit_step.BUCKETS
+    assert pit_step.missing_parts(raw_cache) == []
+    for name in ("statement_versions", "income_quarterly"):
+        assert _deltas(raw_cache, name) == [], name  # a full build of their target
+    assert len(_deltas(raw_cache, "indicators")) == 1  # another target: kept
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_a_rerun_after_a_crash_past_a_written_delta_equals_a_full_build(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    state = (raw_cache.state_dir / pit_step.STATE_FILE).read_bytes()
+    added = late_announcement(raw_frames)  # replaces its stock
+    (replaced,) = set(added["balancesheet"]["ts_code"])
+    grown = _stocks(raw_frames)[2]  # adds a version
+    write_raw(raw_cache, added | _new_version(raw_frames, grown, LATER_FETCH), part="part-1")
+
+    def crash(point: str) -> None:
+        if point == "pit-delta":
+            msg = "simulated crash"
+            raise OSError(msg)
+
+    monkeypatch.setattr(pit_step, "crash_point", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        build_pit(raw_cache, mode="incremental", executor="inline")
+    monkeypatch.undo()
+    assert (raw_cache.state_dir / pit_step.STATE_FILE).read_bytes() == state
+    assert _deltas(raw_cache, "balance") == ["delta-000002-00-00.parquet"]
+    folder = raw_cache.dataset_dir("pit", "indicators")
+    first = pl.read_parquet(folder / "delta-000002-00-00.parquet")
+    assert set(first["ts_code"]) == {grown, replaced}  # the crash left both stocks' rows
+
+    build_pit(raw_cache, mode="incremental", executor="inline")
+
+    # the re-run found the grown stock's rows all there and replaced the other one:
+    # its fresh rows in a new delta, removed from the one the crash left
+    assert _deltas(raw_cache, "indicators") == [
+        "delta-000002-00-00.parquet",
+        "delta-000002-00-01.parquet",
+    ]
+    kept = pl.read_parquet(folder / "delta-000002-00-00.parquet")
+    assert kept.equals(first.filter(pl.col("ts_code") == grown))
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))

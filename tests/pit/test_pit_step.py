@@ -40,6 +40,32 @@ def table(layout: CacheLayout, name: str) -> pl.DataFrame:
     return pl.read_parquet(layout.glob("pit", name)).sort(KEYS[name], nulls_last=False)
 
 
+def assert_same_tables(ours: CacheLayout, theirs: CacheLayout) -> None:
+    """The PIT tables of two caches hold the same rows, whatever their files and order,
+    and no key twice."""
+    for name in ALL_TABLES:
+        got = table(ours, name)
+        assert got.equals(table(theirs, name)), name
+        assert not got.select(KEYS[name]).is_duplicated().any(), name
+
+
+def part_stats(layout: CacheLayout) -> dict[Path, tuple[int, int]]:
+    """(mtime, inode) of every bucket file of the stock tables."""
+    return {
+        p: (p.stat().st_mtime_ns, p.stat().st_ino)
+        for name in STOCK_TABLES
+        for p in layout.dataset_dir("pit", name).glob("part-*.parquet")
+    }
+
+
+def full_build_of(layout: CacheLayout, root: Path) -> CacheLayout:
+    """A full build over a copy of `layout`'s raw layer."""
+    fresh = CacheLayout(root)
+    shutil.copytree(layout.root / "raw", fresh.root / "raw")
+    build_pit(fresh, mode="full", executor="inline")
+    return fresh
+
+
 def files_of(layout: CacheLayout) -> dict[str, pl.DataFrame]:
     """Every output file by its path under pit/, with its rows in file order."""
     base = layout.root / "pit"
@@ -136,29 +162,32 @@ def test_indicators_of_the_full_columns_agree_with_the_reference(
         assert got == expected, row
 
 
-def test_incremental_build_equals_a_full_build(
+def test_an_additive_incremental_build_writes_only_deltas_and_equals_a_full_build(
     tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
 ) -> None:
     build_pit(raw_cache, mode="full", executor="inline")
     before = {p: p.stat().st_mtime_ns for p in (raw_cache.root / "pit").rglob("*.parquet")}
+    parts = part_stats(raw_cache)
     changed = sorted(raw_frames["income"]["ts_code"].unique())[:2]
     revised = restate(raw_frames, changed)
     write_raw(raw_cache, revised, part="part-1")
 
     result = build_pit(raw_cache, mode="incremental", executor="inline")
 
-    buckets = {bucket_of(c) for c in changed}
-    assert result.buckets_rebuilt == len(buckets)
+    assert result.buckets_rebuilt == len({bucket_of(c) for c in changed})
+    assert part_stats(raw_cache) == parts  # a new version adds rows: no bucket file rewritten
     for path, mtime in before.items():
-        stock_file = path.parent.name in STOCK_TABLES
-        if stock_file and int(path.stem.removeprefix("part-")) not in buckets:
-            assert path.stat().st_mtime_ns == mtime, path
-    fresh = CacheLayout(tmp_path / "fresh")
-    shutil.copytree(raw_cache.root / "raw", fresh.root / "raw")
-    build_pit(fresh, mode="full", executor="inline")
-    assert files_of(raw_cache).keys() == files_of(fresh).keys()
-    for name, frame in files_of(fresh).items():
-        assert files_of(raw_cache)[name].equals(frame), name
+        assert path.stat().st_mtime_ns == mtime, path
+    added = sorted(
+        set(files_of(raw_cache)) - {str(p.relative_to(raw_cache.root / "pit")) for p in before}
+    )
+    assert added == [f"{name}/delta-000002-00-00.parquet" for name in sorted(STOCK_TABLES)]
+    for name in added:
+        delta = pl.read_parquet(raw_cache.root / "pit" / name)
+        assert set(delta["ts_code"]) == set(changed)
+        assert delta.equals(delta.sort("ts_code", maintain_order=True))
+        assert result.rows_written[name.split("/")[0]] == delta.height
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
     seen = table(raw_cache, "income_quarterly").select("ts_code", "end_date", "knowledge_date")
     announced = revised["income"].select("ts_code", "end_date", knowledge_date="ann_date")
     assert announced.join(seen, on=announced.columns).height == len(changed)
@@ -193,10 +222,7 @@ def test_a_crash_leaves_old_or_new_files_and_a_rerun_finishes(
     old = files_of(raw_cache)
     changed = sorted(raw_frames["income"]["ts_code"].unique())[:6]
     write_raw(raw_cache, restate(raw_frames, changed), part="part-1")
-    fresh = CacheLayout(tmp_path / "fresh")
-    shutil.copytree(raw_cache.root / "raw", fresh.root / "raw")
-    build_pit(fresh, mode="full", executor="inline")
-    new = files_of(fresh)
+    fresh = full_build_of(raw_cache, tmp_path / "fresh")
 
     real_write = pit_step.write_parquet_atomic
     calls = []
@@ -217,15 +243,13 @@ def test_a_crash_leaves_old_or_new_files_and_a_rerun_finishes(
 
     assert (raw_cache.state_dir / "pit.json").read_bytes() == state_before
     mid = files_of(raw_cache)
-    assert mid.keys() == old.keys()
-    assert any(not mid[n].equals(old[n]) for n in mid)  # some files were replaced
-    for name, frame in mid.items():
-        assert frame.equals(old[name]) or frame.equals(new[name]), name
+    for name, frame in old.items():
+        assert mid[name].equals(frame), name  # the bucket files as they were
+    written = sorted(set(mid) - set(old))  # the deltas written before the crash
+    assert 0 < len(written) < len(STOCK_TABLES)
+    assert all(name.split("/")[1].startswith("delta-") for name in written)
     build_pit(raw_cache, mode="incremental", executor="inline")
-    again = files_of(raw_cache)
-    assert again.keys() == new.keys()
-    for name, frame in new.items():
-        assert again[name].equals(frame), name
+    assert_same_tables(raw_cache, fresh)
 
 
 def test_missing_raw_datasets_count_as_empty(
