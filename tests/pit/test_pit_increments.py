@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
+from foundation.crashpoints import CRASH_ENV
 from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
 from pipeline.pit.changes import covers
@@ -336,11 +341,15 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
-def test_a_rerun_after_a_crash_past_a_written_delta_equals_a_full_build(
-    tmp_path: Path,
-    raw_cache: CacheLayout,
-    raw_frames: dict[str, pl.DataFrame],
-    monkeypatch: pytest.MonkeyPatch,
+BUILD_IN_A_PROCESS = (
+    "import sys; from pathlib import Path; from cache.layout import CacheLayout; "
+    "from pipeline.pit.step import build_pit; "
+    "build_pit(CacheLayout(Path(sys.argv[1])), executor='inline')"
+)
+
+
+def test_a_rerun_after_a_kill_past_a_written_delta_equals_a_full_build(
+    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
 ) -> None:
     build_pit(raw_cache, mode="full", executor="inline")
     state = (raw_cache.state_dir / pit_step.STATE_FILE).read_bytes()
@@ -349,15 +358,14 @@ def test_a_rerun_after_a_crash_past_a_written_delta_equals_a_full_build(
     grown = _stocks(raw_frames)[2]  # adds a version
     write_raw(raw_cache, added | _new_version(raw_frames, grown, LATER_FETCH), part="part-1")
 
-    def crash(point: str) -> None:
-        if point == "pit-delta":
-            msg = "simulated crash"
-            raise OSError(msg)
-
-    monkeypatch.setattr(pit_step, "crash_point", crash)
-    with pytest.raises(OSError, match="simulated crash"):
-        build_pit(raw_cache, mode="incremental", executor="inline")
-    monkeypatch.undo()
+    killed = subprocess.run(
+        [sys.executable, "-c", BUILD_IN_A_PROCESS, str(raw_cache.root)],
+        env=os.environ | {CRASH_ENV: "pit-delta:1"},
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (raw_cache.state_dir / pit_step.STATE_FILE).read_bytes() == state
     assert _deltas(raw_cache, "balance") == ["delta-000002-00-00.parquet"]
     folder = raw_cache.dataset_dir("pit", "indicators")
@@ -374,4 +382,33 @@ def test_a_rerun_after_a_crash_past_a_written_delta_equals_a_full_build(
     ]
     kept = pl.read_parquet(folder / "delta-000002-00-00.parquet")
     assert kept.equals(first.filter(pl.col("ts_code") == grown))
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_several_jobs_write_a_delta_each_and_equal_a_full_build(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    monkeypatch.setattr(pit_step, "INLINE_STOCKS", 1)
+    monkeypatch.setattr(pit_step, "STOCKS_PER_JOB", 1)
+    grown = _stocks(raw_frames)[6:9]
+    added = [late_announcement(raw_frames)] + [
+        _new_version(raw_frames, code, LATER_FETCH) for code in grown
+    ]
+    frames = {
+        name: pl.concat([a[name] for a in added if name in a])
+        for name in ("income", "balancesheet")
+    }
+    write_raw(raw_cache, frames, part="part-1")
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.stocks_rebuilt == 4
+    names = _deltas(raw_cache, "statement_versions")
+    assert names == [f"delta-000002-{job:02d}-00.parquet" for job in range(len(names))]
+    codes = {c for frame in frames.values() for c in frame["ts_code"]}
+    assert len(names) == len({bucket_of(c) for c in codes}) > 1  # a job per bucket here
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
