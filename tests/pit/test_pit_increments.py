@@ -385,7 +385,7 @@ def test_a_rerun_after_a_kill_past_a_written_delta_equals_a_full_build(
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
-def test_several_jobs_write_a_delta_each_and_equal_a_full_build(
+def test_several_jobs_in_a_pool_write_a_delta_each_and_equal_a_full_build(
     tmp_path: Path,
     raw_cache: CacheLayout,
     raw_frames: dict[str, pl.DataFrame],
@@ -404,7 +404,7 @@ def test_several_jobs_write_a_delta_each_and_equal_a_full_build(
     }
     write_raw(raw_cache, frames, part="part-1")
 
-    result = build_pit(raw_cache, mode="incremental", executor="inline")
+    result = build_pit(raw_cache, mode="incremental", executor="process", workers=2)
 
     assert result.stocks_rebuilt == 4
     names = _deltas(raw_cache, "statement_versions")
