@@ -6,7 +6,8 @@ merged into their partitions, their units not yet recorded), `unspill`, `write`,
 `partition`, `compact` (a closed year's file written, its months not yet deleted),
 `state`, `views`. PIT: `pit-plan`, `shard` (a finished shard of the pool, also the
 factor step's), `pit-delta` (a job's delta files written, replaced stocks' old rows not
-yet removed), `pit-written`, `pit-state`. Factors: `factors-plan`, `factors-written`,
+yet removed), `pit-fold` (deltas folded into bucket files, not yet removed), `pit-written`,
+`pit-state`. Factors: `factors-plan`, `factors-written`,
 `factors-state`. Load: `load-ddl` and `load-commit` (inside a partition's transaction,
 or a new table's staging table made and a COPY stream mid-way), `load-staged` (a new
 table's parallel streams all committed to its staging table, not yet renamed into

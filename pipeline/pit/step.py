@@ -635,6 +635,7 @@ def _fold(layout: CacheLayout, table: str) -> None:
     with ThreadPoolExecutor(WRITE_THREADS) as threads:
         list(threads.map(fold, sorted(parts)))
     sync_folder(layout.dataset_dir("pit", table))
+    crash_point("pit-fold")
     for path in deltas:
         remove_atomic(path, sync_dir=False)
     sync_folder(layout.dataset_dir("pit", table))

@@ -343,9 +343,21 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
 
 BUILD_IN_A_PROCESS = (
     "import sys; from pathlib import Path; from cache.layout import CacheLayout; "
-    "from pipeline.pit.step import build_pit; "
-    "build_pit(CacheLayout(Path(sys.argv[1])), executor='inline')"
+    "from pipeline.pit import step; step.FOLD_DELTAS = int(sys.argv[2]); "
+    "step.build_pit(CacheLayout(Path(sys.argv[1])), executor='inline')"
 )
+
+
+def _killed_build(layout: CacheLayout, point: str, fold: int = pit_step.FOLD_DELTAS) -> None:
+    """An incremental build in another process, killed (SIGKILL) at the crash point."""
+    killed = subprocess.run(
+        [sys.executable, "-c", BUILD_IN_A_PROCESS, str(layout.root), str(fold)],
+        env=os.environ | {CRASH_ENV: point},
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
 
 
 def test_a_rerun_after_a_kill_past_a_written_delta_equals_a_full_build(
@@ -358,14 +370,7 @@ def test_a_rerun_after_a_kill_past_a_written_delta_equals_a_full_build(
     grown = _stocks(raw_frames)[2]  # adds a version
     write_raw(raw_cache, added | _new_version(raw_frames, grown, LATER_FETCH), part="part-1")
 
-    killed = subprocess.run(
-        [sys.executable, "-c", BUILD_IN_A_PROCESS, str(raw_cache.root)],
-        env=os.environ | {CRASH_ENV: "pit-delta:1"},
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    _killed_build(raw_cache, "pit-delta:1")
     assert (raw_cache.state_dir / pit_step.STATE_FILE).read_bytes() == state
     assert _deltas(raw_cache, "balance") == ["delta-000002-00-00.parquet"]
     folder = raw_cache.dataset_dir("pit", "indicators")
@@ -411,4 +416,28 @@ def test_several_jobs_in_a_pool_write_a_delta_each_and_equal_a_full_build(
     assert names == [f"delta-000002-{job:02d}-00.parquet" for job in range(len(names))]
     codes = {c for frame in frames.values() for c in frame["ts_code"]}
     assert len(names) == len({bucket_of(c) for c in codes}) > 1  # a job per bucket here
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_a_rerun_after_a_kill_mid_fold_equals_a_full_build(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pit_step, "FOLD_DELTAS", 1)
+    build_pit(raw_cache, mode="full", executor="inline")
+    first, second = _stocks(raw_frames)[1:3]
+    write_raw(raw_cache, _new_version(raw_frames, first, LATER_FETCH), part="part-1")
+    build_pit(raw_cache, mode="incremental", executor="inline")
+    later = LATER_FETCH + dt.timedelta(days=1)
+    write_raw(raw_cache, _new_version(raw_frames, second, later), part="part-2")
+
+    _killed_build(raw_cache, "pit-fold:1", fold=1)  # the bucket files hold the deltas' rows
+
+    folder = raw_cache.dataset_dir("pit", "statement_versions")
+    assert len(_deltas(raw_cache, "statement_versions")) == 2
+    rows = pl.read_parquet(folder / "*.parquet")
+    assert rows.height > rows.unique().height  # the deltas' rows are twice in the table
+    build_pit(raw_cache, mode="incremental", executor="inline")
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
