@@ -18,8 +18,12 @@ table: each partition that changed since its last load in its own transaction
 transaction, so a crash never records a load that did not commit. A partition is
 unchanged when its size and mtime match the record, or, failing that, its sha256 does
 (then only the mtime is updated). Partitions that left the cache are forgotten
-(`sinks.postgres.forget_partition`). The partitions are found by listing the dataset's
-folder (any layout: monthly, yearly, buckets). The cache is only read, never written.
+(`sinks.postgres.forget_partition`). A table whose stocks span files (a PIT stock
+table's bucket and delta files, `TableSpec.spans_files`) loads all its changed and
+removed files in ONE transaction instead (`sinks.pg_span.load_spanning`): a changed
+stock's rows are replaced by its rows in every file, a new delta's rows are added.
+The partitions are found by listing the dataset's folder (any layout: monthly,
+yearly, buckets, deltas). The cache is only read, never written.
 """
 
 from __future__ import annotations
