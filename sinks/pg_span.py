@@ -127,12 +127,16 @@ def load_spanning(
     sources: Sequence[PartitionSource],
     present: frozenset[str],
     read_rows: ReadRows,
+    exists: Callable[[str], bool],
     force: bool = False,
 ) -> SpanLoad:
     """Bring a spanning table up to date with its files in one transaction (see the
     module docstring): `sources` are the changed files, read; `present` every file of
-    the table now in the cache; `read_rows` reads a present file's rows of some scope
-    values. With `force`, every value of every source is rewritten."""
+    the table listed in the cache; `read_rows` reads a present file's rows of some scope
+    values; `exists` says whether a file is in the cache now (a recorded file missing
+    from `present` may have been written, and loaded by another loader, since the
+    listing: it is kept, not forgotten). With `force`, every value of every source is
+    rewritten."""
     assert spec.scope is not None and spec.spans_files
     scope = spec.scope
     start = time.perf_counter()
@@ -158,7 +162,9 @@ def load_spanning(
             changed.append((source, fresh))
         outcome.loaded = [source.partition for source, _ in changed]
         read = {source.partition for source in sources}
-        outcome.forgotten = sorted(set(records) - present - read)
+        unlisted = sorted(set(records) - present - read)
+        outcome.forgotten = [partition for partition in unlisted if not exists(partition)]
+        others = (present | set(unlisted)) - read - set(outcome.forgotten)
         for partition in outcome.forgotten:
             rewritten |= set(records[partition].fingerprints)
         added -= rewritten
@@ -172,7 +178,7 @@ def load_spanning(
             if source.partition not in loaded:
                 held = rewritten & set(records[source.partition].fingerprints)
                 pieces.append((source.partition, _of_values(source.rows, scope, held)))
-        for partition in sorted(present - read):  # unchanged files holding rewritten values
+        for partition in sorted(others):  # unchanged files holding rewritten values
             before = records.get(partition)
             needed = sorted(rewritten.intersection(before.fingerprints)) if before else []
             if needed:

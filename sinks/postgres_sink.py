@@ -477,7 +477,9 @@ def _load_spanning(
         return read_scope_rows(plan.base / partition, partition, spec, values)
 
     try:
-        done = load_spanning(conn, spec, sources, plan.present, read_rows, force=full)
+        done = load_spanning(
+            conn, spec, sources, plan.present, read_rows, lambda p: (plan.base / p).is_file(), full
+        )
     except adbc_driver_manager.Error as exc:
         if connection_lost(exc):
             raise
