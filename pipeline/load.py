@@ -4,8 +4,9 @@ This module chooses what to load: by default the PIT and factor tables; raw data
 when named or configured (`[sinks] raw_datasets`: dataset names, or `all`, `default`
 or a doc area such as `fund` for every synced dataset of the group). How they get
 there is the sink's business, behind the seam (`sinks.base.Sink`): PostgreSQL loads
-each changed partition in its own transaction (`sinks.postgres_sink`), the embedded
-DuckDB catalogue is rebuilt (`sinks.duckdb_sink`). `sinks.open_sink` picks the sink
+each changed partition in its own transaction (a PIT stock table, whose stocks span
+its bucket and delta files, all its changed files in one: `sinks.postgres_sink`), the
+embedded DuckDB catalogue is rebuilt (`sinks.duckdb_sink`). `sinks.open_sink` picks the sink
 from the settings. The cache is only read, never written.
 """
 

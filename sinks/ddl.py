@@ -22,10 +22,11 @@ every dataset's key, nullable key columns and partition scope:
   already covers them. Nulls are skipped in the hash so a column added later (null in
   old rows) leaves the old rows' hashes, and so their keys, unchanged. Rows equal but
   for `_fetched_at` are one version.
-- PIT and factor tables: the catalogue key as it is. Each partition file of these owns
-  whole values of its `scope` column (PIT files are buckets of stocks, factor files
-  are years of calc dates), so a load replaces the partition's scope: rows of those
-  stocks / dates that are no longer in the file are deleted.
+- PIT and factor tables: the catalogue key as it is. A load replaces whole values of
+  their `scope` column. A factor file owns its calc dates wholly, so rows of those
+  dates no longer in the file are deleted. A PIT stock table's stock may span files
+  (its bucket file and delta files: `spans_files`), so a changed stock's rows are
+  replaced by its rows in every file of the table.
 A key column that may be null gets a UNIQUE index with NULLS NOT DISTINCT (PostgreSQL
 15+) instead of a primary key, so a null is a value of its own and no sentinel is stored.
 """
@@ -61,8 +62,10 @@ class TableSpec:
 
     `key` is the unique key in index order; `nullable_key` the key columns that may be
     null (then a NULLS NOT DISTINCT unique index replaces the primary key); `scope` the
-    column whose values each partition owns wholly (None: upsert only, never delete);
-    `row_hash` whether the key ends with the computed hash of a version-log row.
+    column whose values a load replaces whole (None: upsert only, never delete);
+    `spans_files` whether a scope value's rows may be spread over several partition
+    files (else each partition owns its scope values wholly); `row_hash` whether the key
+    ends with the computed hash of a version-log row.
     """
 
     schema: str
@@ -71,6 +74,7 @@ class TableSpec:
     nullable_key: frozenset[str] = frozenset()
     scope: str | None = None
     row_hash: bool = False
+    spans_files: bool = False
 
     @property
     def qualified(self) -> str:
@@ -107,7 +111,10 @@ def table_spec(layer: str, name: str) -> TableSpec:
         raise TableDefinitionError(msg) from None
     if spec.layer == "raw":
         return _raw_spec(spec)
-    return TableSpec(spec.layer, spec.name, spec.key, spec.nullable_key, spec.scope)
+    return TableSpec(
+        spec.layer, spec.name, spec.key, spec.nullable_key, spec.scope,
+        spans_files=spec.scope_spans_files,
+    )  # fmt: skip
 
 
 def _raw_spec(spec: DatasetSpec) -> TableSpec:

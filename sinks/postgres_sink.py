@@ -18,8 +18,12 @@ table: each partition that changed since its last load in its own transaction
 transaction, so a crash never records a load that did not commit. A partition is
 unchanged when its size and mtime match the record, or, failing that, its sha256 does
 (then only the mtime is updated). Partitions that left the cache are forgotten
-(`sinks.postgres.forget_partition`). The partitions are found by listing the dataset's
-folder (any layout: monthly, yearly, buckets). The cache is only read, never written.
+(`sinks.postgres.forget_partition`). A table whose stocks span files (a PIT stock
+table's bucket and delta files, `TableSpec.spans_files`) loads all its changed and
+removed files in ONE transaction instead (`sinks.pg_span.load_spanning`): a changed
+stock's rows are replaced by its rows in every file, a new delta's rows are added.
+The partitions are found by listing the dataset's folder (any layout: monthly,
+yearly, buckets, deltas). The cache is only read, never written.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from sinks.ddl import TableDefinitionError, TableSpec, table_spec
 from sinks.migrations import apply_migrations
 from sinks.pg_inspect import row_counts
 from sinks.pg_macros import create_asof_functions, document_tables
+from sinks.pg_span import load_spanning
 from sinks.postgres import (
     BATCH_ROWS,
     Connection,
@@ -138,6 +143,7 @@ class _TablePlan:
     whether the table is new (not in the database yet)."""
 
     spec: TableSpec
+    base: Path
     recorded: dict[str, tuple[int, int, str]]
     changed: list[tuple[str, Path]]
     present: frozenset[str]
@@ -164,7 +170,7 @@ def _plan_table(
         before = recorded.get(partition)
         if full or before is None or before[:2] != (stat.st_size, stat.st_mtime_ns):
             changed.append((partition, path))
-    return _TablePlan(spec, recorded, changed, frozenset(present), found is None)
+    return _TablePlan(spec, base, recorded, changed, frozenset(present), found is None)
 
 
 def _read_ahead(
@@ -433,6 +439,69 @@ def _parallel_stream(
     return True
 
 
+def read_scope_rows(path: Path, partition: str, spec: TableSpec, values: Sequence[str]) -> pa.Table:
+    """The rows of a partition file whose scope value is one of `values`, prepared
+    (`prepare_rows`): the filter is pushed down into the Parquet reader, so row groups
+    of other values are skipped (PIT files are sorted by stock)."""
+    assert spec.scope is not None
+    try:
+        rows = pq.read_table(path, filters=[(spec.scope, "in", list(values))])
+    except (pa.ArrowException, OSError) as exc:
+        msg = f"cannot read {path}: {exc}"
+        raise LoadError(msg) from None
+    return prepare_rows(rows, spec, partition)
+
+
+def _load_spanning(
+    conn: Connection,
+    plan: _TablePlan,
+    pending: Sequence[tuple[str, Path]],
+    full: bool,
+    reader: ThreadPoolExecutor,
+    outcome: TableLoad,
+    progress: _Progress,
+) -> None:
+    """Load a table whose scope values span files (`sinks.pg_span.load_spanning`): the
+    changed files read, then ONE transaction that merges the changed stocks' rows of
+    every file and records every changed and removed file."""
+    spec = plan.spec
+    forgotten = set(plan.recorded) - plan.present
+    if not pending and not forgotten:
+        return
+    sources = []
+    for source in _read_ahead(reader, pending, spec):
+        sources.append(source)
+        progress.step()
+
+    def read_rows(partition: str, values: Sequence[str]) -> pa.Table:
+        return read_scope_rows(plan.base / partition, partition, spec, values)
+
+    try:
+        done = load_spanning(
+            conn, spec, sources, plan.present, read_rows, lambda p: (plan.base / p).is_file(), full
+        )
+    except adbc_driver_manager.Error as exc:
+        if connection_lost(exc):
+            raise
+        files = ", ".join(sorted({p for p, _ in pending} | forgotten))
+        msg = f"loading {spec.qualified} ({files}) failed: {error_reason(exc)}"
+        raise LoadError(msg) from None
+    outcome.loaded += len(done.loaded)
+    outcome.unchanged += len(done.touched)
+    outcome.forgotten += len(done.forgotten)
+    outcome.inserted += done.inserted
+    outcome.updated += done.updated
+    outcome.deleted += done.deleted
+    outcome.lock_waits += int(done.lock_waited)
+    for _ in done.loaded:
+        crash_point("load-partition")
+    log.info(
+        "%s: %d file(s) loaded, %d forgotten: %s, +%d new, %d changed, %d deleted in %.2f s",
+        spec.qualified, len(done.loaded), len(done.forgotten), done.method, done.inserted,
+        done.updated, done.deleted, done.seconds,
+    )  # fmt: skip
+
+
 def _load_table(
     conn: Connection,
     plan: _TablePlan,
@@ -463,6 +532,9 @@ def _load_table(
             )
         ):
             pending = []
+        if spec.spans_files:
+            _load_spanning(conn, plan, pending, full, reader, outcome, progress)
+            pending = []
         for source in _read_ahead(reader, pending, spec):
             partition = source.partition
             before = recorded.get(partition)
@@ -486,7 +558,7 @@ def _load_table(
                 part.deleted, part.seconds,
             )  # fmt: skip
             progress.step()
-    for partition in sorted(set(recorded) - plan.present):
+    for partition in [] if spec.spans_files else sorted(set(recorded) - plan.present):
         outcome.deleted += forget_partition(conn, spec, partition)
         outcome.forgotten += 1
     if outcome.loaded or outcome.forgotten:

@@ -16,8 +16,10 @@ types, natural key, storage kind, partitioning, date column and sort order. The 
   ts_code, the industry tables one file each.
 - factors: the output contract of `factors.schema`; one file per year of calc dates.
 
-`scope` is the column whose values each partition file holds wholly (a rewrite of the
-file replaces every row of those values); None for raw datasets, which never delete.
+`scope` is the column whose values a load replaces whole (the rows of a stock, of a
+calc date); None for raw datasets, which never delete. A factor file holds its calc
+dates wholly; a PIT stock table's stock may span files (its bucket file and any number
+of delta files, `scope_spans_files`), so its rows are the union of every file's.
 `nullable_key` lists the key columns that may be null (a null is a value of its own).
 """
 
@@ -105,6 +107,12 @@ class DatasetSpec:
     def qualified(self) -> str:
         """`layer.name`, as in the views file and the database (`raw.daily`)."""
         return f"{self.layer}.{self.name}"
+
+    @property
+    def scope_spans_files(self) -> bool:
+        """Whether one scope value's rows may be spread over several files (the PIT stock
+        tables: bucket files plus delta files), so that a file holds only part of them."""
+        return self.partitioning == "stock_bucket"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -408,7 +416,8 @@ def _stock_table(
     date_field: str,
     nullable: frozenset[str] = frozenset(),
 ) -> DatasetSpec:
-    """A PIT table of hash buckets of ts_code: each bucket file owns its stocks wholly."""
+    """A PIT table of hash buckets of ts_code: a stock's rows are in its bucket file and
+    any delta files (`DatasetSpec.scope_spans_files`)."""
     return _derived(
         "pit", name, schema, key, scope="ts_code", partitioning="stock_bucket",
         date_field=date_field, sort_by=key, nullable=nullable,

@@ -139,3 +139,32 @@ def file_hashes(root: Path) -> dict[str, str]:
         for p in sorted((root / layer).rglob("*"))
         if p.is_file()
     }
+
+
+def indicator_frame(stocks: list[str], knowledge_dates: list[dt.date], seed: int) -> pl.DataFrame:
+    """A pit.indicators-shaped frame (the catalogue's schema): every stock on every date,
+    random values, sorted by stock as the PIT files are."""
+    from cache.catalogue.datasets import INDICATOR_SCHEMA
+
+    rng = np.random.default_rng(seed)
+    grid = pl.DataFrame({"ts_code": stocks}).join(
+        pl.DataFrame({"knowledge_date": knowledge_dates}), how="cross"
+    )
+    n = grid.height
+    filled = {
+        name: (
+            pl.Series(name, rng.normal(10, 3, n))
+            if dtype == pl.Float64
+            else pl.col("knowledge_date") - pl.duration(days=int(rng.integers(1, 90)))
+            if dtype == pl.Date
+            else pl.lit("1")
+        )
+        for name, dtype in INDICATOR_SCHEMA.items()
+        if name not in grid.columns
+    }
+    return (
+        grid.with_columns(**filled)
+        .cast(dict(INDICATOR_SCHEMA))  # type: ignore[arg-type]
+        .select(*INDICATOR_SCHEMA)
+        .sort("ts_code", "knowledge_date")
+    )

@@ -17,6 +17,7 @@ from sinks.ddl import (
     row_hash_sql,
     table_spec,
 )
+from sinks.pg_span import span_changes
 
 
 def test_raw_market_key_is_the_api_key_with_the_trade_date_first() -> None:
@@ -48,6 +49,23 @@ def test_derived_tables_keys_and_scopes() -> None:
     assert industry.nullable_key == {"in_date"} and industry.scope == "ts_code"
     assert table_spec("pit", "industry_monthly").slice_column == "ts_code"
     assert table_spec("pit", "indicators").slice_column == "ts_code"
+    # a PIT stock table's stock spans its bucket and delta files; other files own theirs
+    spanning = {"statement_versions", "income_quarterly", "balance", "indicators"}
+    for layer, names in (
+        ("pit", [*spanning, "industry", "industry_monthly"]),
+        ("factors", ["p", "g"]),
+    ):
+        for name in names:
+            assert table_spec(layer, name).spans_files == (name in spanning), name
+    assert not table_spec("raw", "daily").spans_files
+
+
+def test_span_changes_tell_added_stocks_from_rewritten_ones() -> None:
+    recorded = {"A": "1", "B": "2", "C": "3"}
+    fresh = {"A": "1", "B": "9", "D": "4"}  # B changed, C left the file, D came
+    assert span_changes(fresh, recorded) == ({"B", "C"}, {"D"})
+    assert span_changes(fresh, None) == (set(), {"A", "B", "D"})  # a new file adds
+    assert span_changes(recorded, recorded) == (set(), set())
 
 
 def test_unknown_tables_are_refused_with_the_name() -> None:

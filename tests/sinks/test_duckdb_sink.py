@@ -128,6 +128,13 @@ def test_a_catalogue_of_views_is_rebuilt_only_when_its_datasets_or_columns_chang
     assert layout.duckdb_path.stat().st_ino == built
     with open_catalog(layout.duckdb_path) as con:
         assert con.execute("SELECT count(*) FROM raw.daily").fetchone() == (6,)
+    delta = pl.DataFrame({"ts_code": ["1"]})  # a PIT delta file: a stock spans two files
+    write_partition(layout, "pit", "indicators", "delta-000001-00.parquet", delta)
+    refresh_catalog(settings)
+    assert layout.duckdb_path.stat().st_ino == built
+    with open_catalog(layout.duckdb_path) as con:
+        query = "SELECT count(*) FROM pit.indicators WHERE ts_code = '1'"
+        assert con.execute(query).fetchone() == (2,)
     wider = pl.DataFrame({"ts_code": ["3"], "extra": [1.5]})  # a new column: rebuilt
     write_partition(layout, "pit", "indicators", "part-01.parquet", wider)
     refresh_catalog(settings)

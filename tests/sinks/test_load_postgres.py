@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from tests.sinks.helpers import (
     factor_frame,
     fetch,
     file_hashes,
+    indicator_frame,
     table_frame,
     week_ends,
     write_partition,
@@ -632,3 +636,111 @@ def test_a_partition_failing_in_a_parallel_load_is_named_and_the_others_are_kept
     assert "2021.parquet" in failure and "null in key column 'ts_code'" in failure, failure
     assert_same_rows(_rows(table_frame(pg_url, "factors.p")), _rows(good), ("calc_date", "ts_code"))
     assert fetch(pg_url, STAGING_TABLES) == [(0,)]
+
+
+PIT_KEY = ("ts_code", "knowledge_date")
+SPAN_LOADER = """
+import sys
+from cache.layout import CacheLayout
+from pipeline.load import load_datasets
+load_datasets(CacheLayout(sys.argv[1]), sys.argv[2], ["pit.indicators"])
+"""
+
+
+def _pit_union(layout: CacheLayout) -> list[dict[str, Any]]:
+    """Every row of every file of pit.indicators (the bucket and delta files)."""
+    files = sorted(layout.dataset_dir("pit", "indicators").glob("*.parquet"))
+    return _rows(pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed"))
+
+
+def _pit_matches_files(layout: CacheLayout, url: str) -> None:
+    assert_same_rows(_rows(table_frame(url, "pit.indicators")), _pit_union(layout), PIT_KEY)
+
+
+def _stocks_of(frame: pl.DataFrame, *stocks: str) -> pl.DataFrame:
+    return frame.filter(pl.col("ts_code").is_in(stocks))
+
+
+def test_a_pit_stock_spanning_bucket_and_delta_files_is_their_union(
+    layout: CacheLayout, pg_url: str
+) -> None:
+    a, b, c, d, e, f = codes(6)
+    days = [dt.date(2024, 1, 5) + dt.timedelta(weeks=i) for i in range(7)]
+    history = indicator_frame([a, b, c, d, e, f], days, 1)
+    past, day5, day6 = (history.filter(pl.col("knowledge_date") < days[4]),
+                        history.filter(pl.col("knowledge_date") == days[4]),
+                        history.filter(pl.col("knowledge_date") == days[5]))  # fmt: skip
+
+    def put(name: str, frame: pl.DataFrame) -> None:
+        write_partition(layout, "pit", "indicators", name, frame.sort(*PIT_KEY))
+
+    def drop(name: str) -> None:
+        (layout.dataset_dir("pit", "indicators") / name).unlink()
+
+    put("part-00.parquet", _stocks_of(past, a, b, c))
+    put("part-01.parquet", _stocks_of(past, d, e, f))
+    put("delta-000001-00.parquet", _stocks_of(day5, a, d))
+    # a new table holds every file's rows, the deltas' included, under its primary key
+    first = load_datasets(layout, pg_url, ["pit.indicators"], streams=2).tables[0]
+    assert (first.loaded, first.inserted) == (3, 26)
+    _pit_matches_files(layout, pg_url)
+    untouched = f"SELECT xmin::text, ctid::text FROM pit.indicators WHERE ts_code = '{b}'"
+    b_rows = fetch(pg_url, untouched)
+
+    # a new delta adds its rows and keeps the stocks' rows of the other files
+    put("delta-000002-00.parquet", _stocks_of(day6, a, e))
+    added = load_datasets(layout, pg_url, ["pit.indicators"]).tables[0]
+    assert (added.loaded, added.inserted, added.updated, added.deleted) == (1, 2, 0, 0)
+    _pit_matches_files(layout, pg_url)
+
+    # a fold: the first delta's rows move into the bucket files and the delta goes
+    put("part-00.parquet", pl.concat([_stocks_of(past, a, b, c), _stocks_of(day5, a)]))
+    put("part-01.parquet", pl.concat([_stocks_of(past, d, e, f), _stocks_of(day5, d)]))
+    drop("delta-000001-00.parquet")
+    folded = load_datasets(layout, pg_url, ["pit.indicators"]).tables[0]
+    assert (folded.loaded, folded.forgotten) == (2, 1)
+    assert (folded.inserted, folded.updated, folded.deleted) == (0, 0, 0)
+    _pit_matches_files(layout, pg_url)
+
+    # non-additive: a's rows leave the bucket and the delta, and a new delta holds its
+    # fresh rows (one value changed, one row fewer, one new row)
+    fresh_a = pl.concat([_stocks_of(past, a), _stocks_of(day5, a), _stocks_of(day6, a)])
+    fresh_a = fresh_a.filter(pl.col("knowledge_date") != days[0]).with_columns(
+        gpa=pl.when(pl.col("knowledge_date") == days[1]).then(99.0).otherwise("gpa")
+    )
+    fresh_a = pl.concat(
+        [fresh_a, _stocks_of(history, a).filter(pl.col("knowledge_date") == days[6])]
+    )
+    put("part-00.parquet", _stocks_of(past, b, c))
+    put("delta-000002-00.parquet", _stocks_of(day6, e))
+    put("delta-000003-00.parquet", fresh_a)
+    moved = load_datasets(layout, pg_url, ["pit.indicators"]).tables[0]
+    assert (moved.loaded, moved.inserted, moved.updated, moved.deleted) == (3, 1, 1, 1)
+    _pit_matches_files(layout, pg_url)
+    assert fetch(pg_url, untouched) == b_rows  # b's rows were never rewritten
+
+    # a crash inside the load's transaction leaves table and records as they were;
+    # the re-run equals the files
+    records = "SELECT partition, content_sha256 FROM ops.load_state ORDER BY 1"
+    before = (checksum(pg_url, "pit.indicators", "ts_code, knowledge_date"), fetch(pg_url, records))
+    put(
+        "delta-000004-00.parquet",
+        _stocks_of(history, b, c).filter(pl.col("knowledge_date") == days[6]),
+    )
+    put("part-01.parquet", _stocks_of(past, d, f).with_columns(roe=pl.lit(1.0)))
+    drop("delta-000002-00.parquet")
+    env = {**os.environ, "AH_TEST_CRASH_AT": "load-commit:1"}
+    crashed = subprocess.run(
+        [sys.executable, "-c", SPAN_LOADER, str(layout.root), pg_url],
+        env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+    )  # fmt: skip
+    assert crashed.returncode == -9, crashed.stderr
+    after = (checksum(pg_url, "pit.indicators", "ts_code, knowledge_date"), fetch(pg_url, records))
+    assert after == before
+    rerun = load_datasets(layout, pg_url, ["pit.indicators"]).tables[0]
+    assert (rerun.loaded, rerun.forgotten) == (2, 1)
+    _pit_matches_files(layout, pg_url)
+    partitions = [p for p, _ in fetch(pg_url, records)]
+    assert partitions == sorted(p.name for p in layout.dataset_dir("pit", "indicators").iterdir())
+    again = load_datasets(layout, pg_url, ["pit.indicators"], full=True).tables[0]
+    assert (again.inserted, again.updated, again.deleted) == (0, 0, 0)
