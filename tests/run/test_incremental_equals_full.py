@@ -17,11 +17,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import adbc_driver_postgresql.dbapi as pgdb
 import polars as pl
 import pytest
 
 from pipeline.sources.simulator import Simulator, SimulatorConfig
 from tests.cli_runner import ah
+from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +41,13 @@ QUARTERS = ("2020-06-30", "2020-09-30", "2020-12-31", "2021-04-30", "2021-06-30"
 STATEMENTS = ("income", "balancesheet", "cashflow")
 
 
-def run_days(work: Path, days: Sequence[str], *flags: str) -> Path:
-    """`ah run --source sim` in `work` once per day, today moved by the environment."""
+def run_days(work: Path, days: Sequence[str], *flags: str, database: str | None = None) -> Path:
+    """`ah run --source sim` in `work` once per day, today moved by the environment;
+    each run also loads `database` when given."""
     work.mkdir(parents=True)
     (work / "alphahome.toml").write_text(CONFIG)
     for day in days:
-        env = {"AH_SIMULATOR_TODAY": day}
+        env = {"AH_SIMULATOR_TODAY": day} | ({"DATABASE_URL": database} if database else {})
         out = ah("run", "--source", "sim", *flags, cwd=work, env=env, timeout=900)
         assert out.returncode == 0, f"{day}: " + out.stdout[-2000:] + out.stderr[-2000:]
     return work / "data"
@@ -100,12 +103,20 @@ def daily_steps() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def caches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def moved_database(postgres_server: PostgresServer) -> str:
+    """A database of its own that the quarterly moving chain loads at every run."""
+    with pgdb.connect(postgres_server.url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute('CREATE DATABASE "moving_today"')
+    return postgres_server.database_url("moving_today")
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory: pytest.TempPathFactory, moved_database: str) -> dict[str, Path]:
     """The four caches, their chains of runs side by side (each chain is sequential)."""
     root = tmp_path_factory.mktemp("moving-today")
     days = daily_steps()
     chains: dict[str, Callable[[], Path]] = {
-        "moved": lambda: run_days(root / "moved", QUARTERS),
+        "moved": lambda: run_days(root / "moved", QUARTERS, database=moved_database),
         "straight": lambda: run_days(root / "straight", QUARTERS[-1:]),
         "moved_daily": lambda: run_days(root / "moved_daily", days, "--freq", "daily"),
         "straight_daily": lambda: run_days(root / "straight_daily", days[-1:], "--freq", "daily"),
@@ -119,6 +130,27 @@ def test_quarterly_runs_equal_one_straight_run(caches: dict[str, Path]) -> None:
     assert_same_tables(caches["moved"], caches["straight"])
     listed = pl.read_parquet(caches["moved"] / "raw/stock_basic/**/*.parquet")
     assert listed.filter(pl.col("list_date") > MARKET.today).height > 0  # listed meanwhile
+
+
+@pytest.mark.postgres
+def test_postgres_loaded_at_every_run_holds_the_moved_caches_tables(
+    caches: dict[str, Path], moved_database: str
+) -> None:
+    """PIT tables grow by delta files and factor files by calc dates from run to run;
+    the database loaded after each run ends with every row of every file, no more."""
+    cache = caches["moved"]
+    with pgdb.connect(moved_database) as conn, conn.cursor() as cur:
+        for kind in ("pit", "factors"):
+            for folder in sorted(p for p in (cache / kind).iterdir() if p.is_dir()):
+                local = pl.read_parquet(folder / "**/*.parquet")
+                cur.execute(f"select * from {kind}.{folder.name}")
+                loaded = pl.from_arrow(cur.fetch_arrow_table())
+                assert isinstance(loaded, pl.DataFrame)
+                loaded = loaded.select(local.columns).cast(dict(local.schema))
+                assert loaded.height == local.height > 0, folder.name
+                diff = local.join(loaded, on=local.columns, how="anti", nulls_equal=True)
+                assert diff.is_empty(), f"{folder.name}: rows not in the database\n{diff.head(5)}"
+    assert any(cache.glob("pit/indicators/delta-*.parquet"))  # the runs added deltas
 
 
 def test_daily_runs_across_a_restatement_equal_one_straight_run(caches: dict[str, Path]) -> None:
