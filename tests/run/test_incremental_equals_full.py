@@ -146,7 +146,7 @@ def test_postgres_loaded_at_every_run_holds_the_moved_caches_tables(
                 cur.execute(f"select * from {kind}.{folder.name}")
                 loaded = pl.from_arrow(cur.fetch_arrow_table())
                 assert isinstance(loaded, pl.DataFrame)
-                loaded = loaded.select(local.columns).cast(dict(local.schema))
+                loaded = loaded.select(local.columns).cast(local.schema)
                 assert loaded.height == local.height > 0, folder.name
                 diff = local.join(loaded, on=local.columns, how="anti", nulls_equal=True)
                 assert diff.is_empty(), f"{folder.name}: rows not in the database\n{diff.head(5)}"
