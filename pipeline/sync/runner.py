@@ -797,6 +797,7 @@ class SyncRequest:
     filters: Mapping[str, str] = field(default_factory=dict)
     progress: bool | None = None
     save_report: bool = True  # False: the caller completes and saves it (`ah run`)
+    refresh_views: bool = True  # False: the caller rebuilds the catalogue after it (`ah run`)
 
 
 def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
@@ -911,8 +912,9 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     clear_restored(layout)
     as_of = record_as_of(layout)
     report.as_of = as_of.isoformat() if as_of else None
-    crash_point("views")
-    refresh_catalog(settings)
+    if request.refresh_views:
+        crash_point("views")
+        refresh_catalog(settings)
     report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
     if request.save_report:
