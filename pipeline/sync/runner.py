@@ -9,7 +9,8 @@ pages into the dataset's partition files (cache/store.py) in large batches in a 
 thread, then records their units in the task state: the fetchers never wait for a
 merge, and a killed run's spilled pages are merged by the next run before it plans, so
 it resumes where it stopped without asking them again. Afterwards the DuckDB catalogue
-of views is rebuilt and a report is written.
+of views is rebuilt (unless the caller rebuilds it next: `ah run`, whose load stage
+rebuilds it when no database is configured) and a report is written.
 
 Before anything is written, the run fetches the calendar (which also proves the token)
 and finds the newest trade date the source has daily bars for, up to the source's today
