@@ -99,8 +99,9 @@ def atomic_path(target: Path, sync_dir: bool = True) -> Iterator[Path]:
 
 
 FAST_ZSTD_LEVEL = 1
-"""The zstd level of files rewritten on every run (the PIT buckets): about three times
-faster to write than the default level, for files a few per cent larger."""
+"""The zstd level of files rewritten on every run (the PIT buckets, the open year's factor
+files): about three times faster to write than the default level, for files a few per
+cent larger."""
 
 
 def write_parquet_file(frame: pl.DataFrame, path: Path, level: int | None = None) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.asof import data_as_of
-from cache.atomic import write_json_atomic, write_parquet_atomic
+from cache.atomic import FAST_ZSTD_LEVEL, write_json_atomic, write_parquet_atomic
 from cache.layout import CacheLayout, Layer
 from cache.quarantine import clear_restored, quarantine_file, read_state_json, unreadable_reason
 from factors.calendar import (
@@ -241,10 +241,11 @@ def _p_history(layout: CacheLayout, first: dt.date, last: dt.date) -> pl.DataFra
 def _merge_into_year_file(path: Path, fresh: pl.DataFrame, shard: Shard, schema: pl.Schema) -> None:
     """Replace the year file atomically by its kept stored rows plus `fresh`.
 
-    `fresh` comes sorted by (ts_code, calc_date) from `p_scores` / `g_scores`.
+    `fresh` comes sorted by (ts_code, calc_date) from `p_scores` / `g_scores`. The open
+    year's file is rewritten at every calc date, so it is written at the fast zstd level.
     """
     if not path.exists():
-        write_parquet_atomic(fresh, path)
+        write_parquet_atomic(fresh, path, level=FAST_ZSTD_LEVEL)
         return
     stored = pl.read_parquet(path)
     drop = pl.col("calc_date").is_in(pl.Series(shard.dates, dtype=pl.Date).implode())
@@ -252,7 +253,7 @@ def _merge_into_year_file(path: Path, fresh: pl.DataFrame, shard: Shard, schema:
         drop = drop | pl.col("calc_date").is_between(*shard.clear)
     kept = conform(stored.filter(~drop), schema)
     merged = pl.concat([kept, fresh], how="vertical")
-    write_parquet_atomic(merged.sort("ts_code", "calc_date"), path)
+    write_parquet_atomic(merged.sort("ts_code", "calc_date"), path, level=FAST_ZSTD_LEVEL)
 
 
 def compute_shard(shard: Shard) -> ShardOutcome:
@@ -640,7 +641,7 @@ def rerank_factors(
             fresh = p_scores(picked) if factor == "p" else g_scores(picked)
             kept = conform(stored.filter(~chosen), SCHEMAS[factor])
             merged = pl.concat([kept, fresh], how="vertical").sort("ts_code", "calc_date")
-            write_parquet_atomic(merged, path)
+            write_parquet_atomic(merged, path, level=FAST_ZSTD_LEVEL)
             dates_done[factor] += picked.get_column("calc_date").n_unique()
             rows_done[factor] += fresh.height
     return FactorRunResult(dates_done, rows_done, time.perf_counter() - started, None)

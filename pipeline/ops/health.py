@@ -37,10 +37,10 @@ from foundation.logs import scrub
 from pipeline.ops.records import last_backup
 from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
+    behind_counter,
     cache_stats,
     trade_calendar,
     unit_dates,
-    units_behind,
 )
 from pipeline.sources import market_today
 from pipeline.sources.tushare.client import TushareClient
@@ -392,13 +392,13 @@ def dataset_freshness(
     than `allowed_behind` due units (open days, week ends, month ends) after their
     newest date. Others report how many open days their newest date is behind.
     """
-    calendar = trade_calendar(layout)
+    behind_by = behind_counter(trade_calendar(layout), today)
     found = []
     for s in cache_stats(layout):
         cadence = TRADE_DATE_CADENCE.get(s.name) if s.layer == "raw" else None
         behind = None
         if s.date_column is not None:
-            behind = units_behind(calendar, cadence or "daily", s.last_date, today)
+            behind = behind_by(cadence or "daily", s.last_date)
         stale = cadence is not None and behind is not None and behind > allowed_behind
         found.append(Freshness(s.key, s.date_column, s.last_date, cadence, behind, stale))
     return found

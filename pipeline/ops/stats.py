@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Mapping
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -83,11 +85,40 @@ def date_column(columns: Iterable[str]) -> str | None:
     return next((c for c in DATE_COLUMNS if c in present), None)
 
 
+_FACTS: dict[str, tuple[tuple[int, int, int, int], FileFacts]] = {}
+_FACTS_GUARD = threading.Lock()
+
+
 def file_facts(path: Path) -> FileFacts:
     """Rows, size, mtime and the date range of a file from its footer alone.
 
+    Remembered per file version (device, inode, size, modification time: the cache
+    replaces files by rename, as `cache.footers` relies on too), so the run report, the
+    metrics and the alerts of one run summarise each unchanged file once.
     Raises the reader's error (OSError / ArrowInvalid) when the footer is unreadable.
     """
+    key = os.fspath(path)
+    version = _version(os.stat(key))
+    with _FACTS_GUARD:
+        known = _FACTS.get(key)
+    if known is not None and known[0] == version:
+        return known[1]
+    facts = _read_facts(path)
+    if _version(os.stat(key)) == version:  # not replaced while it was read
+        with _FACTS_GUARD:
+            _FACTS[key] = (version, facts)
+    return facts
+
+
+def _version(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _modified(info: os.stat_result) -> dt.datetime:
+    return dt.datetime.fromtimestamp(info.st_mtime, tz=dt.UTC)
+
+
+def _read_facts(path: Path) -> FileFacts:
     meta = footer(path)
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     column = date_column(names)
@@ -105,7 +136,7 @@ def file_facts(path: Path) -> FileFacts:
         path=path,
         rows=meta.num_rows,
         bytes=info.st_size,
-        modified=dt.datetime.fromtimestamp(info.st_mtime, tz=dt.UTC),
+        modified=_modified(info),
         date_column=column,
         min_date=low if isinstance(low, dt.date) else None,
         max_date=high if isinstance(high, dt.date) else None,
@@ -192,12 +223,30 @@ def units_behind(
     A week's (month's) unit is due once its last open day is <= today, so a period in
     progress does not count against a weekly (monthly) dataset.
     """
-    due = unit_dates(calendar, cadence, today)
+    return _behind(unit_dates(calendar, cadence, today), newest)
+
+
+def _behind(due: pl.Series, newest: dt.date | None) -> int | None:
     if due.is_empty():
         return None
     if newest is None:
         return due.len()
     return int((due > newest).sum())
+
+
+def behind_counter(
+    calendar: pl.DataFrame, today: dt.date
+) -> Callable[[Calendar, dt.date | None], int | None]:
+    """`units_behind(calendar, cadence, newest, today)` for many datasets at once: each
+    cadence's unit dates are listed once, not once per dataset."""
+    dues: dict[Calendar, pl.Series] = {}
+
+    def behind(cadence: Calendar, newest: dt.date | None) -> int | None:
+        if cadence not in dues:
+            dues[cadence] = unit_dates(calendar, cadence, today)
+        return _behind(dues[cadence], newest)
+
+    return behind
 
 
 # ---------------------------------------------------------------- run reports

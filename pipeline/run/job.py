@@ -311,11 +311,22 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     return RunResult(report=report, exit_code=report.exit_code, lines=lines)
 
 
+def _catalogue_by_load(settings: Settings, stages: Sequence[str]) -> bool:
+    """Whether the run's load stage rebuilds the cache's DuckDB catalogue (the DuckDB
+    sink: no database URL), so the stages before it need not."""
+    return "load" in stages and settings.database.url is None
+
+
 def _refresh_views(settings: Settings, report: SyncReport, stages: list[str]) -> None:
-    """Show new PIT and factor tables in the cache's DuckDB views file, unless the load
-    stage rebuilt it (the DuckDB sink); with PostgreSQL, analysts still query the cache."""
+    """Show the run's new datasets and columns in the cache's DuckDB views file, unless
+    the load stage rebuilt it (the DuckDB sink); with PostgreSQL, analysts still query
+    the cache. The sync leaves the rebuild to this when the load stage was to do it, so
+    a load that did not run (an earlier stage failed) still leaves a current file."""
+    by_load = _catalogue_by_load(settings, stages)
+    if by_load and any(t.task == "load" and t.status == "success" for t in report.tasks):
+        return
     computed = any(t.task in ("pit", "factors") and t.status == "success" for t in report.tasks)
-    if not computed or ("load" in stages and settings.database.url is None):
+    if not computed and not (by_load and "sync" in stages):
         return
     try:
         refresh_catalog(settings)
@@ -336,7 +347,8 @@ def _sync_part(
         return _new_report(settings, request, stages), True
     sync_request = SyncRequest(
         **{**request.sync.__dict__, "source": request.source, "full": request.full,
-           "progress": request.progress, "save_report": False}
+           "progress": request.progress, "save_report": False,
+           "refresh_views": not _catalogue_by_load(settings, stages)}
     )  # fmt: skip
     started = time.monotonic()
     try:

@@ -31,13 +31,13 @@ from cache.state import FileStateStore
 from pipeline.ops.records import last_backup, last_verify
 from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
+    behind_counter,
     cache_stats,
     parse_time,
     run_duration_s,
     success_rate,
     task_records,
     trade_calendar,
-    units_behind,
 )
 from pipeline.run.report import OUTCOMES
 
@@ -277,20 +277,20 @@ def run_samples(report: Mapping[str, Any], alerts: int | None = None) -> list[Sa
 def dataset_samples(layout: CacheLayout, today: dt.date | None = None) -> list[Sample]:
     """Rows, bytes and newest date of every dataset, from Parquet footers; with `today`
     (the market's), the lag in open days and whether each is stale by its cadence."""
-    calendar = trade_calendar(layout) if today is not None else None
+    behind_by = behind_counter(trade_calendar(layout), today) if today is not None else None
     samples: list[Sample] = []
     for s in cache_stats(layout):
         labels: Labels = (("layer", s.layer), ("dataset", s.name))
         samples += [(DATASET_ROWS.name, labels, s.rows), (DATASET_BYTES.name, labels, s.bytes)]
         if s.last_date is not None:
             samples.append((DATASET_NEWEST.name, labels, _epoch(s.last_date)))
-        if calendar is None or today is None or s.date_column is None:
+        if behind_by is None or s.date_column is None:
             continue
-        lag = units_behind(calendar, "daily", s.last_date, today)
+        lag = behind_by("daily", s.last_date)
         if lag is not None:
             samples.append((DATASET_LAG.name, labels, float(lag)))
         cadence = TRADE_DATE_CADENCE.get(s.name) if s.layer == "raw" else None
-        behind = units_behind(calendar, cadence, s.last_date, today) if cadence else None
+        behind = behind_by(cadence, s.last_date) if cadence else None
         if behind is not None:
             samples.append((DATASET_STALE.name, labels, float(behind > 1)))
     return samples

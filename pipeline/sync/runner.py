@@ -9,7 +9,8 @@ pages into the dataset's partition files (cache/store.py) in large batches in a 
 thread, then records their units in the task state: the fetchers never wait for a
 merge, and a killed run's spilled pages are merged by the next run before it plans, so
 it resumes where it stopped without asking them again. Afterwards the DuckDB catalogue
-of views is rebuilt and a report is written.
+of views is rebuilt (unless the caller rebuilds it next: `ah run`, whose load stage
+rebuilds it when no database is configured) and a report is written.
 
 Before anything is written, the run fetches the calendar (which also proves the token)
 and finds the newest trade date the source has daily bars for, up to the source's today
@@ -797,6 +798,7 @@ class SyncRequest:
     filters: Mapping[str, str] = field(default_factory=dict)
     progress: bool | None = None
     save_report: bool = True  # False: the caller completes and saves it (`ah run`)
+    refresh_views: bool = True  # False: the caller rebuilds the catalogue after it (`ah run`)
 
 
 def _selected(settings: Settings, request: SyncRequest) -> list[TaskSpec]:
@@ -911,8 +913,9 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     clear_restored(layout)
     as_of = record_as_of(layout)
     report.as_of = as_of.isoformat() if as_of else None
-    crash_point("views")
-    refresh_catalog(settings)
+    if request.refresh_views:
+        crash_point("views")
+        refresh_catalog(settings)
     report.finished = now_iso()
     report.duration_s = round(time.monotonic() - started, 3)
     if request.save_report:

@@ -6,10 +6,12 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cache.atomic import write_parquet_atomic
 from pipeline.ops.stats import (
     cache_stats,
     collect_stats,
@@ -62,6 +64,10 @@ def test_date_range_spans_row_groups(tmp_path: Path) -> None:
     assert pq.ParquetFile(target).metadata.num_row_groups == 10
     found = dataset_stats(layout, "raw", "daily")
     assert (found.first_date, found.last_date, found.rows) == (days[0], days[-1], 1000)
+    # the facts are remembered per file version: a file replaced by rename is read again
+    write_parquet_atomic(pl.DataFrame({"ts_code": ["x"] * 10, "trade_date": days[:10]}), target)
+    again = dataset_stats(layout, "raw", "daily")
+    assert (again.first_date, again.last_date, again.rows) == (days[0], days[9], 10)
 
 
 def test_unreadable_footer_is_counted(synthetic: SyntheticCache) -> None:

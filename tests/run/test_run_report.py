@@ -190,3 +190,33 @@ def test_run_timeout_stops_cleanly_and_writes_the_report(tmp_path: Path) -> None
     assert (cache / "metrics" / "alphahome.prom").is_file()
     locks = list((cache / "state" / "locks").glob("*.lock"))
     assert all(not p.read_text().strip() for p in locks)  # released (emptied), not held
+
+
+def test_a_run_whose_load_never_came_still_shows_the_synced_datasets(tmp_path: Path) -> None:
+    """The sync of `ah run` leaves the catalogue to the DuckDB load stage; when a failed
+    stage stops the run before the load, the run still rebuilds it."""
+    from cache.layout import CacheLayout
+    from cache.views import open_catalog
+    from foundation.config import load_settings
+    from pipeline.run.job import RunRequest, run_pipeline
+    from pipeline.sync.runner import SyncRequest
+
+    tasks = ("trade_cal", "stock_basic", "index_classify", "namechange", "index_basic")
+    config = tmp_path / "alphahome.toml"
+    config.write_text(
+        CONFIG.replace("stocks = 30", "stocks = 20") + f'[cache]\ndir = "{tmp_path}/data"\n'
+    )
+    settings = load_settings(config_file=config, env={})
+    request = RunRequest(
+        stages=("sync", "pit", "load"), source="sim", progress=False,
+        sync=SyncRequest(tasks=tasks, progress=False),
+    )  # fmt: skip
+    result = run_pipeline(settings, request)
+    statuses = [(t.task, t.status) for t in result.report.tasks]
+    assert statuses[-2:] == [("pit", "failed"), ("load", "skipped")], statuses
+    assert all((task, "success") in statuses for task in tasks)
+    with open_catalog(CacheLayout(settings.cache.dir).duckdb_path) as con:
+        views = set(
+            con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'raw'").fetchall()
+        )
+    assert views == {(task,) for task in tasks}  # not only those of the sync's early views
