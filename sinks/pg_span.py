@@ -45,10 +45,12 @@ from sinks.postgres import (
     _reader,
     _record,
     _transaction,
+    apply_diff,
     ensure_table,
     fetch_row,
     fit_rows,
     table_columns,
+    values_differ,
 )
 
 __all__ = ["SpanLoad", "SpanRecord", "load_spanning", "span_changes"]
@@ -265,13 +267,6 @@ def _merge(
     column_list = ", ".join(quote_ident(c) for c in all_columns)
     cur.execute(f"CREATE TEMP TABLE _ah_stage AS SELECT {column_list} FROM {target} WITH NO DATA")
     cur.adbc_ingest("_ah_stage", _reader(rows), mode="append", temporary=True)
-    values = [c for c in all_columns if c not in spec.key]
-    changed = (
-        f"({', '.join('s.' + quote_ident(c) for c in values)}) IS DISTINCT FROM "
-        f"({', '.join('o.' + quote_ident(c) for c in values)})"
-        if values
-        else "false"
-    )
     params: Any = pa.record_batch(
         [
             pa.array([pa.array(sorted({*rewritten, *added}))], pa.list_(pa.string())),
@@ -285,23 +280,8 @@ def _merge(
         f"(SELECT ctid, * FROM {target} WHERE {scope} = ANY($1::{scope_type}[])) o "
         f"ON {_key_match(spec, columns)} "
         f"WHERE CASE WHEN s._ah_in IS NULL THEN o.{scope} = ANY($2::{scope_type}[]) "
-        f"ELSE o.ctid IS NULL OR {changed} END",
+        f"ELSE o.ctid IS NULL OR {values_differ(spec, columns)} END",
         params,
     )
-    cur.execute(
-        f"DELETE FROM {target} WHERE ctid = ANY(ARRAY("
-        "SELECT _ah_old FROM _ah_diff WHERE _ah_old IS NOT NULL))"
-    )
-    key_list = ", ".join(quote_ident(c) for c in spec.key)
-    cur.execute(
-        f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _ah_diff "
-        f"WHERE _ah_in ORDER BY {key_list}"
-    )
-    cur.execute(
-        "SELECT count(*) FILTER (WHERE _ah_in AND _ah_old IS NULL), "
-        "count(*) FILTER (WHERE _ah_in AND _ah_old IS NOT NULL), "
-        "count(*) FILTER (WHERE _ah_in IS NULL) FROM _ah_diff"
-    )
-    inserted, updated, deleted = fetch_row(cur)
-    cur.execute("DROP TABLE _ah_diff, _ah_stage")
+    inserted, updated, deleted = apply_diff(cur, spec, all_columns, ["_ah_stage"])
     return inserted, updated, deleted, "merge"

@@ -38,7 +38,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -924,27 +924,43 @@ def _write(
         quote_ident(c) if c in present else f"NULL::{columns[c]} AS {quote_ident(c)}"
         for c in all_columns
     )
-    values = [c for c in all_columns if c not in spec.key]
-    changed = (
-        f" OR ({', '.join('s.' + quote_ident(c) for c in values)}) IS DISTINCT FROM "
-        f"({', '.join('o.' + quote_ident(c) for c in values)})"
-        if values
-        else ""
-    )
     join = "FULL JOIN" if spec.scope else "LEFT JOIN"
     cur.execute(
         f"CREATE TEMP TABLE _ah_diff AS SELECT o.ctid AS _ah_old, s.* "
         f"FROM (SELECT true AS _ah_in, {s_columns} FROM {source}) s {join} "
         f"(SELECT ctid, * FROM {target} WHERE {quote_ident(spec.slice_column)} = ANY($1)) o "
         f"ON {_key_match(spec, columns)} "
-        f"WHERE s._ah_in IS NULL OR o.ctid IS NULL{changed}",
+        f"WHERE s._ah_in IS NULL OR o.ctid IS NULL OR {values_differ(spec, columns)}",
         slice_param,
     )
+    inserted, updated, deleted = apply_diff(cur, spec, all_columns, ["_ah_stage", source])
+    return inserted, updated, deleted, "merge"
+
+
+def values_differ(spec: TableSpec, columns: Iterable[str]) -> str:
+    """SQL that is true where a staged row `s` and a stored row `o` of the same key differ
+    in a value column (false for a table of key columns only)."""
+    values = [c for c in columns if c not in spec.key]
+    if not values:
+        return "false"
+    staged = ", ".join("s." + quote_ident(c) for c in values)
+    stored = ", ".join("o." + quote_ident(c) for c in values)
+    return f"({staged}) IS DISTINCT FROM ({stored})"
+
+
+def apply_diff(
+    cur: Cursor, spec: TableSpec, columns: Sequence[str], staged: Sequence[str]
+) -> tuple[int, int, int]:
+    """Apply the temporary table `_ah_diff` (a stored row's ctid `_ah_old`, the staged row,
+    `_ah_in` true where there is one): the stored rows it names are deleted and its
+    staged rows inserted in key order; then it and the `staged` temporary tables are
+    dropped. (inserted, updated, deleted)."""
+    target = spec.sql_name
     cur.execute(
         f"DELETE FROM {target} WHERE ctid = ANY(ARRAY("
         "SELECT _ah_old FROM _ah_diff WHERE _ah_old IS NOT NULL))"
     )
-    column_list = ", ".join(quote_ident(c) for c in all_columns)
+    column_list = ", ".join(quote_ident(c) for c in columns)
     key_list = ", ".join(quote_ident(c) for c in spec.key)
     cur.execute(
         f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM _ah_diff "
@@ -956,8 +972,8 @@ def _write(
         "count(*) FILTER (WHERE _ah_in IS NULL) FROM _ah_diff"
     )
     inserted, updated, deleted = fetch_row(cur)
-    cur.execute(f"DROP TABLE {', '.join(dict.fromkeys(['_ah_diff', '_ah_stage', source]))}")
-    return inserted, updated, deleted, "merge"
+    cur.execute(f"DROP TABLE {', '.join(dict.fromkeys(['_ah_diff', *staged]))}")
+    return inserted, updated, deleted
 
 
 def _versions(cur: Cursor, spec: TableSpec, incoming: list[str]) -> str:
