@@ -12,17 +12,48 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import pyarrow.parquet as pq
 
-_Version = tuple[int, int, int, int]
-_FOOTERS: dict[str, tuple[_Version, pq.FileMetaData]] = {}
-_GUARD = threading.Lock()
+T = TypeVar("T")
 
 
-def _version(info: os.stat_result) -> _Version:
+class PerFileVersion(Generic[T]):
+    """What `read` makes of a file, remembered per file version: (device, inode, size,
+    modification time) names one version, since the cache replaces files by rename.
+
+    A value is remembered only when the file was not replaced while it was read; an
+    unreadable file (`read` raises) is never remembered. Thread-safe.
+    """
+
+    def __init__(self, read: Callable[[Path], T]) -> None:
+        self._read = read
+        self._known: dict[str, tuple[tuple[int, int, int, int], T]] = {}
+        self._guard = threading.Lock()
+
+    def get(self, path: Path) -> T:
+        """The value for the file's current version (`FileNotFoundError` when it is gone)."""
+        key = os.fspath(path)
+        version = _version(os.stat(key))
+        with self._guard:
+            known = self._known.get(key)
+        if known is not None and known[0] == version:
+            return known[1]
+        value = self._read(path)
+        if _version(os.stat(key)) == version:  # not replaced while it was read
+            with self._guard:
+                self._known[key] = (version, value)
+        return value
+
+
+def _version(info: os.stat_result) -> tuple[int, int, int, int]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+_FOOTERS: PerFileVersion[pq.FileMetaData] = PerFileVersion(pq.read_metadata)
 
 
 def footer(path: Path) -> pq.FileMetaData:
@@ -31,20 +62,4 @@ def footer(path: Path) -> pq.FileMetaData:
     Raises what `pyarrow.parquet.read_metadata` raises for an unreadable file
     (`FileNotFoundError` when it is gone); an unreadable file is never remembered.
     """
-    key = os.fspath(path)
-    version = _version(os.stat(key))
-    with _GUARD:
-        known = _FOOTERS.get(key)
-    if known is not None and known[0] == version:
-        return known[1]
-    meta = pq.read_metadata(key)
-    if _version(os.stat(key)) == version:  # not replaced while it was read
-        with _GUARD:
-            _FOOTERS[key] = (version, meta)
-    return meta
-
-
-def forget_footers() -> None:
-    """Drop every remembered footer (a test that rewrites files in place)."""
-    with _GUARD:
-        _FOOTERS.clear()
+    return _FOOTERS.get(path)

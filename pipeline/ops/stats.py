@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import math
 import os
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from cache.footers import footer
+from cache.footers import PerFileVersion, footer
 from cache.layout import LAYERS, CacheLayout, Layer
 from factors.calendar import calc_dates
 from foundation.logs import get_logger
@@ -85,33 +84,14 @@ def date_column(columns: Iterable[str]) -> str | None:
     return next((c for c in DATE_COLUMNS if c in present), None)
 
 
-_FACTS: dict[str, tuple[tuple[int, int, int, int], FileFacts]] = {}
-_FACTS_GUARD = threading.Lock()
-
-
 def file_facts(path: Path) -> FileFacts:
     """Rows, size, mtime and the date range of a file from its footer alone.
 
-    Remembered per file version (device, inode, size, modification time: the cache
-    replaces files by rename, as `cache.footers` relies on too), so the run report, the
+    Remembered per file version (`cache.footers.PerFileVersion`), so the run report, the
     metrics and the alerts of one run summarise each unchanged file once.
     Raises the reader's error (OSError / ArrowInvalid) when the footer is unreadable.
     """
-    key = os.fspath(path)
-    version = _version(os.stat(key))
-    with _FACTS_GUARD:
-        known = _FACTS.get(key)
-    if known is not None and known[0] == version:
-        return known[1]
-    facts = _read_facts(path)
-    if _version(os.stat(key)) == version:  # not replaced while it was read
-        with _FACTS_GUARD:
-            _FACTS[key] = (version, facts)
-    return facts
-
-
-def _version(info: os.stat_result) -> tuple[int, int, int, int]:
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return _FACTS.get(path)
 
 
 def _modified(info: os.stat_result) -> dt.datetime:
@@ -141,6 +121,9 @@ def _read_facts(path: Path) -> FileFacts:
         min_date=low if isinstance(low, dt.date) else None,
         max_date=high if isinstance(high, dt.date) else None,
     )
+
+
+_FACTS: PerFileVersion[FileFacts] = PerFileVersion(_read_facts)
 
 
 @dataclass(frozen=True)
