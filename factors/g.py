@@ -17,6 +17,9 @@ order and is exactly 0 for constant differences.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+
 import polars as pl
 
 from factors.calendar import year_ago_dates
@@ -25,7 +28,11 @@ from factors.schema import G_SCHEMA, conform
 from factors.standardize import best_first_rank, percent_rank
 
 SUB_FACTORS = ("em", "es", "rm", "pm")
-ES_WINDOW = "730d"
+ES_WINDOW_DAYS = 730
+ES_WINDOW = f"{ES_WINDOW_DAYS}d"
+# es_values at up to this many dates sums each date's window alone (one cross-section
+# each) rather than rolling along the whole history
+FEW_DATES = 4
 ES_FULL_N = 8
 ES_MIN_N = 3
 SIGMA_FLOOR = 1e-9
@@ -36,13 +43,18 @@ G_LINEAGE_COLUMNS = ("vis_date", "yoy_vis_date")
 G_INPUT_COLUMNS = ("ts_code", "calc_date", "em", "es", "rm", "pm", "end_date", "ann_date")
 
 
-def em_history(p_history: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
+def em_history(
+    p_history: pl.DataFrame, dates: pl.Series, since: dt.date | None = None
+) -> pl.DataFrame:
     """(ts_code, calc_date, d, em) for every stored P at a calc date s with P_{s-1y} known.
 
     Rows come in no particular order.
 
     `p_history` holds (ts_code, calc_date, p_score); rows at dates not in `dates`
     (another frequency) and null scores are ignored. d is EM in units of 1e-6 (Int64).
+    With `since`, only the rows at calc dates s >= since are returned (the year-ago
+    matches still come from the whole history): a window sum at t reads no earlier row
+    than t - 729 days, so the others need not be computed.
     """
     # eager on purpose: as one lazy query, Polars reorders the two joins into a
     # many-to-many self-join on ts_code first (quadratic in the dates per stock)
@@ -50,8 +62,13 @@ def em_history(p_history: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
         pl.col("calc_date").is_in(dates.implode()) & pl.col("p_score").is_not_null()
     ).select("ts_code", "calc_date", units=score_units(pl.col("p_score")))
     lag = year_ago_dates(dates).filter(pl.col("year_ago").is_not_null())
+    later = scores
+    if since is not None:
+        later = scores.filter(pl.col("calc_date") >= since)
+        lag = lag.filter(pl.col("calc_date") >= since)
+        scores = scores.filter(pl.col("calc_date").is_in(lag.get_column("year_ago").implode()))
     earlier = scores.select("ts_code", year_ago=pl.col("calc_date"), units_year_ago=pl.col("units"))
-    matched = scores.join(lag, on="calc_date", how="inner").join(
+    matched = later.join(lag, on="calc_date", how="inner").join(
         earlier, on=["ts_code", "year_ago"], how="inner"
     )
     return matched.select(
@@ -59,23 +76,60 @@ def em_history(p_history: pl.DataFrame, dates: pl.Series) -> pl.DataFrame:
     ).with_columns(em=divide_exactly(pl.col("d"), SCORE_SCALE))
 
 
-def es_values(history: pl.DataFrame) -> pl.DataFrame:
+def _window_moments(value: pl.Expr) -> dict[str, pl.Expr]:
+    """n, sum d and sum d^2 of `value` (d), the moments behind sigma (Int64)."""
+    return {"n": value.is_not_null().cast(pl.Int64), "s1": value, "s2": value * value}
+
+
+def _rolling_moments(history: pl.DataFrame) -> pl.DataFrame:
+    """`history` with n, s1 and s2 summed over (s - 730 days, s] per stock, every row."""
+    # sorting by date is enough: each stock's rows are then in date order within `over`
+    return history.sort("calc_date").with_columns(
+        [
+            term.rolling_sum_by("calc_date", window_size=ES_WINDOW, closed="right")
+            .over("ts_code")
+            .alias(name)
+            for name, term in _window_moments(pl.col("d")).items()
+        ]
+    )
+
+
+def _moments_at(history: pl.DataFrame, dates: Sequence[dt.date]) -> pl.DataFrame:
+    """The rows of `history` at `dates` with the window moments of `_rolling_moments`.
+
+    Each date's sums are taken over its own window by a group-by: the sums are of
+    integers, so they equal the rolling ones exactly, at the cost of one cross-section.
+    """
+    frames = []
+    for t in dates:
+        inside = pl.col("calc_date").is_between(t - dt.timedelta(days=ES_WINDOW_DAYS - 1), t)
+        sums = (
+            history.filter(inside)
+            .group_by("ts_code")
+            .agg([term.sum().alias(name) for name, term in _window_moments(pl.col("d")).items()])
+        )
+        now = history.filter(pl.col("calc_date") == t)
+        frames.append(now.join(sums, on="ts_code", how="inner"))
+    if not frames:
+        return _rolling_moments(history.clear())
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def es_values(history: pl.DataFrame, dates: Sequence[dt.date] | None = None) -> pl.DataFrame:
     """(ts_code, calc_date, em, es) for every row of an `em_history` frame.
 
-    n, sum d and sum d^2 are rolling integer sums over (s - 730 days, s] per stock.
-    Rows come in no particular order.
+    n, sum d and sum d^2 are integer sums over (s - 730 days, s] per stock. With
+    `dates`, only the rows at those dates are returned, and up to `FEW_DATES` of them
+    are summed one cross-section each instead of along the whole history (same
+    numbers). Rows come in no particular order.
     """
-
-    def window_sum(value: pl.Expr) -> pl.Expr:
-        return value.rolling_sum_by("calc_date", window_size=ES_WINDOW, closed="right")
-
-    d = pl.col("d")
-    # sorting by date is enough: each stock's rows are then in date order within `over`
-    moments = history.sort("calc_date").with_columns(
-        n=window_sum(d.is_not_null().cast(pl.Int64)).over("ts_code"),
-        s1=window_sum(d).over("ts_code"),
-        s2=window_sum(d * d).over("ts_code"),
-    )
+    if dates is None:
+        moments = _rolling_moments(history)
+    elif len(dates) <= FEW_DATES:
+        moments = _moments_at(history, sorted(set(dates)))
+    else:
+        wanted = pl.Series(dates, dtype=pl.Date).implode()
+        moments = _rolling_moments(history).filter(pl.col("calc_date").is_in(wanted))
     n = pl.col("n")
     spread = n.cast(pl.Int128) * pl.col("s2").cast(pl.Int128) - pl.col("s1").cast(
         pl.Int128
@@ -103,8 +157,10 @@ def g_inputs(
     back far enough for the year-ago matches and the 730-day ES window of every date in
     `universe_rows`. ann_date comes from `g_lineage`.
     """
-    wanted = universe_rows.get_column("calc_date").unique().implode()
-    sub_factors = es_values(em_history(p_history, dates)).filter(pl.col("calc_date").is_in(wanted))
+    at = sorted(universe_rows.get_column("calc_date").unique().drop_nulls().to_list())
+    wanted = pl.Series(at, dtype=pl.Date).implode()
+    since = at[0] - dt.timedelta(days=ES_WINDOW_DAYS - 1) if at else None
+    sub_factors = es_values(em_history(p_history, dates, since), at)
     p_now = p_history.filter(pl.col("calc_date").is_in(wanted)).select(
         "ts_code", "calc_date", p_ann_date="ann_date"
     )

@@ -42,7 +42,7 @@ from factors.calendar import (
     Freq,
     calc_dates,
 )
-from factors.g import G_LINEAGE_COLUMNS, g_inputs, g_scores
+from factors.g import ES_WINDOW_DAYS, G_LINEAGE_COLUMNS, g_inputs, g_scores
 from factors.p import P_LINEAGE_COLUMNS, p_inputs, p_scores
 from factors.schema import G_SCHEMA, P_SCHEMA, conform
 from factors.universe import latest_stock_rows, staleness_cutoff, universe
@@ -67,7 +67,6 @@ STATE_VERSION = 1
 LISTING_COLUMNS = ("ts_code", "list_date", "delist_date")
 
 # G at t reads P over (t - 730 days, t] and each of those dates' year-ago match.
-ES_WINDOW_DAYS = 730
 G_LOOKBACK_DAYS = ES_WINDOW_DAYS + YEAR_AGO_DAYS + YEAR_AGO_TOLERANCE_DAYS
 
 P_INDICATOR_COLUMNS = (

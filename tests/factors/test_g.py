@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
 import statistics
 from typing import Any
 
 import polars as pl
 import pytest
 
-from factors.g import g_inputs, g_scores
+from factors.g import ES_WINDOW_DAYS, FEW_DATES, em_history, es_values, g_inputs, g_scores
 from tests.factors.helpers import ES_REL_TOL, G_CONTRACT
 from tests.factors.reference import ref_es
 
@@ -156,3 +157,26 @@ def test_a_stock_with_nothing_computable_keeps_its_row() -> None:
     got = _g({}, ["A", "B"])
     assert set(got) == {"A", "B"}
     assert all(r["g_score"] is None and r["g_rank"] is None for r in got.values())
+
+
+def test_es_at_a_few_dates_equals_the_rolling_history() -> None:
+    rng = random.Random(19)
+    edges = [t - dt.timedelta(days=ES_WINDOW_DAYS) for t in (T, WEEKS[-40])]  # just outside
+    days = sorted({*WEEKS, *edges, *(e - dt.timedelta(weeks=52) for e in edges)})
+    points = {
+        (f"S{k:02d}", d): round(rng.uniform(0, 100), 6)
+        for k in range(30)
+        for d in days
+        if d in edges or rng.random() < 0.9
+    }
+    dates = pl.Series(days, dtype=pl.Date)
+    history = em_history(_history(points), dates)
+    every = es_values(history)
+    for at in ([T], [T, WEEKS[-40]], WEEKS[-FEW_DATES - 3 :]):
+        since = min(at) - dt.timedelta(days=ES_WINDOW_DAYS - 1)
+        got = es_values(em_history(_history(points), dates, since), at)
+        wanted = every.filter(pl.col("calc_date").is_in(pl.Series(at, dtype=pl.Date).implode()))
+        order = ["ts_code", "calc_date"]
+        assert got.height == wanted.height > 20 * len(at)
+        assert got.get_column("es").drop_nulls().len() > 10 * len(at)
+        assert got.sort(order).equals(wanted.sort(order), null_equal=True)
