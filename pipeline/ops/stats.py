@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,10 +93,6 @@ def file_facts(path: Path) -> FileFacts:
     return _FACTS.get(path)
 
 
-def _modified(info: os.stat_result) -> dt.datetime:
-    return dt.datetime.fromtimestamp(info.st_mtime, tz=dt.UTC)
-
-
 def _read_facts(path: Path) -> FileFacts:
     meta = footer(path)
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
@@ -116,7 +111,7 @@ def _read_facts(path: Path) -> FileFacts:
         path=path,
         rows=meta.num_rows,
         bytes=info.st_size,
-        modified=_modified(info),
+        modified=dt.datetime.fromtimestamp(info.st_mtime, tz=dt.UTC),
         date_column=column,
         min_date=low if isinstance(low, dt.date) else None,
         max_date=high if isinstance(high, dt.date) else None,
@@ -198,36 +193,27 @@ def unit_dates(calendar: pl.DataFrame, cadence: Calendar, until: dt.date) -> pl.
     return calc_dates(calendar, until, cadence)
 
 
-def units_behind(
-    calendar: pl.DataFrame, cadence: Calendar, newest: dt.date | None, today: dt.date
-) -> int | None:
-    """How many unit dates due by `today` come after `newest`; None without a calendar.
-
-    A week's (month's) unit is due once its last open day is <= today, so a period in
-    progress does not count against a weekly (monthly) dataset.
-    """
-    return _behind(unit_dates(calendar, cadence, today), newest)
-
-
-def _behind(due: pl.Series, newest: dt.date | None) -> int | None:
-    if due.is_empty():
-        return None
-    if newest is None:
-        return due.len()
-    return int((due > newest).sum())
-
-
 def behind_counter(
     calendar: pl.DataFrame, today: dt.date
 ) -> Callable[[Calendar, dt.date | None], int | None]:
-    """`units_behind(calendar, cadence, newest, today)` for many datasets at once: each
-    cadence's unit dates are listed once, not once per dataset."""
+    """A function of (cadence, newest date) counting the unit dates due by `today` that
+    come after the newest date (all of them when it is None); None without a calendar.
+
+    A week's (month's) unit is due once its last open day is <= today, so a period in
+    progress does not count against a weekly (monthly) dataset. Each cadence's unit
+    dates are listed once, however many datasets are counted.
+    """
     dues: dict[Calendar, pl.Series] = {}
 
     def behind(cadence: Calendar, newest: dt.date | None) -> int | None:
         if cadence not in dues:
             dues[cadence] = unit_dates(calendar, cadence, today)
-        return _behind(dues[cadence], newest)
+        due = dues[cadence]
+        if due.is_empty():
+            return None
+        if newest is None:
+            return due.len()
+        return int((due > newest).sum())
 
     return behind
 

@@ -32,6 +32,7 @@ from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout
 from pipeline.ops.stats import (
     TRADE_DATE_CADENCE,
+    behind_counter,
     cache_stats,
     dataset_files,
     file_facts,
@@ -43,7 +44,6 @@ from pipeline.ops.stats import (
     task_records,
     trade_calendar,
     unit_dates,
-    units_behind,
 )
 from pipeline.run.report import OUTCOMES
 
@@ -158,7 +158,7 @@ def factor_coverage(
 
     Only the newest files holding those dates are read (by the calc dates their footers
     say they hold), not the whole history."""
-    calendar = trade_calendar(layout) if as_of is not None else pl.DataFrame()
+    behind_by = behind_counter(trade_calendar(layout), as_of) if as_of is not None else None
     found = []
     for factor in ("p", "g"):
         files = _newest_files(dataset_files(layout, "factors", factor), "calc_date", last)
@@ -176,9 +176,7 @@ def factor_coverage(
         if frame.is_empty():
             continue
         newest = frame["calc_date"][-1]
-        behind = None
-        if as_of is not None and not calendar.is_empty():
-            behind = units_behind(calendar, "daily", newest, as_of)
+        behind = behind_by("daily", newest) if behind_by is not None else None
         found.append(
             {
                 "factor": factor,
