@@ -502,6 +502,46 @@ def _load_spanning(
     )  # fmt: skip
 
 
+def _load_partitions(
+    conn: Connection,
+    plan: _TablePlan,
+    pending: Sequence[tuple[str, Path]],
+    full: bool,
+    reader: ThreadPoolExecutor,
+    outcome: TableLoad,
+    progress: _Progress,
+) -> None:
+    """Load each changed partition in its own transaction (`sinks.postgres.load_partition`),
+    the next ones read ahead, and forget the partitions that left the cache."""
+    spec, recorded = plan.spec, plan.recorded
+    for source in _read_ahead(reader, pending, spec):
+        partition = source.partition
+        before = recorded.get(partition)
+        if not full and before and before[2] == source.content_sha256:
+            touch_partition(conn, spec, partition, source.file_size, source.file_mtime_ns)
+            outcome.unchanged += 1
+            progress.step()
+            continue
+        try:
+            part = load_partition(conn, spec, source, force=full)
+        except adbc_driver_manager.Error as exc:
+            if connection_lost(exc):
+                raise
+            msg = f"loading {spec.qualified} partition {partition} failed: {error_reason(exc)}"
+            raise LoadError(msg) from None
+        _count(outcome, part)
+        crash_point("load-partition")
+        log.info(
+            "%s %s: %s, %d rows (+%d new, %d changed, %d deleted) in %.2f s",
+            spec.qualified, partition, part.method, part.rows, part.inserted, part.updated,
+            part.deleted, part.seconds,
+        )  # fmt: skip
+        progress.step()
+    for partition in sorted(set(recorded) - plan.present):
+        outcome.deleted += forget_partition(conn, spec, partition)
+        outcome.forgotten += 1
+
+
 def _load_table(
     conn: Connection,
     plan: _TablePlan,
@@ -513,7 +553,7 @@ def _load_table(
     """Load a table's changed partitions, reading the next file while one loads; a new
     table in `streams` parallel COPY streams (one when it has a single partition)."""
     start = time.perf_counter()
-    spec, recorded = plan.spec, plan.recorded
+    spec = plan.spec
     outcome = TableLoad(spec.qualified, partitions=len(plan.present))
     outcome.unchanged = len(plan.present) - len(plan.changed)
     progress = _Progress(advance)
@@ -534,33 +574,8 @@ def _load_table(
             pending = []
         if spec.spans_files:
             _load_spanning(conn, plan, pending, full, reader, outcome, progress)
-            pending = []
-        for source in _read_ahead(reader, pending, spec):
-            partition = source.partition
-            before = recorded.get(partition)
-            if not full and before and before[2] == source.content_sha256:
-                touch_partition(conn, spec, partition, source.file_size, source.file_mtime_ns)
-                outcome.unchanged += 1
-                progress.step()
-                continue
-            try:
-                part = load_partition(conn, spec, source, force=full)
-            except adbc_driver_manager.Error as exc:
-                if connection_lost(exc):
-                    raise
-                msg = f"loading {spec.qualified} partition {partition} failed: {error_reason(exc)}"
-                raise LoadError(msg) from None
-            _count(outcome, part)
-            crash_point("load-partition")
-            log.info(
-                "%s %s: %s, %d rows (+%d new, %d changed, %d deleted) in %.2f s",
-                spec.qualified, partition, part.method, part.rows, part.inserted, part.updated,
-                part.deleted, part.seconds,
-            )  # fmt: skip
-            progress.step()
-    for partition in [] if spec.spans_files else sorted(set(recorded) - plan.present):
-        outcome.deleted += forget_partition(conn, spec, partition)
-        outcome.forgotten += 1
+        else:
+            _load_partitions(conn, plan, pending, full, reader, outcome, progress)
     if outcome.loaded or outcome.forgotten:
         analyze_table(conn, spec, outcome.inserted + outcome.updated + outcome.deleted)
     crash_point("load-table")
