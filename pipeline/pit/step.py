@@ -769,6 +769,7 @@ def build_pit(
         raise PitRequestError(msg)
     validate_executor_spec(executor)
     chosen = _expand_targets(targets)
+    tables = _tables_of(chosen)
     inputs = sorted({d for t in chosen for d in TARGET_INPUTS[t]})
     if not any(_has_files(layout, "raw", d) for d in inputs):
         looked = ", ".join(inputs)
@@ -794,7 +795,7 @@ def build_pit(
             for table, rows in outcome.rows.items():
                 written[table] = written.get(table, 0) + rows
         _remove_stocks(layout, outcomes)
-    for table in _tables_of(chosen):
+    for table in tables:
         folded = table in TABLE_STOCKS and table not in plan.full_tables
         if folded and len(delta_files(layout.dataset_dir("pit", table))) > FOLD_DELTAS:
             _fold(layout, table)
@@ -810,7 +811,7 @@ def build_pit(
     build, changed = _log_changes(state, outcomes)
     log = [*state.get("changes", []), _change_entry(build, changed)][-CHANGE_LOG_BUILDS:]
     files = dict(state.get("files", {}))
-    for table in _tables_of(chosen):
+    for table in tables:
         if table in TABLE_STOCKS:
             files[table] = _table_files(layout, table)
     _write_state(
@@ -827,7 +828,6 @@ def build_pit(
     crash_point("pit-state")
     clear_restored(layout)
 
-    tables = _tables_of(chosen)
     buckets = [job for job in plan.jobs if isinstance(job, BucketJob)]
     return PitBuildResult(
         mode=mode,
