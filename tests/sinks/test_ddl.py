@@ -13,6 +13,7 @@ from sinks.ddl import (
     PG_TIMESTAMPTZ,
     TableDefinitionError,
     create_table_sql,
+    history_index_sql,
     pg_type,
     row_hash_sql,
     table_spec,
@@ -123,6 +124,18 @@ def test_ddl_primary_key_unique_index_and_scope_index() -> None:
         table_spec("pit", "industry_monthly"), [("month_end", PG_DATE), ("ts_code", PG_TEXT)]
     )
     assert any('("ts_code")' in sql and "CREATE INDEX" in sql for sql in monthly)
+
+
+def test_history_index_skips_deduplication_only_when_its_entries_are_unique() -> None:
+    daily = history_index_sql(table_spec("raw", "daily"), ["trade_date", "ts_code", "close"])
+    assert daily is not None and '("ts_code", "trade_date")' in daily
+    assert daily.endswith("WITH (deduplicate_items = off)")  # the key, reordered
+    # (ts_code, trade_date) repeats across a top-list stock's reasons: deduplication stays
+    top_list = history_index_sql(table_spec("raw", "top_list"), ["trade_date", "ts_code", "reason"])
+    assert top_list is not None and "deduplicate_items" not in top_list
+    income = history_index_sql(table_spec("raw", "income"), ["end_date", "ts_code"])
+    assert income is not None and "deduplicate_items" not in income  # one row per version
+    assert history_index_sql(table_spec("raw", "trade_cal"), ["cal_date", "exchange"]) is None
 
 
 def test_ddl_refuses_data_without_its_key_columns() -> None:

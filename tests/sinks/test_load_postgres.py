@@ -602,6 +602,9 @@ def test_a_new_table_loads_in_streams_and_a_shared_key_loads_partition_by_partit
     assert fetch(pg_url, same_transaction) == [(3,)]
     indexes = fetch(pg_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'p' ORDER BY 1")
     assert indexes == [("p_pkey",), ("p_ts_code",)]
+    # (ts_code, calc_date) is the key in another order: no two entries to deduplicate
+    options = "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'p_ts_code'"
+    assert fetch(pg_url, options) == [("deduplicate_items=off",)]
     key = "SELECT conname, contype::text FROM pg_constraint WHERE conrelid = 'factors.p'::regclass"
     assert fetch(pg_url, key) == [("p_pkey", "p")]
     assert fetch(pg_url, STAGING_TABLES) == [(0,)]
