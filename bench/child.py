@@ -68,8 +68,8 @@ def _parents() -> dict[int, int]:
     return found
 
 
-def tree_rss_kb(root: int) -> int:
-    """Sum of VmRSS over `root` and all its descendants, now."""
+def _tree(root: int) -> list[int]:
+    """`root` and all its live descendants."""
     children: dict[int, list[int]] = {}
     for pid, parent in _parents().items():
         children.setdefault(parent, []).append(pid)
@@ -78,7 +78,31 @@ def tree_rss_kb(root: int) -> int:
         below = children.get(frontier.pop(), [])
         tree.extend(below)
         frontier.extend(below)
-    return sum(_status_kb(pid, "VmRSS") for pid in tree)
+    return tree
+
+
+def tree_rss_kb(root: int) -> int:
+    """Sum of VmRSS over `root` and all its descendants, now."""
+    return sum(_status_kb(pid, "VmRSS") for pid in _tree(root))
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime + cutime + cstime of /proc/<pid>/stat: the CPU the process and its
+    reaped children used, in clock ticks (0 when the process is gone)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return sum(int(f) for f in fields[11:15])
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used so far by `root`, its live descendants and every descendant
+    already reaped (a reaped process's time is in its parent's cutime/cstime): the
+    difference of two readings is the work the tree did between them, e.g. a database
+    server's for one load."""
+    return sum(_cpu_ticks(pid) for pid in _tree(root)) / os.sysconf("SC_CLK_TCK")
 
 
 class TreeSampler:

@@ -19,6 +19,7 @@ Throughput ratios: reference seconds / load seconds.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,15 @@ class LoadJob:
     upserted: str  # the partition of the third load
     to_sql_rows: int
     scratch: Path  # where the reference keeps its encoded COPY streams
+    server_pid: int | None  # the server's postmaster, when these tests started it
+
+
+def server_cpu_s(job: LoadJob) -> float:
+    """CPU seconds the database server has used so far (0 for a server not started
+    here): two readings around a load give the server's share of its work."""
+    from bench.child import tree_cpu_s
+
+    return 0.0 if job.server_pid is None else tree_cpu_s(job.server_pid)
 
 
 def changed_partitions(before: Path, after: Path) -> list[str]:
@@ -124,14 +134,18 @@ def load_product(job: LoadJob) -> dict[str, Any]:
     from pipeline.load import load_datasets
 
     timings: dict[str, list[float]] = {"initial": [], "partition": [], "upsert": []}
+    cpu: dict[str, list[float]] = {"client": [], "server": []}  # of the initial load
     counts: dict[str, Any] = {}
     fingerprint: list[str] = []
     for rep in range(job.reps):
         url = _database(job.server_url, f"bench_product_{rep}")
         for (label, seconds), cache in zip(timings.items(), job.caches, strict=True):
-            started = time.perf_counter()
+            started, client, server = time.perf_counter(), time.process_time(), server_cpu_s(job)
             done = load_datasets(CacheLayout(cache), url, [job.dataset])
             seconds.append(time.perf_counter() - started)
+            if label == "initial":
+                cpu["client"].append(time.process_time() - client)
+                cpu["server"].append(server_cpu_s(job) - server)
             table = done.tables[0]
             counts[label] = {
                 "partitions_loaded": table.loaded,
@@ -140,7 +154,7 @@ def load_product(job: LoadJob) -> dict[str, Any]:
             }
         fingerprint = _fingerprint(url, _sql_name(job.dataset))
         _drop(job.server_url, f"bench_product_{rep}")
-    return {"seconds": timings, "counts": counts, "fingerprint": fingerprint}
+    return {"seconds": timings, "cpu": cpu, "counts": counts, "fingerprint": fingerprint}
 
 
 def _sql_name(dataset: str) -> str:
@@ -263,6 +277,7 @@ def load_reference(job: LoadJob) -> dict[str, Any]:
     }
     leads = {label: [_lead_values(path, key[0]) for path in files] for label, files in steps}
     timings: dict[str, list[float]] = {label: [] for label, _ in steps}
+    floor_server_cpu: list[float] = []  # of the initial step
     e2e: dict[str, list[float]] = {label: [] for label, _ in steps}
     fingerprint: list[str] = []
     e2e_fingerprint: list[str] = []
@@ -271,13 +286,14 @@ def load_reference(job: LoadJob) -> dict[str, Any]:
         with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
             _create_table(cur, job.dataset, all_files)
             for label, _files_of_step in steps:
-                started = time.perf_counter()
+                started, server = time.perf_counter(), server_cpu_s(job)
                 if label != "initial":
                     for values in leads[label]:
                         _delete_partition(cur, table, key[0], values)
                 copy_file(cur, table, columns, streams[label])
                 if label == "initial":
                     _history_index(cur, job.dataset, columns)
+                    floor_server_cpu.append(server_cpu_s(job) - server)
                 timings[label].append(time.perf_counter() - started)
         fingerprint = _fingerprint(url, table)
         _drop(job.server_url, f"bench_copy_{rep}")
@@ -310,6 +326,7 @@ def load_reference(job: LoadJob) -> dict[str, Any]:
     _drop(job.server_url, "bench_to_sql")
     return {
         "seconds": timings,
+        "floor_server_cpu": floor_server_cpu,
         "e2e_seconds": e2e,
         "rows": rows_copied,
         "fingerprint": fingerprint,
@@ -317,6 +334,40 @@ def load_reference(job: LoadJob) -> dict[str, Any]:
         "to_sql_s": to_sql_s,
         "to_sql_rows": len(frame),
     }
+
+
+def _postmaster_pid(data: Path | None) -> int | None:
+    """The server's main process, from its data folder's postmaster.pid (None for a
+    server these tests did not start, or one whose file cannot be read)."""
+    try:
+        return None if data is None else int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cpu_figures(load: dict[str, list[float]], floor_server: list[float]) -> list[Figure]:
+    """The initial load's CPU seconds (client and server) and the floor's server CPU,
+    each with the least wall time it allows on this machine's cores; none when the
+    server's CPU could not be read."""
+    if not floor_server or not any(load["server"]):
+        return []
+    cpus = os.cpu_count() or 1
+    client, server, floor = median(load["client"]), median(load["server"]), median(floor_server)
+    return [
+        Figure(
+            "initial load: CPU, client + server",
+            round(client + server, 1),
+            "s",
+            detail=f"client {client:.1f} s + server {server:.1f} s; "
+            f"on {cpus} CPU(s) no less than {(client + server) / cpus:.1f} s of wall",
+        ),
+        Figure(
+            "initial: raw COPY, server CPU",
+            round(floor, 1),
+            "s",
+            detail=f"on {cpus} CPU(s) no less than {floor / cpus:.1f} s of wall",
+        ),
+    ]
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -349,6 +400,7 @@ def run(ctx: StageContext) -> StageResult:
             upserted,
             scenario.to_sql_rows,
             ctx.scratch,
+            _postmaster_pid(server.data),
         )
         product = in_child(load_product, job)
         reference = in_child(load_reference, job)
@@ -406,6 +458,7 @@ def run(ctx: StageContext) -> StageResult:
             "x",
             detail="what a load as fast as the floor would show",
         ),
+        *_cpu_figures(mine["cpu"], ref["floor_server_cpu"]),
         Figure(
             "same table as raw COPY",
             float(mine["fingerprint"] == ref["fingerprint"] == ref["e2e_fingerprint"]),
@@ -453,5 +506,11 @@ def run(ctx: StageContext) -> StageResult:
         "to all rows. The floor's own speed over to_sql is shown beside it: a load "
         "matching the floor on this machine shows that ratio, and exceeding it means "
         "building the same keyed, indexed table faster than one raw COPY into it does.",
+        "CPU: the initial load's own process (`time.process_time`, its reader and COPY "
+        "threads) and the server's process tree (postmaster, backends, parallel index "
+        "workers, background writers: /proc CPU times before and after, reaped processes "
+        "included), median of the repetitions; the floor's is the server's alone (its "
+        "rows were encoded beforehand). CPU seconds over the machine's cores bound the wall "
+        "time from below, whatever the loader does with them.",
     ]
     return result

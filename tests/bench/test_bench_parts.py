@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 import datetime as dt
 import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from bench.__main__ import parse_stages
-from bench.child import ChildFailed, in_child
+from bench.child import ChildFailed, in_child, tree_cpu_s
 from bench.figures import Figure, StageResult, Target
 from bench.report import render_markdown, render_table
 from bench.runner import STAGE_NAMES, assemble
@@ -84,6 +86,26 @@ def test_in_child_counts_the_memory_of_its_pool_workers() -> None:
 def test_in_child_raises_with_the_childs_traceback() -> None:
     with pytest.raises(ChildFailed, match="ValueError: no such luck"):
         in_child(fail, "no such luck")
+
+
+SPIN = "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+
+
+def test_tree_cpu_counts_live_and_reaped_descendants() -> None:
+    me = os.getpid()
+    before = tree_cpu_s(me)
+    subprocess.run([sys.executable, "-c", SPIN], check=True)  # reaped: in our cutime
+    reaped = tree_cpu_s(me)
+    assert reaped - before >= 0.25
+    live = subprocess.Popen(
+        [sys.executable, "-c", SPIN + "print('spun', flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert live.stdout is not None and live.stdin is not None
+    assert live.stdout.readline() == "spun\n"
+    assert tree_cpu_s(me) - reaped >= 0.25  # still running: its own times
+    live.stdin.close()
+    live.wait()
 
 
 # ------------------------------------------------------------------ caches
