@@ -65,3 +65,18 @@ def ah_killed(
     assert not group_alive(proc.pid), "a process of the killed run is still alive"
     assert file_times(root) == at_kill, "a file was written after the kill"
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a process (`T` when stopped), from /proc."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def wait_stopped(proc: subprocess.Popen[str], what: str, timeout: float = 120) -> None:
+    """Block until `proc` has stopped itself (SIGSTOP at an `AH_TEST_CRASH_AT=...:stop`
+    point); a process that ends first, or never stops, fails the test naming `what`."""
+    deadline = time.monotonic() + timeout
+    while process_state(proc.pid) != "T":
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"the process never reached {what}"
+        time.sleep(0.05)

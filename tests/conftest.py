@@ -73,6 +73,30 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def crashable_server() -> Iterator[PostgresServer]:
+    """A server of this test's own, which it may crash (`crash()`) and start again;
+    skips (fails under REQUIRE_POSTGRES=1) without server binaries, and skips when
+    TEST_DATABASE_URL names a server the tests did not start.
+
+    Its maintenance database keeps every committed transaction through a crash
+    (synchronous_commit on, as on a production server), so a crash test tells a
+    transaction that committed from one that did not."""
+    import adbc_driver_postgresql.dbapi as pgdb
+
+    try:
+        with throwaway_server() as server:
+            if server.data is None:
+                pytest.skip("TEST_DATABASE_URL names a server these tests cannot crash")
+            with pgdb.connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
+                cur.execute("ALTER DATABASE postgres SET synchronous_commit = on")
+            yield server
+    except PostgresUnavailable as exc:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
 def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
     """The URL of a fresh, empty database, dropped after the test."""
     import adbc_driver_postgresql.dbapi as pgdb

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from foundation.errors import UsageError
 from pipeline.load import LoadResult, load_datasets, load_from_settings, resolve_datasets
 from sinks import open_sink
 from sinks.postgres import DatabaseUnavailableError
+from tests.cli_runner import ROOT, ah, wait_stopped
+from tests.postgres_server import PostgresServer
 from tests.sinks.helpers import (
     assert_same_rows,
     checksum,
@@ -648,6 +651,8 @@ from cache.layout import CacheLayout
 from pipeline.load import load_datasets
 load_datasets(CacheLayout(sys.argv[1]), sys.argv[2], ["pit.indicators"])
 """
+BUCKETS = ["part-00.parquet", "part-01.parquet"]
+SPAN_FORGET = "DELETE FROM ops.load_state WHERE table_name = $1 AND partition = ANY($2)"
 
 
 def _pit_union(layout: CacheLayout) -> list[dict[str, Any]]:
@@ -747,3 +752,87 @@ def test_a_pit_stock_spanning_bucket_and_delta_files_is_their_union(
     assert partitions == sorted(p.name for p in layout.dataset_dir("pit", "indicators").iterdir())
     again = load_datasets(layout, pg_url, ["pit.indicators"], full=True).tables[0]
     assert (again.inserted, again.updated, again.deleted) == (0, 0, 0)
+
+
+def test_postgres_crashing_inside_a_spanning_load_keeps_the_old_files_then_reruns(
+    tmp_path: Path, crashable_server: PostgresServer
+) -> None:
+    """The database dies (`pg_ctl stop -m immediate`) while `ah load` is inside the ONE
+    transaction of a PIT table's spanning load (a fold, a new delta, a stock rewritten):
+    one error line; after recovery the table and its records are the old files'; a
+    re-run equals the new files."""
+    server, url = crashable_server, crashable_server.url
+    layout = CacheLayout(tmp_path / "cache")
+    a, b, c, d, e, f = codes(6)
+    days = [dt.date(2024, 1, 5) + dt.timedelta(weeks=i) for i in range(6)]
+    history = indicator_frame([a, b, c, d, e, f], days, 2)
+    past, day5, day6 = (history.filter(pl.col("knowledge_date") < days[4]),
+                        history.filter(pl.col("knowledge_date") == days[4]),
+                        history.filter(pl.col("knowledge_date") == days[5]))  # fmt: skip
+
+    def put(name: str, frame: pl.DataFrame) -> None:
+        write_partition(layout, "pit", "indicators", name, frame.sort(*PIT_KEY))
+
+    put("part-00.parquet", _stocks_of(past, a, b, c))
+    put("part-01.parquet", _stocks_of(past, d, e, f))
+    put("delta-000001-00.parquet", _stocks_of(day5, a, d))
+    assert load_datasets(layout, url, ["pit.indicators"]).ok
+    old_rows = _pit_union(layout)
+    records = "SELECT partition, content_sha256 FROM ops.load_state ORDER BY 1"
+    old_records = fetch(url, records)
+    assert [p for p, _ in old_records] == ["delta-000001-00.parquet", *BUCKETS]
+
+    # the fold moves the delta's rows of a and d into their buckets and removes it; b is
+    # rewritten (a row gone, a value changed, a new row); a new delta adds a's and e's
+    fresh_b = _stocks_of(history, b).filter(pl.col("knowledge_date").is_in(days[1:4] + days[5:]))
+    fresh_b = fresh_b.with_columns(
+        gpa=pl.when(pl.col("knowledge_date") == days[2]).then(99.0).otherwise("gpa")
+    )
+    put("part-00.parquet", pl.concat([_stocks_of(past, a, c), fresh_b, _stocks_of(day5, a)]))
+    put("part-01.parquet", pl.concat([_stocks_of(past, d, e, f), _stocks_of(day5, d)]))
+    (layout.dataset_dir("pit", "indicators") / "delta-000001-00.parquet").unlink()
+    put("delta-000002-00.parquet", _stocks_of(day6, a, e))
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AH_", "DATABASE"))}
+    cache = ("--cache-dir", str(layout.root))
+    load = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *cache, "load", "pit.indicators"],
+        cwd=tmp_path, text=True,
+        env={**clean, "DATABASE_URL": url, "AH_TEST_CRASH_AT": "load-commit:1:stop"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    wait_stopped(load, "the spanning load's commit")
+    # stopped inside load_spanning's transaction: it wrote, its last statement forgot the
+    # removed delta, and nothing of it is visible
+    activity = fetch(
+        url,
+        "SELECT query, backend_xid IS NOT NULL FROM pg_stat_activity "
+        "WHERE state = 'idle in transaction'",
+    )
+    assert activity == [(SPAN_FORGET, True)], activity
+    assert_same_rows(_rows(table_frame(url, "pit.indicators")), old_rows, PIT_KEY)
+    server.crash()
+    os.kill(load.pid, signal.SIGCONT)
+    out, err = load.communicate(timeout=60)
+    assert load.returncode != 0
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "lost the connection to PostgreSQL" in errors[0], err
+    assert url.split(":")[2].split("@")[0] not in out + err  # the password
+
+    server.start()  # recovered: no partial merge, the records still the old files'
+    assert_same_rows(_rows(table_frame(url, "pit.indicators")), old_rows, PIT_KEY)
+    assert fetch(url, records) == old_records
+
+    ah_env = {"DATABASE_URL": url}
+    rerun = ah(*cache, "load", "pit.indicators", cwd=tmp_path, env=ah_env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (
+        "(3 loaded, 0 unchanged, 1 removed from the cache); rows +3 new, 1 changed, 1 deleted"
+        in rerun.stdout
+    ), rerun.stdout
+    _pit_matches_files(layout, url)
+    hashes = {Path(p).name: sha for p, sha in file_hashes(layout.root).items()}
+    assert dict(fetch(url, records)) == hashes
+    verify = ah(*cache, "verify", "pit.indicators", cwd=tmp_path, env=ah_env)
+    assert "drift" not in verify.stdout and verify.returncode == 0, verify.stdout

@@ -12,7 +12,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import pytest
 
 from cache.layout import CacheLayout
 from cache.locks import FileLocks
-from tests.cli_runner import ah_killed
-from tests.postgres_server import PostgresUnavailable, throwaway_server
+from tests.cli_runner import ah_killed, wait_stopped
+from tests.postgres_server import PostgresServer
 from tests.sync.conftest import ROOT, START, Served, ah, cache_rows, copy_cache, write_config
 from tests.sync.reference import truth_rows
 
@@ -264,59 +263,37 @@ def test_kill_9_of_a_load_then_a_rerun_equals_the_cache(
 
 @pytest.mark.postgres
 def test_postgres_crashing_mid_load_then_a_rerun_equals_the_cache(
-    built: Path, tmp_path: Path
+    built: Path, tmp_path: Path, crashable_server: PostgresServer
 ) -> None:
     """The database dies (`pg_ctl stop -m immediate`) while a load is inside a
     partition's transaction: the load fails with one line, and after the server's
     recovery a re-run leaves every table equal to the cache."""
-    try:
-        server_block = throwaway_server()
-        server = server_block.__enter__()
-    except PostgresUnavailable as exc:
-        if os.environ.get("REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"REQUIRE_POSTGRES=1 but {exc}")
-        pytest.skip(str(exc))
-    try:
-        if server.data is None:
-            pytest.skip("TEST_DATABASE_URL names a server these tests cannot crash")
-        root = copy_cache(built, tmp_path)
-        config = stage_config(tmp_path)
-        database = f'[database]\nurl = "{server.url}"\nload_streams = 2\n'
-        config.write_text(config.read_text() + database)
-        load = subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "--config", str(config), "load"],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "AH_TEST_CRASH_AT": "load-commit:3:stop"},
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while process_state(load.pid) != "T":
-            assert load.poll() is None, load.communicate()
-            assert time.monotonic() < deadline, "the load never reached its third partition"
-            time.sleep(0.05)
-        server.crash()
-        os.kill(load.pid, signal.SIGCONT)
-        out, err = load.communicate(timeout=120)
-        assert load.returncode != 0
-        errors = [line for line in err.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and "Traceback" not in err, err
-        assert (
-            "lost the connection to PostgreSQL" in errors[0] and "error: unexpected" not in err
-        ), err
-        assert server.url.split(":")[2].split("@")[0] not in out + err  # the password
-        server.start()
-        rerun = ah("--config", str(config), "load", cwd=tmp_path)
-        assert rerun.returncode == 0, rerun.stderr
-        loaded = [f"{layer}.{p.name}" for layer in OUTPUT_LAYERS for p in (root / layer).iterdir()]
-        verify = ah("--config", str(config), "verify", *loaded, cwd=tmp_path)
-        assert "drift" not in verify.stdout, verify.stdout
-        assert verify.returncode == 0, verify.stdout
-    finally:
-        server_block.__exit__(None, None, None)
-
-
-def process_state(pid: int) -> str:
-    """The one-letter state of a process (`T` when stopped), from /proc."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    server = crashable_server
+    root = copy_cache(built, tmp_path)
+    config = stage_config(tmp_path)
+    database = f'[database]\nurl = "{server.url}"\nload_streams = 2\n'
+    config.write_text(config.read_text() + database)
+    load = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "--config", str(config), "load"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "AH_TEST_CRASH_AT": "load-commit:3:stop"},
+    )  # fmt: skip
+    wait_stopped(load, "its third partition")
+    server.crash()
+    os.kill(load.pid, signal.SIGCONT)
+    out, err = load.communicate(timeout=120)
+    assert load.returncode != 0
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "lost the connection to PostgreSQL" in errors[0] and "error: unexpected" not in err, err
+    assert server.url.split(":")[2].split("@")[0] not in out + err  # the password
+    server.start()
+    rerun = ah("--config", str(config), "load", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    loaded = [f"{layer}.{p.name}" for layer in OUTPUT_LAYERS for p in (root / layer).iterdir()]
+    verify = ah("--config", str(config), "verify", *loaded, cwd=tmp_path)
+    assert "drift" not in verify.stdout, verify.stdout
+    assert verify.returncode == 0, verify.stdout
 
 
 def test_sync_full_replaces_an_unreadable_partition(
