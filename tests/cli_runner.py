@@ -80,3 +80,17 @@ def wait_stopped(proc: subprocess.Popen[str], what: str, timeout: float = 120) -
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"the process never reached {what}"
         time.sleep(0.05)
+
+
+def continue_after_crash(proc: subprocess.Popen[str], password: str) -> tuple[str, str]:
+    """Let a loader stopped at a crash point go on after its server died: it must fail
+    with exactly one `error:` line naming the lost connection, no traceback and no
+    password; its stdout and stderr."""
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "lost the connection to PostgreSQL" in errors[0] and "error: unexpected" not in err, err
+    assert password not in out + err
+    return out, err

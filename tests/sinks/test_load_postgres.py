@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 import pytest
@@ -23,7 +23,7 @@ from foundation.errors import UsageError
 from pipeline.load import LoadResult, load_datasets, load_from_settings, resolve_datasets
 from sinks import open_sink
 from sinks.postgres import DatabaseUnavailableError
-from tests.cli_runner import ROOT, ah, wait_stopped
+from tests.cli_runner import ROOT, ah, continue_after_crash, wait_stopped
 from tests.postgres_server import PostgresServer
 from tests.sinks.helpers import (
     assert_same_rows,
@@ -669,25 +669,48 @@ def _stocks_of(frame: pl.DataFrame, *stocks: str) -> pl.DataFrame:
     return frame.filter(pl.col("ts_code").is_in(stocks))
 
 
+class _PitStart(NamedTuple):
+    """Six stocks' weekly pit.indicators rows: those known before the fifth week
+    (`past`), in the fifth (`day5`) and in the sixth (`day6`)."""
+
+    stocks: list[str]
+    days: list[dt.date]
+    history: pl.DataFrame
+    past: pl.DataFrame
+    day5: pl.DataFrame
+    day6: pl.DataFrame
+
+
+def _put_pit(layout: CacheLayout, name: str, frame: pl.DataFrame) -> None:
+    write_partition(layout, "pit", "indicators", name, frame.sort(*PIT_KEY))
+
+
+def _start_pit_files(layout: CacheLayout, weeks: int, seed: int) -> _PitStart:
+    """The first three stocks' past rows in part-00, the last three's in part-01, and
+    the fifth week's rows of the first and fourth in delta-000001-00."""
+    stocks = codes(6)
+    days = [dt.date(2024, 1, 5) + dt.timedelta(weeks=i) for i in range(weeks)]
+    history = indicator_frame(stocks, days, seed)
+    known = pl.col("knowledge_date")
+    start = _PitStart(
+        stocks, days, history, history.filter(known < days[4]),
+        history.filter(known == days[4]), history.filter(known == days[5]),
+    )  # fmt: skip
+    _put_pit(layout, "part-00.parquet", _stocks_of(start.past, *stocks[:3]))
+    _put_pit(layout, "part-01.parquet", _stocks_of(start.past, *stocks[3:]))
+    _put_pit(layout, "delta-000001-00.parquet", _stocks_of(start.day5, stocks[0], stocks[3]))
+    return start
+
+
 def test_a_pit_stock_spanning_bucket_and_delta_files_is_their_union(
     layout: CacheLayout, pg_url: str
 ) -> None:
-    a, b, c, d, e, f = codes(6)
-    days = [dt.date(2024, 1, 5) + dt.timedelta(weeks=i) for i in range(7)]
-    history = indicator_frame([a, b, c, d, e, f], days, 1)
-    past, day5, day6 = (history.filter(pl.col("knowledge_date") < days[4]),
-                        history.filter(pl.col("knowledge_date") == days[4]),
-                        history.filter(pl.col("knowledge_date") == days[5]))  # fmt: skip
-
-    def put(name: str, frame: pl.DataFrame) -> None:
-        write_partition(layout, "pit", "indicators", name, frame.sort(*PIT_KEY))
+    (a, b, c, d, e, f), days, history, past, day5, day6 = _start_pit_files(layout, 7, 1)
+    put = functools.partial(_put_pit, layout)
 
     def drop(name: str) -> None:
         (layout.dataset_dir("pit", "indicators") / name).unlink()
 
-    put("part-00.parquet", _stocks_of(past, a, b, c))
-    put("part-01.parquet", _stocks_of(past, d, e, f))
-    put("delta-000001-00.parquet", _stocks_of(day5, a, d))
     # a new table holds every file's rows, the deltas' included, under its primary key
     first = load_datasets(layout, pg_url, ["pit.indicators"], streams=2).tables[0]
     assert (first.loaded, first.inserted) == (3, 26)
@@ -763,19 +786,8 @@ def test_postgres_crashing_inside_a_spanning_load_keeps_the_old_files_then_rerun
     re-run equals the new files."""
     server, url = crashable_server, crashable_server.url
     layout = CacheLayout(tmp_path / "cache")
-    a, b, c, d, e, f = codes(6)
-    days = [dt.date(2024, 1, 5) + dt.timedelta(weeks=i) for i in range(6)]
-    history = indicator_frame([a, b, c, d, e, f], days, 2)
-    past, day5, day6 = (history.filter(pl.col("knowledge_date") < days[4]),
-                        history.filter(pl.col("knowledge_date") == days[4]),
-                        history.filter(pl.col("knowledge_date") == days[5]))  # fmt: skip
-
-    def put(name: str, frame: pl.DataFrame) -> None:
-        write_partition(layout, "pit", "indicators", name, frame.sort(*PIT_KEY))
-
-    put("part-00.parquet", _stocks_of(past, a, b, c))
-    put("part-01.parquet", _stocks_of(past, d, e, f))
-    put("delta-000001-00.parquet", _stocks_of(day5, a, d))
+    (a, b, c, d, e, f), days, history, past, day5, day6 = _start_pit_files(layout, 6, 2)
+    put = functools.partial(_put_pit, layout)
     assert load_datasets(layout, url, ["pit.indicators"]).ok
     old_rows = _pit_union(layout)
     records = "SELECT partition, content_sha256 FROM ops.load_state ORDER BY 1"
@@ -812,13 +824,7 @@ def test_postgres_crashing_inside_a_spanning_load_keeps_the_old_files_then_rerun
     assert activity == [(SPAN_FORGET, True)], activity
     assert_same_rows(_rows(table_frame(url, "pit.indicators")), old_rows, PIT_KEY)
     server.crash()
-    os.kill(load.pid, signal.SIGCONT)
-    out, err = load.communicate(timeout=60)
-    assert load.returncode != 0
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    assert "lost the connection to PostgreSQL" in errors[0], err
-    assert url.split(":")[2].split("@")[0] not in out + err  # the password
+    continue_after_crash(load, url.split(":")[2].split("@")[0])  # the password
 
     server.start()  # recovered: no partial merge, the records still the old files'
     assert_same_rows(_rows(table_frame(url, "pit.indicators")), old_rows, PIT_KEY)
