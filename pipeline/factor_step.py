@@ -506,6 +506,13 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise UsageError(msg)
 
 
+def _check_range(start: dt.date | None, end: dt.date | None) -> None:
+    """`UsageError` for a `--start` after `--end` (a range that holds no date)."""
+    if start is not None and end is not None and start > end:
+        msg = f"--start {start} is after --end {end}"
+        raise UsageError(msg)
+
+
 def compute_factors(
     layout: CacheLayout,
     which: Which = "all",
@@ -536,6 +543,7 @@ def compute_factors(
     _check_choice("which", which, ("p", "g", "all"))
     _check_choice("freq", freq, FREQS)
     _check_choice("mode", mode, MODES)
+    _check_range(start, end)
     factors: tuple[Factor, ...] = FACTORS if which == "all" else (which,)
     as_of = _as_of_date(layout)
     empty = {f: 0 for f in FACTORS}
@@ -624,6 +632,7 @@ def rerank_factors(
     """
     started = time.perf_counter()
     _check_choice("which", which, ("p", "g", "all"))
+    _check_range(start, end)
     factors: tuple[Factor, ...] = FACTORS if which == "all" else (which,)
     lo, hi = start or dt.date.min, end or dt.date.max
     dates_done = {f: 0 for f in FACTORS}

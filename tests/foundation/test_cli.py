@@ -102,6 +102,17 @@ def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
         (("health", "--stale-days", "x"), ["ah health", "--stale-days"]),
         (("sync", "--workers", "-1"), ["run.workers", "between 1 and 256", "-1"]),
         (("load", "../../etc"), ["unknown dataset '../../etc'"]),
+        (("run", "--skip", "nosuch"), ["unknown stage 'nosuch'", "sync, pit, factors, load"]),
+        (("run", "--skip", "sync,bogus"), ["unknown stage 'bogus'"]),
+        (("run", "--stages", "pit", "--skip", "sync,pit"), ["no stage left to run"]),
+        (
+            ("factors", "p", "--start", "2024-01-10", "--end", "2023-01-01"),
+            ["--start 2024-01-10 is after --end 2023-01-01"],
+        ),
+        (
+            ("factors", "rerank", "--start", "2024-01-10", "--end", "2023-01-01"),
+            ["--start 2024-01-10 is after --end 2023-01-01"],
+        ),
         (("--config", "nowhere.toml", "config", "check"), ["nowhere.toml", "not found"]),
         (("--config", ".", "config", "check"), ["is a directory, not a config file"]),
     ],
