@@ -51,7 +51,7 @@ from cache.atomic import (
 )
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
-from cache.quarantine import clear_restored, read_state_json
+from cache.quarantine import clear_restored, forget, quarantined, read_state_json
 from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError, UsageError
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
@@ -711,6 +711,19 @@ def _remove_strays(layout: CacheLayout, tables: Iterable[str]) -> None:
                 remove_atomic(path)
 
 
+def _forget_dropped(
+    layout: CacheLayout, files: dict[str, list[str]], tables: Iterable[str]
+) -> None:
+    """Forget the quarantine records of files of the just-built stock `tables` that the
+    tables no longer hold: the build rebuilt the target without them (a lost recorded
+    file means a full build). A delta's name is never written again, so the record of a
+    quarantined delta would otherwise stay, failing every later run and verify."""
+    built = {f"pit.{table}": set(files[table]) for table in tables if table in files}
+    for entry in quarantined(layout):
+        if entry.dataset in built and entry.partition not in built[entry.dataset]:
+            forget(layout, entry)
+
+
 def _log_changes(
     state: dict[str, Any], outcomes: Sequence[JobOutcome]
 ) -> tuple[int, list[Interval] | None]:
@@ -826,6 +839,7 @@ def build_pit(
         },
     )
     crash_point("pit-state")
+    _forget_dropped(layout, files, (t for t in tables if t in TABLE_STOCKS))
     clear_restored(layout)
 
     buckets = [job for job in plan.jobs if isinstance(job, BucketJob)]

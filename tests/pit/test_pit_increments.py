@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
+from cache.quarantine import quarantined, sweep_unreadable
 from foundation.crashpoints import CRASH_ENV
 from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
@@ -338,6 +339,27 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
     for name in ("statement_versions", "income_quarterly"):
         assert _deltas(raw_cache, name) == [], name  # a full build of their target
     assert len(_deltas(raw_cache, "indicators")) == 1  # another target: kept
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_a_quarantined_delta_is_rebuilt_and_its_record_cleared(
+    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    code = _stocks(raw_frames)[2]
+    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
+    build_pit(raw_cache, mode="incremental", executor="inline")
+    (delta,) = _deltas(raw_cache, "indicators")
+    damaged = raw_cache.dataset_dir("pit", "indicators") / delta
+    damaged.write_bytes(damaged.read_bytes()[:100])  # cut short
+    (entry,) = sweep_unreadable(raw_cache)  # what `ah run` does first
+    assert (entry.dataset, entry.partition) == ("pit.indicators", delta)
+
+    build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert quarantined(raw_cache) == []  # no alert and no verify failure from now on
+    assert _deltas(raw_cache, "indicators") == []  # its target was rebuilt in full
+    assert pit_step.missing_parts(raw_cache) == []
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
