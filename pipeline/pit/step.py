@@ -51,9 +51,16 @@ from cache.atomic import (
 )
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
-from cache.quarantine import clear_restored, forget, quarantined, read_state_json
+from cache.quarantine import (
+    clear_restored,
+    forget,
+    quarantined,
+    read_state_json,
+    sweep_unreadable,
+)
 from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError, UsageError
+from foundation.logs import get_logger
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
 from pipeline.pit.changes import Interval, as_of_changes, membership_changes, merge_intervals
@@ -78,6 +85,8 @@ FETCHED_AT = "_fetched_at"
 FETCHED_TYPE = pl.Datetime("us", "UTC")
 MEMBERS = "index_member_all"
 WHOLE_TABLE_FILE = "all.parquet"
+
+log = get_logger("pit")
 
 Mode = Literal["incremental", "full"]
 TARGETS: tuple[str, ...] = ("income", "balance", "indicators", "industry")
@@ -760,6 +769,52 @@ def _executor_for(plan: _Plan, executor: str) -> str:
     return "inline" if executor == "process" and small else executor
 
 
+def _write_plan(
+    layout: CacheLayout,
+    chosen: Sequence[str],
+    mode: Mode,
+    state: dict[str, Any],
+    executor: str,
+    workers: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[_Plan, list[JobOutcome], dict[str, int]]:
+    """Plan the build and write its files (jobs, replaced stocks, folds); the plan, the
+    jobs' outcomes and the rows written per table."""
+    tables = _tables_of(chosen)
+    plan = _plan(layout, chosen, mode, state)
+    crash_point("pit-plan")
+    for table in sorted(plan.full_tables):  # first: a crash then leaves a lost delta
+        for path in delta_files(layout.dataset_dir("pit", table)):
+            remove_atomic(path)
+    if "industry" in chosen:
+        plan.watermarks["industry"] = _members_watermark(layout)
+        if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
+            plan.jobs.insert(0, IndustryJob(str(layout.root)))  # the longest job first
+    written: dict[str, int] = {}
+    outcomes: list[JobOutcome] = []
+    if plan.jobs:
+        with open_executor(_executor_for(plan, executor), workers) as pool:
+            outcomes = map_shards(run_job, plan.jobs, pool, on_done=on_progress)
+        for outcome in outcomes:
+            for table, rows in outcome.rows.items():
+                written[table] = written.get(table, 0) + rows
+        _remove_stocks(layout, outcomes)
+    for table in tables:
+        folded = table in TABLE_STOCKS and table not in plan.full_tables
+        if folded and len(delta_files(layout.dataset_dir("pit", table))) > FOLD_DELTAS:
+            _fold(layout, table)
+    return plan, outcomes, written
+
+
+def _quarantine_unreadable(layout: CacheLayout, tables: Sequence[str]) -> bool:
+    """Move every PIT file of `tables` with a page that does not decode to quarantine
+    (read in full: the run's own sweep reads only footers); whether any was."""
+    moved = sweep_unreadable(layout, ("pit",), tuple(tables), deep=True)
+    for entry in moved:
+        log.warning("quarantined %s", entry.line())
+    return bool(moved)
+
+
 def build_pit(
     layout: CacheLayout,
     targets: Sequence[str] = ("all",),
@@ -790,28 +845,15 @@ def build_pit(
         raise PitBuildError(msg)
 
     state = _read_state(layout, quarantine=True)
-    plan = _plan(layout, chosen, mode, state)
-    crash_point("pit-plan")
-    for table in sorted(plan.full_tables):  # first: a crash then leaves a lost delta
-        for path in delta_files(layout.dataset_dir("pit", table)):
-            remove_atomic(path)
-    if "industry" in chosen:
-        plan.watermarks["industry"] = _members_watermark(layout)
-        if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
-            plan.jobs.insert(0, IndustryJob(str(layout.root)))  # the longest job first
-    written: dict[str, int] = {}
-    outcomes: list[JobOutcome] = []
-    if plan.jobs:
-        with open_executor(_executor_for(plan, executor), workers) as pool:
-            outcomes = map_shards(run_job, plan.jobs, pool, on_done=on_progress)
-        for outcome in outcomes:
-            for table, rows in outcome.rows.items():
-                written[table] = written.get(table, 0) + rows
-        _remove_stocks(layout, outcomes)
-    for table in tables:
-        folded = table in TABLE_STOCKS and table not in plan.full_tables
-        if folded and len(delta_files(layout.dataset_dir("pit", table))) > FOLD_DELTAS:
-            _fold(layout, table)
+    args = (layout, chosen, mode, state, executor, workers, on_progress)
+    try:
+        plan, outcomes, written = _write_plan(*args)
+    except (pl.exceptions.PolarsError, OSError):
+        # a stored file that does not decode: quarantined, it is a lost file, so its
+        # target is rebuilt in full by the second attempt; anything else is raised
+        if not _quarantine_unreadable(layout, tables):
+            raise
+        plan, outcomes, written = _write_plan(*args)
     crash_point("pit-written")
     _remove_strays(layout, plan.full_tables)
 

@@ -342,8 +342,22 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
-def test_a_quarantined_delta_is_rebuilt_and_its_record_cleared(
-    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+def _cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _bad_page(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[8:40] = b"X" * 32  # the first page, not the footer
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_cut_short, _bad_page])
+def test_a_damaged_delta_is_quarantined_rebuilt_and_its_record_cleared(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    damage: Callable[[Path], None],
 ) -> None:
     build_pit(raw_cache, mode="full", executor="inline")
     code = _stocks(raw_frames)[2]
@@ -351,13 +365,18 @@ def test_a_quarantined_delta_is_rebuilt_and_its_record_cleared(
     build_pit(raw_cache, mode="incremental", executor="inline")
     (delta,) = _deltas(raw_cache, "indicators")
     damaged = raw_cache.dataset_dir("pit", "indicators") / delta
-    damaged.write_bytes(damaged.read_bytes()[:100])  # cut short
-    (entry,) = sweep_unreadable(raw_cache)  # what `ah run` does first
-    assert (entry.dataset, entry.partition) == ("pit.indicators", delta)
+    damage(damaged)
+    # what `ah run` does first: a file cut short is moved aside, a bad page (found
+    # only by reading every page) is left for the build that reads it
+    swept = [(e.dataset, e.partition) for e in sweep_unreadable(raw_cache)]
+    assert swept == ([("pit.indicators", delta)] if damage is _cut_short else [])
+    later = LATER_FETCH + dt.timedelta(days=1)  # the same stock changes again
+    write_raw(raw_cache, _new_version(raw_frames, code, later), part="part-2")
 
     build_pit(raw_cache, mode="incremental", executor="inline")
 
     assert quarantined(raw_cache) == []  # no alert and no verify failure from now on
+    assert any((raw_cache.root / "quarantine").rglob(f"{delta}.*"))  # kept to inspect
     assert _deltas(raw_cache, "indicators") == []  # its target was rebuilt in full
     assert pit_step.missing_parts(raw_cache) == []
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
