@@ -43,6 +43,7 @@ import polars as pl
 
 from cache.atomic import (
     FAST_ZSTD_LEVEL,
+    TMP_SUFFIX,
     read_json_document,
     remove_atomic,
     sync_folder,
@@ -733,6 +734,16 @@ def _forget_dropped(
             forget(layout, entry)
 
 
+def _remove_temporaries(layout: CacheLayout, tables: Iterable[str]) -> None:
+    """Delete the temporary files a killed build left in the tables' folders (each a
+    whole bucket's size); the build holds the PIT stage lock, so no live writer owns
+    them."""
+    for table in tables:
+        folder = layout.dataset_dir("pit", table)
+        for path in sorted(folder.glob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []:
+            path.unlink(missing_ok=True)
+
+
 def _log_changes(
     state: dict[str, Any], outcomes: Sequence[JobOutcome]
 ) -> tuple[int, list[Interval] | None]:
@@ -845,6 +856,7 @@ def build_pit(
         raise PitBuildError(msg)
 
     state = _read_state(layout, quarantine=True)
+    _remove_temporaries(layout, tables)
     args = (layout, chosen, mode, state, executor, workers, on_progress)
     try:
         plan, outcomes, written = _write_plan(*args)

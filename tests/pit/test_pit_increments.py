@@ -331,8 +331,12 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
     lost = raw_cache.dataset_dir("pit", "income_quarterly") / delta
     lost.unlink()
     assert pit_step.missing_parts(raw_cache) == [lost]
+    left = lost.with_name(".part-03.parquet.99999.tmp")  # what a killed write leaves
+    left.write_bytes(b"PAR1 cut short")
 
     result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert not left.exists()
 
     assert result.buckets_rebuilt == pit_step.BUCKETS
     assert pit_step.missing_parts(raw_cache) == []
