@@ -305,7 +305,36 @@ def _read_state(layout: CacheLayout, quarantine: bool = False) -> dict[str, Any]
     state = read_state_json(layout, path) if quarantine else read_json_document(path)
     if state.get("version") not in READABLE_STATES or state.get("buckets") != BUCKETS:
         return {}  # a different layout of the files: rebuild everything
+    if not _well_formed(state):
+        return {}  # edited or written by something else: rebuild everything
     return state
+
+
+def _well_formed(state: dict[str, Any]) -> bool:
+    """Whether each field of a PIT build state has the shape the build writes: the
+    build number an int, each target's entry a mapping, each change entry a build
+    number with None or [start, end] spans, each table's files a list of names."""
+    build, targets = state.get("build", 0), state.get("targets", {})
+    changes, files = state.get("changes", []), state.get("files", {})
+    if not isinstance(build, int) or not isinstance(targets, dict):
+        return False
+    if not all(isinstance(entry, dict) for entry in targets.values()):
+        return False
+    if not isinstance(changes, list) or not isinstance(files, dict):
+        return False
+    for entry in changes:
+        spans = entry.get("changed") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("build"), int):
+            return False
+        if spans is not None and not (
+            isinstance(spans, list)
+            and all(isinstance(span, list) and len(span) == 2 for span in spans)
+        ):
+            return False
+    return all(
+        isinstance(names, list) and all(isinstance(name, str) for name in names)
+        for names in files.values()
+    )
 
 
 def _write_state(layout: CacheLayout, state: dict[str, Any]) -> None:

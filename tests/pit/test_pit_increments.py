@@ -346,6 +346,31 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
+def test_a_hand_edited_build_state_means_a_full_build_not_a_crash(
+    tmp_path: Path, raw_cache: CacheLayout
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    path = raw_cache.state_dir / pit_step.STATE_FILE
+    edits = {
+        "build": "x",
+        "targets": [],
+        "changes": {"a": 1},
+        "files": [],
+    }
+    built = json.loads(path.read_text())
+    for key, value in edits.items():
+        path.write_text(json.dumps({**built, key: value}))
+        assert pit_step.missing_parts(raw_cache) == [], key  # what `ah verify` asks
+        assert read_change_log(raw_cache) == (0, []), key  # what the factor step asks
+    path.write_text(json.dumps({**built, **edits}))
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.buckets_rebuilt == pit_step.BUCKETS
+    assert result.changed is None  # every date, for the factor step
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
 def _cut_short(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
