@@ -376,7 +376,11 @@ def verify_cache(
     sink_raw_datasets: Sequence[str] = (),
 ) -> VerifyReport:
     """Check the chosen datasets (all by default); with a database URL, also row-count drift
-    of PIT, factors and the raw datasets loaded (`sinks.raw_datasets`)."""
+    of PIT, factors and the raw datasets loaded (`sinks.raw_datasets`). `UsageError` for
+    a cache folder that does not exist (a wrong `cache.dir` is not a clean cache)."""
+    if not layout.root.is_dir():
+        msg = f"no cache at {layout.root} (cache.dir): nothing to verify"
+        raise UsageError(msg)
     chosen = select_datasets(layout, datasets)
     calendar = trade_calendar(layout)
     findings: list[Finding] = []

@@ -125,6 +125,15 @@ def test_every_usage_error_is_one_line_exit_2(
         assert word in line, line
 
 
+def test_verify_of_a_cache_folder_that_does_not_exist_fails_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    wrong = tmp_path / "no-such-cache"
+    line = one_line_error(ah("--cache-dir", str(wrong), "verify", cwd=tmp_path))
+    assert f"no cache at {wrong}" in line
+    assert not wrong.exists()
+
+
 def test_config_problems_from_the_command_line(tmp_path: Path) -> None:
     latin = tmp_path / "latin.toml"
     latin.write_bytes(b"[run]\nworkers = 2 # \xff\xfe\n")
