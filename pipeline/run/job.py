@@ -53,7 +53,7 @@ from pipeline.run.cadence import CADENCES, plan_cadence
 from pipeline.run.html import add_report_sections, write_run_report_html
 from pipeline.run.metrics import write_metrics
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
-from pipeline.sources import market_today
+from pipeline.sources import check_source_kind, market_today
 from pipeline.sync.runner import SyncRequest, recorded_source, run_sync
 
 STAGES = ("sync", "pit", "factors", "load")
@@ -269,6 +269,8 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     HTML page and the metrics are written from it, whatever the stages did.
     """
     stages = _check_stages(request.stages, request.skip)
+    if request.source is not None:  # also when no stage fetches: it dates the freshness
+        check_source_kind(request.source)
     validate_executor_spec(request.executor)
     if request.cadence not in CADENCES:
         msg = f"unknown cadence {request.cadence!r}; expected always or calendar"

@@ -105,6 +105,7 @@ def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
         (("run", "--skip", "nosuch"), ["unknown stage 'nosuch'", "sync, pit, factors, load"]),
         (("run", "--skip", "sync,bogus"), ["unknown stage 'bogus'"]),
         (("run", "--stages", "pit", "--skip", "sync,pit"), ["no stage left to run"]),
+        (("run", "--source", "bogus", "--stages", "pit"), ["unknown source 'bogus'", "sim"]),
         (
             ("factors", "p", "--start", "2024-01-10", "--end", "2023-01-01"),
             ["--start 2024-01-10 is after --end 2023-01-01"],
