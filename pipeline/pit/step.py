@@ -68,6 +68,7 @@ from pipeline.pit.changes import Interval, as_of_changes, membership_changes, me
 from pipeline.pit.files import (
     FILE_COLUMN,
     FOLD_DELTAS,
+    delta_build,
     delta_files,
     new_delta_path,
     split_stored,
@@ -385,14 +386,31 @@ def _lost_file(
     (deleted, or quarantined as unreadable): one the state records (bucket or delta)
     or, for a state that records none, a bucket holding an unchanged stock (every
     unchanged stock was there at the last build). The target is then rebuilt in full,
-    since adding its changed stocks' rows to a table missing a file would lose others."""
+    since adding its changed stocks' rows to a table missing a file would lose others.
+    So is a target with a stray delta file (`_stray_deltas`), whose rows may repeat
+    others."""
     unchanged = fetches.filter(~pl.col("ts_code").is_in(sorted(changed)))
+    tables = [table for table in TARGET_TABLES[target] if table in TABLE_STOCKS]
     return any(
         not path.is_file()
-        for table in TARGET_TABLES[target]
-        if table in TABLE_STOCKS
+        for table in tables
         for path in _expected_files(layout, state, unchanged, table)
-    )
+    ) or any(_stray_deltas(layout, state, table) for table in tables)
+
+
+def _stray_deltas(layout: CacheLayout, state: dict[str, Any], table: str) -> list[Path]:
+    """Delta files of a table that the state does not record and that no crashed run of
+    this build left (those are named by this build's number and hold rows the build
+    adopts): copied or restored from elsewhere, their rows may repeat recorded ones."""
+    recorded = state.get("files", {}).get(table)
+    if recorded is None:
+        return []
+    this_build = int(state.get("build", 0)) + 1
+    return [
+        path
+        for path in delta_files(layout.dataset_dir("pit", table))
+        if path.name not in recorded and delta_build(path) != this_build
+    ]
 
 
 def _groups(buckets: Iterable[int], count: int) -> list[list[int]]:

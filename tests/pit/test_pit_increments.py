@@ -346,6 +346,25 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
+def test_a_stray_delta_rebuilds_its_target_in_full(
+    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    code = _stocks(raw_frames)[2]
+    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
+    build_pit(raw_cache, mode="incremental", executor="inline")
+    (delta,) = _deltas(raw_cache, "indicators")
+    folder = raw_cache.dataset_dir("pit", "indicators")
+    stray = folder / "delta-000099-00-00.parquet"  # e.g. restored from an older copy
+    shutil.copyfile(folder / delta, stray)  # its rows are now in two files
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.buckets_rebuilt == pit_step.BUCKETS
+    assert _deltas(raw_cache, "indicators") == []
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
 def test_a_hand_edited_build_state_means_a_full_build_not_a_crash(
     tmp_path: Path, raw_cache: CacheLayout
 ) -> None:
