@@ -45,7 +45,7 @@ from pipeline.ops.stats import (
     trade_calendar,
     unit_dates,
 )
-from pipeline.pit.step import missing_parts
+from pipeline.pit.step import missing_parts, stray_files
 from sinks.pg_inspect import row_counts
 
 EXAMPLES = 5
@@ -363,6 +363,12 @@ def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list
         label = ".".join(relative.parts[:2])
         if datasets is None or label in datasets:
             findings.append(Finding("missing", label, f"{relative} is missing: run ah repair"))
+    for path in stray_files(layout):
+        relative = path.relative_to(layout.root)
+        label = ".".join(relative.parts[:2])
+        if datasets is None or label in datasets:
+            message = f"{relative} is not a file of the last build: run ah repair"
+            findings.append(Finding("stray", label, message))
     return findings
 
 

@@ -515,6 +515,17 @@ def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> l
     return missing
 
 
+def stray_files(layout: CacheLayout) -> list[Path]:
+    """Delta files of the built stock tables that the PIT build state does not record
+    and that no crashed run of the next build left (`_stray_deltas`); the next build
+    rebuilds their targets in full."""
+    state = _read_state(layout)
+    tables = {t for target in state.get("targets", {}) for t in TARGET_TABLES.get(target, ())}
+    return [
+        path for t in sorted(tables & set(TABLE_STOCKS)) for path in _stray_deltas(layout, state, t)
+    ]
+
+
 def _write_part(path: Path, frame: pl.DataFrame, sync_dir: bool = True) -> None:
     """Replace one output file atomically (zstd at the fast level: PIT files are rewritten
     on every run); a file with no rows is removed instead."""

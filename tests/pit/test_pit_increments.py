@@ -20,6 +20,7 @@ import pytest
 from cache.layout import CacheLayout
 from cache.quarantine import quarantined, sweep_unreadable
 from foundation.crashpoints import CRASH_ENV
+from pipeline.ops.verify import damage_findings
 from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
 from pipeline.pit.changes import covers
@@ -357,11 +358,15 @@ def test_a_stray_delta_rebuilds_its_target_in_full(
     folder = raw_cache.dataset_dir("pit", "indicators")
     stray = folder / "delta-000099-00-00.parquet"  # e.g. restored from an older copy
     shutil.copyfile(folder / delta, stray)  # its rows are now in two files
+    assert pit_step.stray_files(raw_cache) == [stray]
+    (named,) = [f for f in damage_findings(raw_cache, None) if f.check == "stray"]  # ah verify
+    assert "pit/indicators/delta-000099-00-00.parquet" in named.message
 
     result = build_pit(raw_cache, mode="incremental", executor="inline")
 
     assert result.buckets_rebuilt == pit_step.BUCKETS
     assert _deltas(raw_cache, "indicators") == []
+    assert pit_step.stray_files(raw_cache) == []
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
