@@ -801,7 +801,9 @@ def run_command(
     stages: Annotated[
         str, typer.Option("--stages", help="Comma list of sync,pit,factors,load.")
     ] = "sync,pit,factors,load",
-    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip a stage.")] = None,
+    skip: Annotated[
+        list[str] | None, typer.Option("--skip", help="Skip stages (repeat or comma list).")
+    ] = None,
     full: Annotated[bool, typer.Option("--full", help="Re-fetch and rebuild everything.")] = False,
     freq: Annotated[str | None, typer.Option("--freq", help="weekly | monthly | daily")] = None,
     workers: Annotated[int | None, typer.Option("--workers")] = None,
@@ -820,11 +822,12 @@ def run_command(
         "run.workers": workers, "run.freq": freq, "run.timeout_minutes": timeout_minutes,
     })  # fmt: skip
     start_logging(settings)
-    chosen = [s.strip() for s in stages.split(",") if s.strip() and s.strip() not in (skip or [])]
+    chosen = [s.strip() for s in stages.split(",") if s.strip()]
+    skipped = [s.strip() for given in skip or [] for s in given.split(",") if s.strip()]
     result = run_pipeline(
         settings,
         RunRequest(
-            stages=chosen, source=source, full=full, freq=settings.run.freq,
+            stages=chosen, skip=skipped, source=source, full=full, freq=settings.run.freq,
             executor=executor, cadence=cadence,
         ),
     )  # fmt: skip

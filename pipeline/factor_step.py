@@ -32,7 +32,7 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.asof import data_as_of
-from cache.atomic import FAST_ZSTD_LEVEL, write_json_atomic, write_parquet_atomic
+from cache.atomic import FAST_ZSTD_LEVEL, TMP_SUFFIX, write_json_atomic, write_parquet_atomic
 from cache.layout import CacheLayout, Layer
 from cache.quarantine import clear_restored, quarantine_file, read_state_json, unreadable_reason
 from factors.calendar import (
@@ -506,6 +506,22 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise UsageError(msg)
 
 
+def _check_range(start: dt.date | None, end: dt.date | None) -> None:
+    """`UsageError` for a `--start` after `--end` (a range that holds no date)."""
+    if start is not None and end is not None and start > end:
+        msg = f"--start {start} is after --end {end}"
+        raise UsageError(msg)
+
+
+def _remove_temporaries(layout: CacheLayout) -> None:
+    """Delete the temporary year files a killed run left in factors/p and factors/g;
+    the run holds the factors stage lock, so no live writer owns them."""
+    for factor in FACTORS:
+        folder = layout.dataset_dir("factors", factor)
+        for path in sorted(folder.glob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []:
+            path.unlink(missing_ok=True)
+
+
 def compute_factors(
     layout: CacheLayout,
     which: Which = "all",
@@ -536,6 +552,8 @@ def compute_factors(
     _check_choice("which", which, ("p", "g", "all"))
     _check_choice("freq", freq, FREQS)
     _check_choice("mode", mode, MODES)
+    _check_range(start, end)
+    _remove_temporaries(layout)
     factors: tuple[Factor, ...] = FACTORS if which == "all" else (which,)
     as_of = _as_of_date(layout)
     empty = {f: 0 for f in FACTORS}
@@ -624,6 +642,7 @@ def rerank_factors(
     """
     started = time.perf_counter()
     _check_choice("which", which, ("p", "g", "all"))
+    _check_range(start, end)
     factors: tuple[Factor, ...] = FACTORS if which == "all" else (which,)
     lo, hi = start or dt.date.min, end or dt.date.max
     dates_done = {f: 0 for f in FACTORS}

@@ -39,7 +39,7 @@ from pipeline.factor_step import compute_factors, missing_factor_files
 from pipeline.ops.stats import trade_calendar
 from pipeline.ops.verify import calendar_gaps
 from pipeline.pit.step import STATE_FILE as PIT_STATE
-from pipeline.pit.step import build_pit, missing_parts
+from pipeline.pit.step import build_pit, missing_parts, stray_files
 from pipeline.sync.plan import unit_key
 from pipeline.sync.recover import reported_start
 from pipeline.sync.runner import SyncRequest, recorded_source, run_sync
@@ -166,7 +166,7 @@ def repair_cache(
         report = run_sync(settings, request)
         for outcome in report.tasks:
             result.lines.append(f"re-fetched {outcome.task}: {outcome.status}")
-    if tasks or lost_states["pit"] or missing_parts(layout):
+    if tasks or lost_states["pit"] or missing_parts(layout) or stray_files(layout):
         with stage_lock(settings, "pit"):
             pit = build_pit(layout, ("all",), "incremental", executor, settings.run.workers)
         result.lines.append(f"rebuilt PIT: {pit.buckets_rebuilt} buckets")
@@ -187,6 +187,7 @@ def repair_cache(
     refresh_catalog(settings)
     result.remaining = [e.line() for e in quarantined(layout)]
     result.remaining += [f"{p.relative_to(layout.root)} is missing" for p in missing_parts(layout)]
+    result.remaining += [f"{p.relative_to(layout.root)} is stray" for p in stray_files(layout)]
     result.remaining += [
         f"{p.relative_to(layout.root)} is missing" for p in missing_factor_files(layout)
     ]

@@ -45,7 +45,7 @@ from pipeline.ops.stats import (
     trade_calendar,
     unit_dates,
 )
-from pipeline.pit.step import missing_parts
+from pipeline.pit.step import missing_parts, stray_files
 from sinks.pg_inspect import row_counts
 
 EXAMPLES = 5
@@ -363,6 +363,12 @@ def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list
         label = ".".join(relative.parts[:2])
         if datasets is None or label in datasets:
             findings.append(Finding("missing", label, f"{relative} is missing: run ah repair"))
+    for path in stray_files(layout):
+        relative = path.relative_to(layout.root)
+        label = ".".join(relative.parts[:2])
+        if datasets is None or label in datasets:
+            message = f"{relative} is not a file of the last build: run ah repair"
+            findings.append(Finding("stray", label, message))
     return findings
 
 
@@ -376,7 +382,11 @@ def verify_cache(
     sink_raw_datasets: Sequence[str] = (),
 ) -> VerifyReport:
     """Check the chosen datasets (all by default); with a database URL, also row-count drift
-    of PIT, factors and the raw datasets loaded (`sinks.raw_datasets`)."""
+    of PIT, factors and the raw datasets loaded (`sinks.raw_datasets`). `UsageError` for
+    a cache folder that does not exist (a wrong `cache.dir` is not a clean cache)."""
+    if not layout.root.is_dir():
+        msg = f"no cache at {layout.root} (cache.dir): nothing to verify"
+        raise UsageError(msg)
     chosen = select_datasets(layout, datasets)
     calendar = trade_calendar(layout)
     findings: list[Finding] = []

@@ -33,6 +33,12 @@ def delta_files(folder: Path) -> list[Path]:
     return sorted(folder.glob(f"{DELTA_PREFIX}*.parquet"))
 
 
+def delta_build(path: Path) -> int | None:
+    """The build that wrote a delta file, from its name (None: not a delta's name)."""
+    found = _DELTA_NAME.fullmatch(path.name)
+    return int(found.group(1)) if found else None
+
+
 def new_delta_path(folder: Path, build: int, job: int) -> Path:
     """A delta name for `job` of `build` that no file of the folder has: the first one,
     or one past the last left by a crashed run of the same build."""

@@ -43,6 +43,7 @@ import polars as pl
 
 from cache.atomic import (
     FAST_ZSTD_LEVEL,
+    TMP_SUFFIX,
     read_json_document,
     remove_atomic,
     sync_folder,
@@ -51,15 +52,23 @@ from cache.atomic import (
 )
 from cache.catalogue.apis import api_spec
 from cache.layout import CacheLayout
-from cache.quarantine import clear_restored, read_state_json
+from cache.quarantine import (
+    clear_restored,
+    forget,
+    quarantined,
+    read_state_json,
+    sweep_unreadable,
+)
 from foundation.crashpoints import crash_point
 from foundation.errors import AlphahomeError, UsageError
+from foundation.logs import get_logger
 from pipeline.executor import map_shards, open_executor, validate_executor_spec
 from pipeline.pit import maths as pit
 from pipeline.pit.changes import Interval, as_of_changes, membership_changes, merge_intervals
 from pipeline.pit.files import (
     FILE_COLUMN,
     FOLD_DELTAS,
+    delta_build,
     delta_files,
     new_delta_path,
     split_stored,
@@ -78,6 +87,8 @@ FETCHED_AT = "_fetched_at"
 FETCHED_TYPE = pl.Datetime("us", "UTC")
 MEMBERS = "index_member_all"
 WHOLE_TABLE_FILE = "all.parquet"
+
+log = get_logger("pit")
 
 Mode = Literal["incremental", "full"]
 TARGETS: tuple[str, ...] = ("income", "balance", "indicators", "industry")
@@ -295,7 +306,36 @@ def _read_state(layout: CacheLayout, quarantine: bool = False) -> dict[str, Any]
     state = read_state_json(layout, path) if quarantine else read_json_document(path)
     if state.get("version") not in READABLE_STATES or state.get("buckets") != BUCKETS:
         return {}  # a different layout of the files: rebuild everything
+    if not _well_formed(state):
+        return {}  # edited or written by something else: rebuild everything
     return state
+
+
+def _well_formed(state: dict[str, Any]) -> bool:
+    """Whether each field of a PIT build state has the shape the build writes: the
+    build number an int, each target's entry a mapping, each change entry a build
+    number with None or [start, end] spans, each table's files a list of names."""
+    build, targets = state.get("build", 0), state.get("targets", {})
+    changes, files = state.get("changes", []), state.get("files", {})
+    if not isinstance(build, int) or not isinstance(targets, dict):
+        return False
+    if not all(isinstance(entry, dict) for entry in targets.values()):
+        return False
+    if not isinstance(changes, list) or not isinstance(files, dict):
+        return False
+    for entry in changes:
+        spans = entry.get("changed") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("build"), int):
+            return False
+        if spans is not None and not (
+            isinstance(spans, list)
+            and all(isinstance(span, list) and len(span) == 2 for span in spans)
+        ):
+            return False
+    return all(
+        isinstance(names, list) and all(isinstance(name, str) for name in names)
+        for names in files.values()
+    )
 
 
 def _write_state(layout: CacheLayout, state: dict[str, Any]) -> None:
@@ -346,14 +386,31 @@ def _lost_file(
     (deleted, or quarantined as unreadable): one the state records (bucket or delta)
     or, for a state that records none, a bucket holding an unchanged stock (every
     unchanged stock was there at the last build). The target is then rebuilt in full,
-    since adding its changed stocks' rows to a table missing a file would lose others."""
+    since adding its changed stocks' rows to a table missing a file would lose others.
+    So is a target with a stray delta file (`_stray_deltas`), whose rows may repeat
+    others."""
     unchanged = fetches.filter(~pl.col("ts_code").is_in(sorted(changed)))
+    tables = [table for table in TARGET_TABLES[target] if table in TABLE_STOCKS]
     return any(
         not path.is_file()
-        for table in TARGET_TABLES[target]
-        if table in TABLE_STOCKS
+        for table in tables
         for path in _expected_files(layout, state, unchanged, table)
-    )
+    ) or any(_stray_deltas(layout, state, table) for table in tables)
+
+
+def _stray_deltas(layout: CacheLayout, state: dict[str, Any], table: str) -> list[Path]:
+    """Delta files of a table that the state does not record and that no crashed run of
+    this build left (those are named by this build's number and hold rows the build
+    adopts): copied or restored from elsewhere, their rows may repeat recorded ones."""
+    recorded = state.get("files", {}).get(table)
+    if recorded is None:
+        return []
+    this_build = int(state.get("build", 0)) + 1
+    return [
+        path
+        for path in delta_files(layout.dataset_dir("pit", table))
+        if path.name not in recorded and delta_build(path) != this_build
+    ]
 
 
 def _groups(buckets: Iterable[int], count: int) -> list[list[int]]:
@@ -456,6 +513,17 @@ def missing_parts(layout: CacheLayout, fetches: pl.DataFrame | None = None) -> l
                 paths = []
             missing += [p for p in sorted(paths) if not p.is_file()]
     return missing
+
+
+def stray_files(layout: CacheLayout) -> list[Path]:
+    """Delta files of the built stock tables that the PIT build state does not record
+    and that no crashed run of the next build left (`_stray_deltas`); the next build
+    rebuilds their targets in full."""
+    state = _read_state(layout)
+    tables = {t for target in state.get("targets", {}) for t in TARGET_TABLES.get(target, ())}
+    return [
+        path for t in sorted(tables & set(TABLE_STOCKS)) for path in _stray_deltas(layout, state, t)
+    ]
 
 
 def _write_part(path: Path, frame: pl.DataFrame, sync_dir: bool = True) -> None:
@@ -711,6 +779,29 @@ def _remove_strays(layout: CacheLayout, tables: Iterable[str]) -> None:
                 remove_atomic(path)
 
 
+def _forget_dropped(
+    layout: CacheLayout, files: dict[str, list[str]], tables: Iterable[str]
+) -> None:
+    """Forget the quarantine records of files of the just-built stock `tables` that the
+    tables no longer hold: the build rebuilt the target without them (a lost recorded
+    file means a full build). A delta's name is never written again, so the record of a
+    quarantined delta would otherwise stay, failing every later run and verify."""
+    built = {f"pit.{table}": set(files[table]) for table in tables if table in files}
+    for entry in quarantined(layout):
+        if entry.dataset in built and entry.partition not in built[entry.dataset]:
+            forget(layout, entry)
+
+
+def _remove_temporaries(layout: CacheLayout, tables: Iterable[str]) -> None:
+    """Delete the temporary files a killed build left in the tables' folders (each a
+    whole bucket's size); the build holds the PIT stage lock, so no live writer owns
+    them."""
+    for table in tables:
+        folder = layout.dataset_dir("pit", table)
+        for path in sorted(folder.glob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []:
+            path.unlink(missing_ok=True)
+
+
 def _log_changes(
     state: dict[str, Any], outcomes: Sequence[JobOutcome]
 ) -> tuple[int, list[Interval] | None]:
@@ -747,6 +838,52 @@ def _executor_for(plan: _Plan, executor: str) -> str:
     return "inline" if executor == "process" and small else executor
 
 
+def _write_plan(
+    layout: CacheLayout,
+    chosen: Sequence[str],
+    mode: Mode,
+    state: dict[str, Any],
+    executor: str,
+    workers: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[_Plan, list[JobOutcome], dict[str, int]]:
+    """Plan the build and write its files (jobs, replaced stocks, folds); the plan, the
+    jobs' outcomes and the rows written per table."""
+    tables = _tables_of(chosen)
+    plan = _plan(layout, chosen, mode, state)
+    crash_point("pit-plan")
+    for table in sorted(plan.full_tables):  # first: a crash then leaves a lost delta
+        for path in delta_files(layout.dataset_dir("pit", table)):
+            remove_atomic(path)
+    if "industry" in chosen:
+        plan.watermarks["industry"] = _members_watermark(layout)
+        if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
+            plan.jobs.insert(0, IndustryJob(str(layout.root)))  # the longest job first
+    written: dict[str, int] = {}
+    outcomes: list[JobOutcome] = []
+    if plan.jobs:
+        with open_executor(_executor_for(plan, executor), workers) as pool:
+            outcomes = map_shards(run_job, plan.jobs, pool, on_done=on_progress)
+        for outcome in outcomes:
+            for table, rows in outcome.rows.items():
+                written[table] = written.get(table, 0) + rows
+        _remove_stocks(layout, outcomes)
+    for table in tables:
+        folded = table in TABLE_STOCKS and table not in plan.full_tables
+        if folded and len(delta_files(layout.dataset_dir("pit", table))) > FOLD_DELTAS:
+            _fold(layout, table)
+    return plan, outcomes, written
+
+
+def _quarantine_unreadable(layout: CacheLayout, tables: Sequence[str]) -> bool:
+    """Move every PIT file of `tables` with a page that does not decode to quarantine
+    (read in full: the run's own sweep reads only footers); whether any was."""
+    moved = sweep_unreadable(layout, ("pit",), tuple(tables), deep=True)
+    for entry in moved:
+        log.warning("quarantined %s", entry.line())
+    return bool(moved)
+
+
 def build_pit(
     layout: CacheLayout,
     targets: Sequence[str] = ("all",),
@@ -777,28 +914,16 @@ def build_pit(
         raise PitBuildError(msg)
 
     state = _read_state(layout, quarantine=True)
-    plan = _plan(layout, chosen, mode, state)
-    crash_point("pit-plan")
-    for table in sorted(plan.full_tables):  # first: a crash then leaves a lost delta
-        for path in delta_files(layout.dataset_dir("pit", table)):
-            remove_atomic(path)
-    if "industry" in chosen:
-        plan.watermarks["industry"] = _members_watermark(layout)
-        if _industry_stale(layout, mode, state, plan.watermarks["industry"]):
-            plan.jobs.insert(0, IndustryJob(str(layout.root)))  # the longest job first
-    written: dict[str, int] = {}
-    outcomes: list[JobOutcome] = []
-    if plan.jobs:
-        with open_executor(_executor_for(plan, executor), workers) as pool:
-            outcomes = map_shards(run_job, plan.jobs, pool, on_done=on_progress)
-        for outcome in outcomes:
-            for table, rows in outcome.rows.items():
-                written[table] = written.get(table, 0) + rows
-        _remove_stocks(layout, outcomes)
-    for table in tables:
-        folded = table in TABLE_STOCKS and table not in plan.full_tables
-        if folded and len(delta_files(layout.dataset_dir("pit", table))) > FOLD_DELTAS:
-            _fold(layout, table)
+    _remove_temporaries(layout, tables)
+    args = (layout, chosen, mode, state, executor, workers, on_progress)
+    try:
+        plan, outcomes, written = _write_plan(*args)
+    except (pl.exceptions.PolarsError, OSError):
+        # a stored file that does not decode: quarantined, it is a lost file, so its
+        # target is rebuilt in full by the second attempt; anything else is raised
+        if not _quarantine_unreadable(layout, tables):
+            raise
+        plan, outcomes, written = _write_plan(*args)
     crash_point("pit-written")
     _remove_strays(layout, plan.full_tables)
 
@@ -826,6 +951,7 @@ def build_pit(
         },
     )
     crash_point("pit-state")
+    _forget_dropped(layout, files, (t for t in tables if t in TABLE_STOCKS))
     clear_restored(layout)
 
     buckets = [job for job in plan.jobs if isinstance(job, BucketJob)]

@@ -53,7 +53,7 @@ from pipeline.run.cadence import CADENCES, plan_cadence
 from pipeline.run.html import add_report_sections, write_run_report_html
 from pipeline.run.metrics import write_metrics
 from pipeline.run.report import SyncReport, TaskOutcome, now_iso
-from pipeline.sources import market_today
+from pipeline.sources import check_source_kind, market_today
 from pipeline.sync.runner import SyncRequest, recorded_source, run_sync
 
 STAGES = ("sync", "pit", "factors", "load")
@@ -68,6 +68,7 @@ class RunRequest:
     """What `ah run` parsed: the stages, and the options each stage takes."""
 
     stages: Sequence[str] = STAGES
+    skip: Sequence[str] = ()  # stages left out of `stages` (`--skip`)
     source: str | None = None
     full: bool = False
     freq: str = "weekly"
@@ -149,12 +150,19 @@ COMPUTE_STAGES: tuple[tuple[str, Stage], ...] = (
 )
 
 
-def _check_stages(stages: Sequence[str]) -> list[str]:
-    unknown = [s for s in stages if s not in STAGES]
+def _check_stages(stages: Sequence[str], skip: Sequence[str] = ()) -> list[str]:
+    """The stages to run, in order: `stages` without `skip`; `UsageError` for a name that
+    is no stage (in either) or when none is left."""
+    unknown = [s for s in (*stages, *skip) if s not in STAGES]
     if unknown:
         msg = f"unknown stage {unknown[0]!r}; expected some of {', '.join(STAGES)}"
         raise UsageError(msg)
-    return [s for s in STAGES if s in stages]
+    chosen = [s for s in STAGES if s in stages and s not in skip]
+    if not chosen:
+        given = ",".join(stages) or "none"
+        msg = f"no stage left to run: --stages {given} with --skip {','.join(skip) or 'none'}"
+        raise UsageError(msg)
+    return chosen
 
 
 class RunTimeout(AlphahomeError):
@@ -260,7 +268,9 @@ def run_pipeline(settings: Settings, request: RunRequest) -> RunResult:
     stage starts. The report is saved once, after the alerts are evaluated, and the
     HTML page and the metrics are written from it, whatever the stages did.
     """
-    stages = _check_stages(request.stages)
+    stages = _check_stages(request.stages, request.skip)
+    if request.source is not None:  # also when no stage fetches: it dates the freshness
+        check_source_kind(request.source)
     validate_executor_spec(request.executor)
     if request.cadence not in CADENCES:
         msg = f"unknown cadence {request.cadence!r}; expected always or calendar"

@@ -20,7 +20,14 @@ from pipeline.sources.tushare.limits import RateLimits
 if TYPE_CHECKING:
     from pipeline.sources.simulator import SimulatorConfig
 
-__all__ = ["SOURCE_KINDS", "Source", "market_today", "open_source", "simulator_config"]
+__all__ = [
+    "SOURCE_KINDS",
+    "Source",
+    "check_source_kind",
+    "market_today",
+    "open_source",
+    "simulator_config",
+]
 
 SOURCE_KINDS = ("tushare", "sim")
 
@@ -53,6 +60,13 @@ def simulator_config(settings: Settings, **overrides: Any) -> SimulatorConfig:
     return SimulatorConfig(**{**values, **overrides})
 
 
+def check_source_kind(kind: str) -> None:
+    """`UsageError` unless `kind` is a source alphahome has (`--source`, `source.kind`)."""
+    if kind not in SOURCE_KINDS:
+        msg = f"unknown source {kind!r}; expected one of {', '.join(SOURCE_KINDS)}"
+        raise UsageError(msg)
+
+
 def market_today(settings: Settings, kind: str | None = None) -> dt.date:
     """Today as the source sees it: the simulator's today, or the date in Shanghai."""
     if (kind or settings.source.kind) == "sim":
@@ -68,9 +82,7 @@ def open_source(settings: Settings, kind: str | None = None) -> Source:
     without a configured per-minute limit it runs unthrottled.
     """
     kind = kind or settings.source.kind
-    if kind not in SOURCE_KINDS:
-        msg = f"unknown source {kind!r}; expected one of {', '.join(SOURCE_KINDS)}"
-        raise UsageError(msg)
+    check_source_kind(kind)
     run = settings.run
     if kind == "sim":
         from pipeline.sources.simulator import Simulator

@@ -220,7 +220,10 @@ def test_a_crash_leaves_whole_files_and_a_rerun_finishes(
     )
     for path in layout.root.joinpath("factors").rglob("*"):
         assert path.suffix == ".parquet" or path.is_dir()  # no temporary file left behind
+    killed = layout.dataset_dir("factors", "g") / ".2019.parquet.99999.tmp"
+    killed.write_bytes(b"PAR1 cut short")  # what a kill -9 mid-write leaves
     compute_factors(layout, executor="inline")
+    assert not killed.exists()
     full = _backfill(tmp_path / "full", market)
     for factor in ("p", "g"):
         assert_frame_equal(_read(layout, factor), _read(full, factor), check_exact=True)
@@ -255,6 +258,8 @@ def test_missing_inputs_and_bad_arguments(tmp_path: Path, market: Market) -> Non
         compute_factors(layout, executor="inline")
     with pytest.raises(UsageError, match="freq"):
         compute_factors(layout, freq="hourly", executor="inline")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="--start 2024-02-01 is after --end 2024-01-01"):
+        compute_factors(layout, start=dt.date(2024, 2, 1), end=dt.date(2024, 1, 1))
 
 
 def test_no_trading_data_yet_computes_nothing(tmp_path: Path, market: Market) -> None:

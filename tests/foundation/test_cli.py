@@ -102,6 +102,18 @@ def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
         (("health", "--stale-days", "x"), ["ah health", "--stale-days"]),
         (("sync", "--workers", "-1"), ["run.workers", "between 1 and 256", "-1"]),
         (("load", "../../etc"), ["unknown dataset '../../etc'"]),
+        (("run", "--skip", "nosuch"), ["unknown stage 'nosuch'", "sync, pit, factors, load"]),
+        (("run", "--skip", "sync,bogus"), ["unknown stage 'bogus'"]),
+        (("run", "--stages", "pit", "--skip", "sync,pit"), ["no stage left to run"]),
+        (("run", "--source", "bogus", "--stages", "pit"), ["unknown source 'bogus'", "sim"]),
+        (
+            ("factors", "p", "--start", "2024-01-10", "--end", "2023-01-01"),
+            ["--start 2024-01-10 is after --end 2023-01-01"],
+        ),
+        (
+            ("factors", "rerank", "--start", "2024-01-10", "--end", "2023-01-01"),
+            ["--start 2024-01-10 is after --end 2023-01-01"],
+        ),
         (("--config", "nowhere.toml", "config", "check"), ["nowhere.toml", "not found"]),
         (("--config", ".", "config", "check"), ["is a directory, not a config file"]),
     ],
@@ -112,6 +124,15 @@ def test_every_usage_error_is_one_line_exit_2(
     line = one_line_error(ah("--cache-dir", str(tmp_path / "cache"), *args, cwd=tmp_path))
     for word in named:
         assert word in line, line
+
+
+def test_verify_of_a_cache_folder_that_does_not_exist_fails_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    wrong = tmp_path / "no-such-cache"
+    line = one_line_error(ah("--cache-dir", str(wrong), "verify", cwd=tmp_path))
+    assert f"no cache at {wrong}" in line
+    assert not wrong.exists()
 
 
 def test_config_problems_from_the_command_line(tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ import polars as pl
 import pytest
 
 from cache.layout import CacheLayout
+from cache.quarantine import quarantined, sweep_unreadable
 from foundation.crashpoints import CRASH_ENV
+from pipeline.ops.verify import damage_findings
 from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
 from pipeline.pit.changes import covers
@@ -330,14 +332,106 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
     lost = raw_cache.dataset_dir("pit", "income_quarterly") / delta
     lost.unlink()
     assert pit_step.missing_parts(raw_cache) == [lost]
+    left = lost.with_name(".part-03.parquet.99999.tmp")  # what a killed write leaves
+    left.write_bytes(b"PAR1 cut short")
 
     result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert not left.exists()
 
     assert result.buckets_rebuilt == pit_step.BUCKETS
     assert pit_step.missing_parts(raw_cache) == []
     for name in ("statement_versions", "income_quarterly"):
         assert _deltas(raw_cache, name) == [], name  # a full build of their target
     assert len(_deltas(raw_cache, "indicators")) == 1  # another target: kept
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_a_stray_delta_rebuilds_its_target_in_full(
+    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    code = _stocks(raw_frames)[2]
+    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
+    build_pit(raw_cache, mode="incremental", executor="inline")
+    (delta,) = _deltas(raw_cache, "indicators")
+    folder = raw_cache.dataset_dir("pit", "indicators")
+    stray = folder / "delta-000099-00-00.parquet"  # e.g. restored from an older copy
+    shutil.copyfile(folder / delta, stray)  # its rows are now in two files
+    assert pit_step.stray_files(raw_cache) == [stray]
+    (named,) = [f for f in damage_findings(raw_cache, None) if f.check == "stray"]  # ah verify
+    assert "pit/indicators/delta-000099-00-00.parquet" in named.message
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.buckets_rebuilt == pit_step.BUCKETS
+    assert _deltas(raw_cache, "indicators") == []
+    assert pit_step.stray_files(raw_cache) == []
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_a_hand_edited_build_state_means_a_full_build_not_a_crash(
+    tmp_path: Path, raw_cache: CacheLayout
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    path = raw_cache.state_dir / pit_step.STATE_FILE
+    edits = {
+        "build": "x",
+        "targets": [],
+        "changes": {"a": 1},
+        "files": [],
+    }
+    built = json.loads(path.read_text())
+    for key, value in edits.items():
+        path.write_text(json.dumps({**built, key: value}))
+        assert pit_step.missing_parts(raw_cache) == [], key  # what `ah verify` asks
+        assert read_change_log(raw_cache) == (0, []), key  # what the factor step asks
+    path.write_text(json.dumps({**built, **edits}))
+
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.buckets_rebuilt == pit_step.BUCKETS
+    assert result.changed is None  # every date, for the factor step
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def _cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _bad_page(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[8:40] = b"X" * 32  # the first page, not the footer
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_cut_short, _bad_page])
+def test_a_damaged_delta_is_quarantined_rebuilt_and_its_record_cleared(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    damage: Callable[[Path], None],
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    code = _stocks(raw_frames)[2]
+    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
+    build_pit(raw_cache, mode="incremental", executor="inline")
+    (delta,) = _deltas(raw_cache, "indicators")
+    damaged = raw_cache.dataset_dir("pit", "indicators") / delta
+    damage(damaged)
+    # what `ah run` does first: a file cut short is moved aside, a bad page (found
+    # only by reading every page) is left for the build that reads it
+    swept = [(e.dataset, e.partition) for e in sweep_unreadable(raw_cache)]
+    assert swept == ([("pit.indicators", delta)] if damage is _cut_short else [])
+    later = LATER_FETCH + dt.timedelta(days=1)  # the same stock changes again
+    write_raw(raw_cache, _new_version(raw_frames, code, later), part="part-2")
+
+    build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert quarantined(raw_cache) == []  # no alert and no verify failure from now on
+    assert any((raw_cache.root / "quarantine").rglob(f"{delta}.*"))  # kept to inspect
+    assert _deltas(raw_cache, "indicators") == []  # its target was rebuilt in full
+    assert pit_step.missing_parts(raw_cache) == []
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
 
 
