@@ -321,13 +321,20 @@ def test_deltas_fold_into_the_bucket_files_past_the_bound(
         assert table(raw_cache, name).equals(table(fresh, name)), name
 
 
+def _one_delta_each(layout: CacheLayout, frames: dict[str, pl.DataFrame]) -> str:
+    """A full build, then an incremental one after one stock's new version: one delta
+    per stock table; that stock's code."""
+    build_pit(layout, mode="full", executor="inline")
+    code = _stocks(frames)[2]
+    write_raw(layout, _new_version(frames, code, LATER_FETCH), part="part-1")
+    build_pit(layout, mode="incremental", executor="inline")
+    return code
+
+
 def test_a_lost_delta_rebuilds_its_target_in_full(
     tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
 ) -> None:
-    build_pit(raw_cache, mode="full", executor="inline")
-    code = _stocks(raw_frames)[2]
-    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
-    build_pit(raw_cache, mode="incremental", executor="inline")
+    _one_delta_each(raw_cache, raw_frames)
     (delta,) = _deltas(raw_cache, "income_quarterly")
     lost = raw_cache.dataset_dir("pit", "income_quarterly") / delta
     lost.unlink()
@@ -350,10 +357,7 @@ def test_a_lost_delta_rebuilds_its_target_in_full(
 def test_a_stray_delta_rebuilds_its_target_in_full(
     tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
 ) -> None:
-    build_pit(raw_cache, mode="full", executor="inline")
-    code = _stocks(raw_frames)[2]
-    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
-    build_pit(raw_cache, mode="incremental", executor="inline")
+    _one_delta_each(raw_cache, raw_frames)
     (delta,) = _deltas(raw_cache, "indicators")
     folder = raw_cache.dataset_dir("pit", "indicators")
     stray = folder / "delta-000099-00-00.parquet"  # e.g. restored from an older copy
@@ -412,10 +416,7 @@ def test_a_damaged_delta_is_quarantined_rebuilt_and_its_record_cleared(
     raw_frames: dict[str, pl.DataFrame],
     damage: Callable[[Path], None],
 ) -> None:
-    build_pit(raw_cache, mode="full", executor="inline")
-    code = _stocks(raw_frames)[2]
-    write_raw(raw_cache, _new_version(raw_frames, code, LATER_FETCH), part="part-1")
-    build_pit(raw_cache, mode="incremental", executor="inline")
+    code = _one_delta_each(raw_cache, raw_frames)
     (delta,) = _deltas(raw_cache, "indicators")
     damaged = raw_cache.dataset_dir("pit", "indicators") / delta
     damage(damaged)
