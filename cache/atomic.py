@@ -136,6 +136,19 @@ def write_bytes_atomic(data: bytes, target: Path, mode: int | None = None) -> Pa
     return Path(target)
 
 
+def remove_temporary_files(folder: Path, pattern: str = f".*{TMP_SUFFIX}") -> int:
+    """Delete the files under `folder` matching `pattern`, by default the temporary
+    files `atomic_path` writes, which a killed writer leaves behind (each as big as the
+    file it was replacing); how many. The caller holds the lock of whatever writes
+    there, so no live writer owns them."""
+    removed = 0
+    for tmp in list(folder.rglob(pattern)) if folder.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 def remove_atomic(target: Path, sync_dir: bool = True) -> None:
     """Delete a file if present and sync its folder (unless `sync_dir` is False)."""
     target = Path(target)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cache.atomic import TMP_SUFFIX, atomic_path, remove_atomic, write_parquet_file
+from cache.atomic import atomic_path, remove_atomic, remove_temporary_files, write_parquet_file
 from cache.catalogue.datasets import DatasetSpec
 from cache.layout import CacheLayout
 from foundation.errors import InternalError
@@ -164,8 +164,7 @@ def close_years(
         for path in months:
             remove_atomic(path)
         with contextlib.suppress(OSError):  # a stray file keeps the folder: harmless
-            for tmp in (folder / str(year)).glob(f".*{TMP_SUFFIX}"):
-                tmp.unlink()
+            remove_temporary_files(folder / str(year))
             (folder / str(year)).rmdir()
     if done:
         log.info("%s: closed year(s) %s into yearly files", spec.name, ", ".join(map(str, done)))

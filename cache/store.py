@@ -23,7 +23,6 @@ is written.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from typing import Literal, TypeVar
 
 import polars as pl
 
-from cache.atomic import TMP_SUFFIX, atomic_path, write_parquet_file
+from cache.atomic import TMP_SUFFIX, atomic_path, remove_temporary_files, write_parquet_file
 from cache.catalogue.datasets import FETCHED_AT, FETCHED_AT_TYPE, DatasetSpec
 from cache.layout import CacheLayout
 from cache.partitions import SINGLE_FILE, closed_years, partition_expr
@@ -116,17 +115,10 @@ def sweep_temporary_files(layout: CacheLayout, name: str) -> int:
     """Delete temporary files a killed writer left in a dataset and beside its task state
     (`state/tasks/.<name>.json.<pid>.tmp`); the caller holds the dataset's lock, so no
     live writer owns them."""
-    folder = layout.dataset_dir("raw", name)
-    strays = list(folder.rglob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []
-    tasks = layout.state_dir / "tasks"
-    if tasks.is_dir():
-        strays += tasks.glob(f".{name}.json.*{TMP_SUFFIX}")
-    removed = 0
-    for tmp in strays:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-            removed += 1
-    return removed
+    removed = remove_temporary_files(layout.dataset_dir("raw", name))
+    return removed + remove_temporary_files(
+        layout.state_dir / "tasks", f".{name}.json.*{TMP_SUFFIX}"
+    )
 
 
 def commit(

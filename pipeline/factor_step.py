@@ -32,7 +32,12 @@ from typing import Any, Literal
 import polars as pl
 
 from cache.asof import data_as_of
-from cache.atomic import FAST_ZSTD_LEVEL, TMP_SUFFIX, write_json_atomic, write_parquet_atomic
+from cache.atomic import (
+    FAST_ZSTD_LEVEL,
+    remove_temporary_files,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from cache.layout import CacheLayout, Layer
 from cache.quarantine import clear_restored, quarantine_file, read_state_json, unreadable_reason
 from factors.calendar import (
@@ -513,15 +518,6 @@ def _check_range(start: dt.date | None, end: dt.date | None) -> None:
         raise UsageError(msg)
 
 
-def _remove_temporaries(layout: CacheLayout) -> None:
-    """Delete the temporary year files a killed run left in factors/p and factors/g;
-    the run holds the factors stage lock, so no live writer owns them."""
-    for factor in FACTORS:
-        folder = layout.dataset_dir("factors", factor)
-        for path in sorted(folder.glob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []:
-            path.unlink(missing_ok=True)
-
-
 def compute_factors(
     layout: CacheLayout,
     which: Which = "all",
@@ -553,7 +549,8 @@ def compute_factors(
     _check_choice("freq", freq, FREQS)
     _check_choice("mode", mode, MODES)
     _check_range(start, end)
-    _remove_temporaries(layout)
+    for factor in FACTORS:  # what a killed run left; the factors stage lock is held
+        remove_temporary_files(layout.dataset_dir("factors", factor))
     factors: tuple[Factor, ...] = FACTORS if which == "all" else (which,)
     as_of = _as_of_date(layout)
     empty = {f: 0 for f in FACTORS}

@@ -43,9 +43,9 @@ import polars as pl
 
 from cache.atomic import (
     FAST_ZSTD_LEVEL,
-    TMP_SUFFIX,
     read_json_document,
     remove_atomic,
+    remove_temporary_files,
     sync_folder,
     write_json_atomic,
     write_parquet_atomic,
@@ -792,16 +792,6 @@ def _forget_dropped(
             forget(layout, entry)
 
 
-def _remove_temporaries(layout: CacheLayout, tables: Iterable[str]) -> None:
-    """Delete the temporary files a killed build left in the tables' folders (each a
-    whole bucket's size); the build holds the PIT stage lock, so no live writer owns
-    them."""
-    for table in tables:
-        folder = layout.dataset_dir("pit", table)
-        for path in sorted(folder.glob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []:
-            path.unlink(missing_ok=True)
-
-
 def _log_changes(
     state: dict[str, Any], outcomes: Sequence[JobOutcome]
 ) -> tuple[int, list[Interval] | None]:
@@ -914,7 +904,8 @@ def build_pit(
         raise PitBuildError(msg)
 
     state = _read_state(layout, quarantine=True)
-    _remove_temporaries(layout, tables)
+    for table in tables:  # what a killed build left; the PIT stage lock is held
+        remove_temporary_files(layout.dataset_dir("pit", table))
     args = (layout, chosen, mode, state, executor, workers, on_progress)
     try:
         plan, outcomes, written = _write_plan(*args)
