@@ -452,6 +452,20 @@ def read_scope_rows(path: Path, partition: str, spec: TableSpec, values: Sequenc
     return prepare_rows(rows, spec, partition)
 
 
+@contextlib.contextmanager
+def _failing_as(what: str) -> Iterator[None]:
+    """A database error of loading `what` (a partition, or a spanning table's files) as
+    a `LoadError` naming it, which fails that dataset only; a lost connection is raised
+    as it is, to stop the whole load."""
+    try:
+        yield
+    except adbc_driver_manager.Error as exc:
+        if connection_lost(exc):
+            raise
+        msg = f"loading {what} failed: {error_reason(exc)}"
+        raise LoadError(msg) from None
+
+
 def _load_spanning(
     conn: Connection,
     plan: _TablePlan,
@@ -476,16 +490,11 @@ def _load_spanning(
     def read_rows(partition: str, values: Sequence[str]) -> pa.Table:
         return read_scope_rows(plan.base / partition, partition, spec, values)
 
-    try:
+    files = ", ".join(sorted({p for p, _ in pending} | forgotten))
+    with _failing_as(f"{spec.qualified} ({files})"):
         done = load_spanning(
             conn, spec, sources, plan.present, read_rows, lambda p: (plan.base / p).is_file(), full
         )
-    except adbc_driver_manager.Error as exc:
-        if connection_lost(exc):
-            raise
-        files = ", ".join(sorted({p for p, _ in pending} | forgotten))
-        msg = f"loading {spec.qualified} ({files}) failed: {error_reason(exc)}"
-        raise LoadError(msg) from None
     outcome.loaded += len(done.loaded)
     outcome.unchanged += len(done.touched)
     outcome.forgotten += len(done.forgotten)
@@ -522,13 +531,8 @@ def _load_partitions(
             outcome.unchanged += 1
             progress.step()
             continue
-        try:
+        with _failing_as(f"{spec.qualified} partition {partition}"):
             part = load_partition(conn, spec, source, force=full)
-        except adbc_driver_manager.Error as exc:
-            if connection_lost(exc):
-                raise
-            msg = f"loading {spec.qualified} partition {partition} failed: {error_reason(exc)}"
-            raise LoadError(msg) from None
         _count(outcome, part)
         crash_point("load-partition")
         log.info(
