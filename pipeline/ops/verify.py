@@ -358,17 +358,13 @@ def damage_findings(layout: CacheLayout, datasets: Sequence[str] | None) -> list
             message = f"monthly files of {shown} left beside the yearly file: run ah sync {name}"
             findings.append(Finding("layout", label, message))
     gone = missing_parts(layout) + missing_factor_files(layout)
-    for path in gone:
+    odd = [(path, "missing", "is missing") for path in gone]
+    odd += [(path, "stray", "is not a file of the last build") for path in stray_files(layout)]
+    for path, check, what in odd:
         relative = path.relative_to(layout.root)
         label = ".".join(relative.parts[:2])
         if datasets is None or label in datasets:
-            findings.append(Finding("missing", label, f"{relative} is missing: run ah repair"))
-    for path in stray_files(layout):
-        relative = path.relative_to(layout.root)
-        label = ".".join(relative.parts[:2])
-        if datasets is None or label in datasets:
-            message = f"{relative} is not a file of the last build: run ah repair"
-            findings.append(Finding("stray", label, message))
+            findings.append(Finding(check, label, f"{relative} {what}: run ah repair"))
     return findings
 
 
