@@ -95,7 +95,7 @@ def served(scenario: Scenario, scratch: Path) -> Iterator[str]:
         warm(url, scenario)
         yield url
     finally:
-        server.send_signal(signal.SIGINT)  # serve_forever stops cleanly on Ctrl-C
+        server.send_signal(signal.SIGTERM)  # serve_forever stops cleanly on it
         try:
             server.wait(timeout=SERVER_STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:

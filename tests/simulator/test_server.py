@@ -139,8 +139,21 @@ def test_stop_releases_the_port(sim: Simulator, http: httpx.Client) -> None:
         probe.connect(("127.0.0.1", port))
 
 
-def test_serve_forever_runs_in_the_foreground_until_ctrl_c(http: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    ("stop", "inherited_sigint"),
+    [
+        (signal.SIGINT, "default_int_handler"),  # Ctrl-C on a terminal
+        (signal.SIGINT, "SIG_IGN"),  # started from a script or cron, which ignore SIGINT
+        (signal.SIGTERM, "default_int_handler"),  # a service manager or `kill`
+    ],
+    ids=["ctrl-c", "ctrl-c-under-cron", "sigterm"],
+)
+def test_serve_forever_runs_in_the_foreground_until_ctrl_c_or_sigterm(
+    http: httpx.Client, stop: signal.Signals, inherited_sigint: str
+) -> None:
     script = (
+        "import signal\n"
+        f"signal.signal(signal.SIGINT, signal.{inherited_sigint})\n"
         "import datetime as dt\n"
         "from pipeline.sources.simulator import SimulatorConfig, serve_forever\n"
         "serve_forever(SimulatorConfig(stocks=20, start=dt.date(2019, 1, 1)), '127.0.0.1', 0)\n"
@@ -158,7 +171,7 @@ def test_serve_forever_runs_in_the_foreground_until_ctrl_c(http: httpx.Client) -
             f"{url.group(0)}/dataapi", content=body("trade_cal", {"start_date": "20240102"})
         )
         assert answer.json()["code"] == 0
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         rest, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0 and "stopped" in rest
     finally:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import signal
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import polars as pl
@@ -95,23 +97,41 @@ class Simulator:
         return handler.build(self._market, query)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_serving(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_forever(config: SimulatorConfig, host: str, port: int) -> None:
-    """Run the simulator's HTTP server in the foreground until Ctrl-C (for `ah sim serve`)."""
+    """Run the simulator's HTTP server in the foreground until Ctrl-C or SIGTERM (`ah sim serve`).
+
+    Both signals get a handler here, because a process started from a script or cron
+    inherits SIGINT ignored and would otherwise never stop on it.
+    """
     simulator = Simulator(config)
+    previous = {number: signal.signal(number, _stop_serving) for number in _STOP_SIGNALS}
     server = simulator.serve(host, port)
-    print(
-        f"Tushare Pro simulator listening on {server.url} (also {server.url}/dataapi)", flush=True
-    )
-    print(
-        f"token: {config.token}   today: {config.today:%Y-%m-%d}   "
-        f"stocks: {config.stocks}   seed: {config.seed}",
-        flush=True,
-    )
-    print(f"move today: ah sim advance --url {server.url} [--to YYYY-MM-DD | --days N]", flush=True)
     try:
+        print(
+            f"Tushare Pro simulator listening on {server.url} (also {server.url}/dataapi)",
+            flush=True,
+        )
+        print(
+            f"token: {config.token}   today: {config.today:%Y-%m-%d}   "
+            f"stocks: {config.stocks}   seed: {config.seed}",
+            flush=True,
+        )
+        print(
+            f"move today: ah sim advance --url {server.url} [--to YYYY-MM-DD | --days N]",
+            flush=True,
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         print("simulator stopped", flush=True)
     finally:
         server.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
