@@ -13,14 +13,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ah(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    sigint_ignored: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `ah ARGS` in `cwd` without the caller's AH_/TUSHARE/DATABASE variables."""
+    """Run `ah ARGS` in `cwd` without the caller's AH_/TUSHARE/DATABASE variables;
+    `sigint_ignored` starts it as a script's background job is started (SIGINT ignored)."""
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
     }
+    command = [sys.executable, str(ROOT / "cli.py"), *args]
+    if sigint_ignored:
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
     return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
+        command,
         cwd=cwd,
         env={**clean, **(env or {})},
         capture_output=True,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import datetime as dt
+import signal
 import threading
 import time
 import uuid
@@ -172,13 +173,15 @@ class RunTimeout(AlphahomeError):
 class Watchdog:
     """Stops the run when `run.timeout_minutes` passes: it interrupts the main thread
     (the stage unwinds through its `finally` blocks, releasing its locks; commits are
-    atomic) and the run records the stage as timed out."""
+    atomic) and the run records the stage as timed out. While it holds, SIGINT has
+    Python's handler even if the run was started with SIGINT ignored."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.fired = False
         self.interrupted_between_stages = False
         self._timer: threading.Timer | None = None
+        self._sigint_given: signal.Handlers | None = None
 
     def _fire(self) -> None:
         self.fired = True
@@ -186,6 +189,14 @@ class Watchdog:
 
     def __enter__(self) -> Watchdog:
         if self.seconds > 0 and threading.current_thread() is threading.main_thread():
+            given = signal.getsignal(signal.SIGINT)
+            if isinstance(given, signal.Handlers):
+                # interrupt_main() does nothing unless Python handles SIGINT, and a run a
+                # script starts in the background inherits it ignored: while the timeout
+                # holds, SIGINT stops such a run cleanly too (asyncio's runner, in the
+                # sync, turns only Python's own handler into a clean cancellation)
+                self._sigint_given = given
+                signal.signal(signal.SIGINT, signal.default_int_handler)
             self._timer = threading.Timer(self.seconds, self._fire)
             self._timer.daemon = True
             self._timer.start()
@@ -196,6 +207,9 @@ class Watchdog:
         records it: `interrupted_between_stages`)."""
         if self._timer is not None:
             self._timer.cancel()
+        if self._sigint_given is not None:
+            signal.signal(signal.SIGINT, self._sigint_given)
+            self._sigint_given = None
         self.interrupted_between_stages = kind is KeyboardInterrupt and self.fired
         return self.interrupted_between_stages
 

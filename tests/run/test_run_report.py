@@ -172,9 +172,15 @@ def test_failed_stage_command_records_the_failure(tmp_path: Path) -> None:
     assert 'alphahome_task_status{task="pit",status="failed"} 1' in metrics
 
 
-def test_run_timeout_stops_cleanly_and_writes_the_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["terminal", "background-job"])
+def test_run_timeout_stops_cleanly_and_writes_the_report(
+    tmp_path: Path, sigint_ignored: bool
+) -> None:
     (tmp_path / "alphahome.toml").write_text(CONFIG)
-    out = ah("run", "--source", "sim", "--timeout-minutes", "0.02", cwd=tmp_path, timeout=300)
+    out = ah(
+        "run", "--source", "sim", "--timeout-minutes", "0.02",
+        cwd=tmp_path, timeout=300, sigint_ignored=sigint_ignored,
+    )  # fmt: skip
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr
     cache = tmp_path / "data"
