@@ -158,7 +158,8 @@ def nearest_existing(path: Path) -> Path:
 
 
 def check_cache_writable(root: Path) -> Check:
-    """Write, sync and delete a probe file in the cache root (or the folder that will hold it)."""
+    """Write, sync and delete a probe file in the cache root (or the folder that will hold
+    it: a warning then, since a mistyped `cache.dir` looks just like a new install)."""
     where = nearest_existing(root)
     if not where.is_dir():
         detail = f"cannot create {root}: {where} is not a directory"
@@ -171,8 +172,10 @@ def check_cache_writable(root: Path) -> Check:
     except OSError as exc:
         detail = f"cannot write in {where}: {exc.strerror or exc}"
         return Check("cache writable", "fail", detail, {"path": str(root)})
-    note = "" if where == root else f" (does not exist yet; {where} is writable)"
-    return Check("cache writable", "ok", f"{root}{note}", {"path": str(root)})
+    if where != root:  # a first run will create it; or cache.dir is mistyped
+        detail = f"{root} does not exist yet (no run has written it; {where} is writable)"
+        return Check("cache writable", "warn", detail, {"path": str(root)})
+    return Check("cache writable", "ok", str(root), {"path": str(root)})
 
 
 def check_disk(root: Path, min_free_gb: float) -> Check:

@@ -101,7 +101,10 @@ def test_missing_calendar_is_a_warning(tmp_path: Path) -> None:
     report = check_health(lambda: settings, today=TODAY)
     found = statuses(report)
     assert found["calendar"] == "warn"
-    assert found["cache writable"] == "ok"  # will be created; its parent is writable
+    # will be created, its parent is writable; but a mistyped cache.dir looks the same
+    assert found["cache writable"] == "warn"
+    writable = next(c for c in report.checks if c.name == "cache writable")
+    assert "empty-cache does not exist yet" in writable.detail
     assert report.exit_code == 0
 
 
