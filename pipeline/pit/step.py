@@ -304,11 +304,19 @@ def _read_state(layout: CacheLayout, quarantine: bool = False) -> dict[str, Any]
     not parse is moved aside and recorded, and the build's new one replaces it."""
     path = layout.state_dir / STATE_FILE
     state = read_state_json(layout, path) if quarantine else read_json_document(path)
-    if state.get("version") not in READABLE_STATES or state.get("buckets") != BUCKETS:
-        return {}  # a different layout of the files: rebuild everything
-    if not _well_formed(state):
-        return {}  # edited or written by something else: rebuild everything
-    return state
+    if not state:
+        return {}
+    version, buckets = state.get("version"), state.get("buckets")
+    if version not in READABLE_STATES or buckets != BUCKETS:
+        why = f"version {version!r} with {buckets!r} buckets (this build reads version"
+        why += f" {' or '.join(map(str, READABLE_STATES))} with {BUCKETS})"
+    elif not _well_formed(state):
+        why = "fields of a shape the build does not write (edited by hand?)"
+    else:
+        return state
+    if quarantine:
+        log.warning("%s holds %s: a full PIT build follows", path, why)
+    return {}
 
 
 def _well_formed(state: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import signal
@@ -397,6 +398,22 @@ def test_a_hand_edited_build_state_means_a_full_build_not_a_crash(
     assert result.buckets_rebuilt == pit_step.BUCKETS
     assert result.changed is None  # every date, for the factor step
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_a_build_state_of_another_version_means_a_full_build_said_in_the_log(
+    raw_cache: CacheLayout, caplog: pytest.LogCaptureFixture
+) -> None:
+    build_pit(raw_cache, mode="full", executor="inline")
+    path = raw_cache.state_dir / pit_step.STATE_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), "version": 99}))
+
+    with caplog.at_level(logging.WARNING, logger="alphahome"):
+        result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.buckets_rebuilt == pit_step.BUCKETS
+    (line,) = [r.getMessage() for r in caplog.records if "a full PIT build" in r.getMessage()]
+    assert str(path) in line and "version 99" in line
+    assert json.loads(path.read_text())["version"] == pit_step.STATE_VERSION
 
 
 def _cut_short(path: Path) -> None:
