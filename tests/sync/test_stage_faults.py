@@ -227,6 +227,32 @@ def test_damaged_partitions_and_state_are_reported_survived_and_repaired(
     assert ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path).returncode == 0
 
 
+def test_a_stray_pit_delta_is_named_by_verify_and_mended_by_repair(
+    built: Path, tmp_path: Path, serve: Callable[..., Served]
+) -> None:
+    served = serve()
+    config = write_config(tmp_path, served.url)
+    root = copy_cache(built, tmp_path)
+    clean = raw_outputs(built / "data")
+    folder = root / "pit" / "indicators"
+    stray = folder / "delta-000099-00-00.parquet"  # e.g. restored from an older copy
+    shutil.copyfile(sorted(folder.glob("part-*.parquet"))[0], stray)  # its rows twice
+
+    verify = ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path)
+    assert verify.returncode == 1 and "FAIL stray" in verify.stdout, verify.stdout
+    assert "pit/indicators/delta-000099-00-00.parquet" in verify.stdout
+    repair = ah("--config", str(config), "repair", cwd=tmp_path, env={"AH_RUN_WORKERS": "2"})
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert "rebuilt PIT: 64 buckets" in repair.stdout and "repair: cache whole" in repair.stdout
+
+    assert not stray.exists()
+    got = raw_outputs(root)
+    assert sorted(got) == sorted(clean)
+    for name, frame in clean.items():
+        assert got[name].equals(frame), name
+    assert ah("--config", str(config), "verify", "--skip-sink", cwd=tmp_path).returncode == 0
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "point",
