@@ -7,7 +7,6 @@ import datetime as dt
 import signal
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import polars as pl
@@ -100,10 +99,6 @@ class Simulator:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _stop_serving(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def serve_forever(config: SimulatorConfig, host: str, port: int) -> None:
     """Run the simulator's HTTP server in the foreground until Ctrl-C or SIGTERM (`ah sim serve`).
 
@@ -111,7 +106,8 @@ def serve_forever(config: SimulatorConfig, host: str, port: int) -> None:
     inherits SIGINT ignored and would otherwise never stop on it.
     """
     simulator = Simulator(config)
-    previous = {number: signal.signal(number, _stop_serving) for number in _STOP_SIGNALS}
+    stop = signal.default_int_handler  # raises KeyboardInterrupt
+    previous = {number: signal.signal(number, stop) for number in _STOP_SIGNALS}
     server = simulator.serve(host, port)
     try:
         print(
