@@ -128,15 +128,18 @@ def _persisted(layout: CacheLayout, fingerprint: str) -> tuple[bool, dt.date | N
         return False, None
 
 
-def data_as_of(layout: CacheLayout) -> dt.date | None:
+def data_as_of(layout: CacheLayout, remember: bool = True) -> dt.date | None:
     """The data's as-of date: the persisted one while raw/daily is unchanged, else computed
-    afresh (and persisted again when the cache is writable). None when raw/daily is empty."""
+    afresh (and persisted again when the cache is writable and `remember`: a check that
+    must write nothing, like a dry run's, passes False). None when raw/daily is empty."""
     files = _daily_files(layout)
     found, as_of = _persisted(layout, _fingerprint(layout, files))
     if found:
         return as_of
     if not files:
         return None
+    if not remember:
+        return compute_as_of(layout)
     try:
         return record_as_of(layout)
     except OSError:  # a read-only cache: the answer is still right, only not remembered

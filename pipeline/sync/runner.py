@@ -37,7 +37,7 @@ import anyio
 import polars as pl
 from anyio.abc import ObjectReceiveStream
 
-from cache.asof import record_as_of
+from cache.asof import data_as_of, record_as_of
 from cache.atomic import write_bytes_atomic
 from cache.layout import CacheLayout, make_state_dir
 from cache.partitions import close_years
@@ -132,6 +132,26 @@ def check_source(layout: CacheLayout, kind: str) -> None:
         msg = (
             f"cache {layout.root} holds data from {names.get(recorded, recorded)}; "
             f"refusing to mix in data from {names.get(kind, kind)} (use another --cache-dir)"
+        )
+        raise UsageError(msg)
+
+
+def check_not_behind(layout: CacheLayout, kind: str, today: dt.date) -> None:
+    """Refuse a source whose today is before the cache's as-of date: a market does not go
+    back, and its older snapshots (listings, disclosure dates) would replace newer ones."""
+    try:
+        as_of = data_as_of(layout, remember=False)  # writes nothing (a dry run too)
+    except (OSError, ValueError):  # a damaged raw/daily: the sweep and `ah repair` see to it
+        return
+    if as_of is not None and today < as_of:
+        hint = (
+            f"set [simulator] today (AH_SIMULATOR_TODAY) to {as_of} or later"
+            if kind == "sim"
+            else "check this machine's clock"
+        )
+        msg = (
+            f"the source's today {today} is before the cache's as-of date {as_of} "
+            f"({layout.root}): a market does not go back; {hint}"
         )
         raise UsageError(msg)
 
@@ -823,7 +843,8 @@ def run_sync(settings: Settings, request: SyncRequest | None = None) -> SyncRepo
     """Sync the selected tasks into `<cache>/raw/` and return the run's report.
 
     Raises `AuthError` (bad token), `LockHeld` (a task is being synced elsewhere) and
-    `UsageError` (bad arguments, no token, mixed sources) before anything is written.
+    `UsageError` (bad arguments, no token, mixed sources, a source whose today is before
+    the cache's as-of date) before anything is written.
     The report's `exit_code` is non-zero when a task failed or the success rate fell
     under `run.success_rate_alert`. With `dry_run` the report holds the plan only.
     The report is saved unless `request.save_report` is False.
@@ -866,6 +887,7 @@ async def _run(settings: Settings, request: SyncRequest, specs: list[TaskSpec]) 
     today = market_today(settings, source.kind)
     report.market_today = today.isoformat()
     check_source(layout, source.kind)
+    check_not_behind(layout, source.kind, today)
     store = open_state(settings)
     locks = open_locks(settings)
     try:

@@ -17,6 +17,7 @@ import polars as pl
 from cache.views import open_catalog
 from pipeline.sync.runner import SyncRequest, run_sync
 from pipeline.sync.tasks import TASKS
+from tests.cli_runner import file_times
 from tests.sync.conftest import (
     ROOT,
     START,
@@ -190,6 +191,26 @@ def test_the_cache_refuses_to_mix_sources_and_simulated_data_needs_asking(
     out = ah("sync", cwd=bare)
     assert out.returncode == 2 and "--source sim" in out.stderr
     assert not (bare / "data" / "raw").exists()
+
+
+def test_a_source_whose_today_went_back_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "alphahome.toml").write_text(
+        "[source]\nkind = 'sim'\n[simulator]\nstocks = 8\nstart = 2024-01-02\n"
+    )
+    later = {"AH_SIMULATOR_TODAY": "2024-07-01"}
+    first = ah("sync", "daily", "stock_basic", cwd=tmp_path, env=later)
+    assert first.returncode == 0, first.stderr
+    before = file_times(tmp_path / "data")
+
+    earlier = {"AH_SIMULATOR_TODAY": "2024-06-20"}
+    out = ah("sync", "daily", "stock_basic", cwd=tmp_path, env=earlier)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "today 2024-06-20 is before the cache's as-of date 2024-07-01" in line
+    assert "AH_SIMULATOR_TODAY" in line
+    assert file_times(tmp_path / "data") == before
+    again = ah("sync", "daily", "stock_basic", cwd=tmp_path, env=later)
+    assert again.returncode == 0, again.stderr
 
 
 def test_tasks_and_state_commands(
