@@ -12,6 +12,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def user_environment(env: dict[str, str] | None) -> dict[str, str]:
+    """This process's environment without its AH_/TUSHARE/DATABASE variables, plus `env`."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
+    }
+    return {**clean, **(env or {})}
+
+
 def ah(
     *args: str,
     cwd: Path,
@@ -21,16 +29,13 @@ def ah(
 ) -> subprocess.CompletedProcess[str]:
     """Run `ah ARGS` in `cwd` without the caller's AH_/TUSHARE/DATABASE variables;
     `sigint_ignored` starts it as a script's background job is started (SIGINT ignored)."""
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
-    }
     command = [sys.executable, str(ROOT / "cli.py"), *args]
     if sigint_ignored:
         command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
     return subprocess.run(
         command,
         cwd=cwd,
-        env={**clean, **(env or {})},
+        env=user_environment(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -58,12 +63,9 @@ def ah_killed(
     """Run `ah ARGS` in a session of its own with a crash point set in `env`, check it
     was killed (SIGKILL), then that 2 s later no process of it is alive and no file
     under `root` was written after the kill."""
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
-    }
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), *args],
-        cwd=cwd, env={**clean, **env}, start_new_session=True,
+        cwd=cwd, env=user_environment(env), start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     out, err = proc.communicate(timeout=timeout)

@@ -6,6 +6,7 @@ EXPECTED_SKIPS fails the session: a clean CI must run everything it claims to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -60,9 +61,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A running PostgreSQL server for the session; skips (fails under REQUIRE_POSTGRES=1)."""
+@contextlib.contextmanager
+def _server_or_skip() -> Iterator[PostgresServer]:
+    """A throwaway server; the test skips (fails under REQUIRE_POSTGRES=1) when none
+    can be had."""
     try:
         with throwaway_server() as server:
             yield server
@@ -70,6 +72,13 @@ def postgres_server() -> Iterator[PostgresServer]:
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             pytest.fail(f"REQUIRE_POSTGRES=1 but {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running PostgreSQL server for the session; skips (fails under REQUIRE_POSTGRES=1)."""
+    with _server_or_skip() as server:
+        yield server
 
 
 @pytest.fixture
@@ -83,17 +92,12 @@ def crashable_server() -> Iterator[PostgresServer]:
     transaction that committed from one that did not."""
     import adbc_driver_postgresql.dbapi as pgdb
 
-    try:
-        with throwaway_server() as server:
-            if server.data is None:
-                pytest.skip("TEST_DATABASE_URL names a server these tests cannot crash")
-            with pgdb.connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
-                cur.execute("ALTER DATABASE postgres SET synchronous_commit = on")
-            yield server
-    except PostgresUnavailable as exc:
-        if os.environ.get("REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"REQUIRE_POSTGRES=1 but {exc}")
-        pytest.skip(str(exc))
+    with _server_or_skip() as server:
+        if server.data is None:
+            pytest.skip("TEST_DATABASE_URL names a server these tests cannot crash")
+        with pgdb.connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("ALTER DATABASE postgres SET synchronous_commit = on")
+        yield server
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from polars.testing import assert_frame_equal
 
 from cache.views import open_catalog
 from pipeline.run.demo import top_stock, try_commands
-from tests.cli_runner import ROOT, ah
+from tests.cli_runner import ROOT, ah, user_environment
 
 TABLES = ("pit.indicators", "pit.income_quarterly", "pit.balance", "factors.p", "factors.g")
 CONFIG = """
@@ -128,12 +127,9 @@ def _shell_lines(markdown: str) -> list[str]:
 
 def _run_printed(command: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """A printed command run by a shell as a user would paste it (no AH_ variables)."""
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))
-    }
     return subprocess.run(
-        command, shell=True, cwd=cwd, env=clean, input=stdin, capture_output=True, text=True,
-        timeout=120, check=False,
+        command, shell=True, cwd=cwd, env=user_environment(None), input=stdin,
+        capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import polars as pl
 from cache.views import open_catalog
 from pipeline.sync.runner import SyncRequest, run_sync
 from pipeline.sync.tasks import TASKS
-from tests.cli_runner import file_times
+from tests.cli_runner import file_times, user_environment
 from tests.sync.conftest import (
     ROOT,
     START,
@@ -34,11 +34,10 @@ SECRET = "sekret-token-0042"
 
 
 def start_ah(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), *args],
         cwd=cwd,
-        env=env,
+        env=user_environment(None),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

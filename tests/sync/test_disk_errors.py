@@ -6,7 +6,6 @@ completes."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import resource
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from foundation.config import load_settings
 from pipeline.sync.runner import SyncRequest, run_sync
+from tests.cli_runner import user_environment
 from tests.sync.conftest import ROOT, Served, cache_rows, write_config
 from tests.sync.reference import truth_rows
 
@@ -28,7 +28,7 @@ def ah_limited(
         if max_bytes is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AH_", "TUSHARE", "DATABASE"))}
+    env = user_environment(None)
     return subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "--config", str(config), *args],
         cwd=config.parent, env=env, capture_output=True, text=True, timeout=180,
