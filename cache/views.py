@@ -53,6 +53,7 @@ log = get_logger("cache.views")
 STORAGE_VERSION = "v1.1.0"
 """The DuckDB storage format the catalogue is written in: the oldest DuckDB it must open."""
 SIGNATURE_FILE = "catalogue.json"
+BIND_ATTEMPTS = 8  # creations of one view whose files a writer changed meanwhile
 
 
 def open_catalog(path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -166,6 +167,28 @@ def _remember(layout: CacheLayout, signature: str) -> None:
     write_json_atomic(doc, layout.state_dir / SIGNATURE_FILE)
 
 
+def _file_versions(folder: Path) -> dict[str, list[int] | None]:
+    """Every Parquet file of a dataset folder with its version (inode, size, mtime)."""
+    return {str(p): _file_version(p) for p in folder.rglob("*.parquet")}
+
+
+def _create_over_files(con: duckdb.DuckDBPyConnection, statement: str, folder: Path) -> None:
+    """Run one CREATE of a view or table over a dataset's files, again when its files
+    changed while DuckDB opened them: a writer beside the rebuild (a sync compacting
+    its monthly files, a PIT build) may remove a file DuckDB has listed, and the
+    listing of the next attempt no longer holds it. An error with the files unchanged
+    is the files' own, and is raised."""
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        before = _file_versions(folder)
+        try:
+            con.execute(statement)
+            return
+        except duckdb.IOException:
+            if attempt == BIND_ATTEMPTS or _file_versions(folder) == before:
+                raise
+            log.debug("catalogue: files of %s changed while read; again", folder.name)
+
+
 def _comment(con: duckdb.DuckDBPyConnection, built: dict[str, list[str]]) -> None:
     """COMMENT ON each column of the catalogue's tables: the column dictionary's text
     (one batch of statements: a statement each costs a catalogue write)."""
@@ -209,10 +232,12 @@ def rebuild_catalog(layout: CacheLayout, materialize: bool = False) -> dict[str,
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(layer)}")
                 for name in names:
                     glob = _literal(layout.relative_glob(layer, name))
-                    con.execute(
+                    _create_over_files(
+                        con,
                         f"CREATE OR REPLACE {kind} {_quote(layer)}.{_quote(name)} AS "
                         f"SELECT * FROM read_parquet({glob}, hive_partitioning = false, "
-                        "union_by_name = true)"
+                        "union_by_name = true)",
+                        layout.dataset_dir(layer, name),
                     )
                 built[layer] = names
             _comment(con, built)
