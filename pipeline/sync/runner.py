@@ -751,7 +751,6 @@ class TaskRunner:
         self.outcome.duration_s = round(time.monotonic() - started, 3)
         self.outcome.errors = self.errors[:20]
         self._conclude()
-        self.ctx.progress.finish(name)
         await self._finish_dataset()
         return self.outcome
 
@@ -1021,7 +1020,10 @@ async def _run_tasks(
 
     async def one(plan: TaskPlan) -> None:
         async with limiter:
-            outcomes[plan.task.name] = await _run_task(ctx, request, planner, plan)
+            try:
+                outcomes[plan.task.name] = await _run_task(ctx, request, planner, plan)
+            finally:  # a failed task is not left among the running ones
+                ctx.progress.finish(plan.task.name)
 
     for plan in plans:  # every task's calls in the total from the start, for the ETA
         if not plan.skip_reason:

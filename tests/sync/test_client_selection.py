@@ -111,3 +111,27 @@ def test_filters_exclusions_progress_lines_and_the_report(
         assert key in daily
     assert daily["status"] == "success" and daily["rows_saved"] == daily["rows_fetched"] > 0
     assert "daily" in report.render() and "success rate 100%" in report.render()
+
+
+def test_a_task_that_failed_leaves_the_running_tasks_of_the_progress_lines(
+    tmp_path: Path,
+    serve: Callable[..., Served],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    served = serve()
+    settings = settings_for(tmp_path, served.url)
+    blocked = tmp_path / "data" / "raw" / "weekly" / ".spill"  # a file where its folder goes
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(progress_module, "BOARD_LOG_EVERY_S", 0.02)
+    caplog.set_level(logging.INFO, logger="alphahome")
+    request = SyncRequest(tasks=("weekly", "adj_factor"), start=START, progress=False)
+    report = run_sync(settings, request)
+    weekly = next(t for t in report.tasks if t.task == "weekly")
+    assert weekly.status == "failed" and "StorageError" in weekly.reason
+    messages = [r.getMessage() for r in caplog.records]
+    failed_at = next(i for i, m in enumerate(messages) if m.startswith("weekly: failed"))
+    later = [m for m in messages[failed_at:] if m.startswith("sync progress:")]
+    assert any("running: adj_factor" in m for m in later), later  # lines went on after it
+    assert not [m for m in later if "weekly" in m]
