@@ -68,7 +68,7 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         report = run_sync(
             settings_for(folder, served.url), SyncRequest(start=START, progress=False)
         )
-        assert report.exit_code == 0
+        assert report.exit_code == 0, report.render()
     yield folder
 
 

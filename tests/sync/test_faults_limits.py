@@ -45,7 +45,7 @@ def test_with_5_percent_faults_nothing_is_missing_and_no_secret_leaks(
     settings = settings_for(tmp_path, served.url, token=SECRET, timeout_s=1.0)
     tasks = ("daily", "weekly", "adj_factor", "income", "stock_basic")
     report = run_sync(settings, SyncRequest(tasks=tasks, start=START, progress=False))
-    assert report.exit_code == 0
+    assert report.exit_code == 0, report.render()
     assert sum(t.retries for t in report.tasks) > 0 and outcomes(served, "http_50") > 0
     for name in tasks:
         assert cache_rows(tmp_path / "data", name) == truth_rows(served.sim, name, START)
@@ -65,7 +65,7 @@ def test_rate_limits_are_kept_or_waited_out(
         request = SyncRequest(tasks=("adj_factor",), start=start, progress=False)
         began = time.monotonic()
         report = run_sync(settings, request)
-        assert report.exit_code == 0
+        assert report.exit_code == 0, report.render()
         calls = served.sim.calls["adj_factor"]
         refused = outcomes(served, "rate_limited")
         if configured == 10:  # matches the server: paced, never refused

@@ -139,7 +139,7 @@ def test_full_sync_of_300_stocks_over_5_years(tmp_path: Path, serve: Callable[..
     served.sim.reset_calls()
     request = SyncRequest(start=dt.date(2019, 7, 1), progress=False)
     report = run_sync(settings_for(tmp_path, served.url), request)
-    assert report.exit_code == 0
+    assert report.exit_code == 0, report.render()
     root = tmp_path / "data"
     for name in DATASETS:
         expected = truth_rows(served.sim, name, dt.date(2019, 7, 1))
