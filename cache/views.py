@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ STORAGE_VERSION = "v1.1.0"
 """The DuckDB storage format the catalogue is written in: the oldest DuckDB it must open."""
 SIGNATURE_FILE = "catalogue.json"
 BIND_ATTEMPTS = 8  # creations of one view whose files a writer changed meanwhile
+BIND_PAUSE_S = 0.05  # before the next creation, times the attempts made
 
 
 def open_catalog(path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -176,8 +178,9 @@ def _create_over_files(con: duckdb.DuckDBPyConnection, statement: str, folder: P
     """Run one CREATE of a view or table over a dataset's files, again when its files
     changed while DuckDB opened them: a writer beside the rebuild (a sync compacting
     its monthly files, a PIT build) may remove a file DuckDB has listed, and the
-    listing of the next attempt no longer holds it. An error with the files unchanged
-    is the files' own, and is raised."""
+    listing of the next attempt no longer holds it. Each attempt waits a little longer
+    first, so a burst of removals (a year's twelve monthly files) is over. An error with
+    the files unchanged is the files' own, and is raised."""
     for attempt in range(1, BIND_ATTEMPTS + 1):
         before = _file_versions(folder)
         try:
@@ -187,6 +190,7 @@ def _create_over_files(con: duckdb.DuckDBPyConnection, statement: str, folder: P
             if attempt == BIND_ATTEMPTS or _file_versions(folder) == before:
                 raise
             log.debug("catalogue: files of %s changed while read; again", folder.name)
+            time.sleep(BIND_PAUSE_S * attempt)
 
 
 def _comment(con: duckdb.DuckDBPyConnection, built: dict[str, list[str]]) -> None:

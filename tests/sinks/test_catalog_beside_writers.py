@@ -16,6 +16,7 @@ from tests.sinks.helpers import codes, daily_frame, write_partition
 STEADY_FILES = 120  # files the writer leaves alone: what makes binding a view take a while
 ROUNDS = 25  # closed years the writer compacts
 MONTHS = 12
+PAUSE_S = 0.03  # between two compactions
 
 
 def _compacting_writer(layout: CacheLayout, done: threading.Event) -> None:
@@ -38,6 +39,7 @@ def _compacting_writer(layout: CacheLayout, done: threading.Event) -> None:
             for path in months:
                 path.unlink()
                 time.sleep(0.002)
+            time.sleep(PAUSE_S)
     finally:
         done.set()
 
