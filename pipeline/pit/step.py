@@ -73,6 +73,7 @@ from pipeline.pit.files import (
     new_delta_path,
     split_stored,
 )
+from pipeline.sync.spill import oldest_waiting
 
 BUCKETS = 64
 GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
@@ -367,14 +368,44 @@ def _expand_targets(targets: Iterable[str]) -> tuple[str, ...]:
     return tuple(t for t in TARGETS if t in chosen)
 
 
+def _fetch_ceiling(layout: CacheLayout, datasets: Iterable[str]) -> dt.datetime:
+    """The newest watermark a build that reads `datasets` from now on may record.
+
+    A watermark says "every row fetched up to here is built", and the next build takes
+    only rows fetched after it. Rows can reach the cache after rows fetched later: a
+    sync merges its tasks' batches in its own order, and pages a killed sync left in
+    spill files are merged by the next sync with their first fetch time. So the ceiling
+    is just before the oldest page waiting in the datasets' spill files, and not after
+    this moment (what a running sync fetches from now on is merged later). Taken before
+    the build reads the rows.
+    """
+    ceiling = dt.datetime.now(dt.UTC)
+    for dataset in datasets:
+        waiting = oldest_waiting(layout, dataset)
+        if waiting is not None:
+            ceiling = min(ceiling, waiting - dt.timedelta(microseconds=1))
+    return ceiling
+
+
+def _watermark(newest: object, ceiling: dt.datetime) -> str | None:
+    """The watermark to record: the newest fetch time read, at most `ceiling`."""
+    if newest is None:
+        return None
+    assert isinstance(newest, dt.datetime)  # a timestamp column
+    return min(newest, ceiling).isoformat()
+
+
 def _changed_codes(
-    fetches: pl.DataFrame, target: str, mode: Mode, built: bool, previous: dict[str, Any]
+    fetches: pl.DataFrame,
+    target: str,
+    mode: Mode,
+    built: bool,
+    previous: dict[str, Any],
+    ceiling: dt.datetime,
 ) -> tuple[str | None, set[str] | None]:
     """A stock target's new watermark, and the stocks to rebuild (None: all of them)."""
     mine = fetches.filter(pl.col("dataset").is_in(TARGET_INPUTS[target]))
-    newest = mine["fetched"].max()
-    assert newest is None or isinstance(newest, dt.date)  # a timestamp column
-    watermark = None if newest is None else newest.isoformat()
+    watermark = _watermark(mine["fetched"].max(), ceiling)
     if mode == "full" or not built or "watermark" not in previous:
         return watermark, None
     mark = previous["watermark"]
@@ -435,6 +466,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
     compute only the changed stocks and merge them into their buckets' files. A bucket
     is written by one job only, whatever the worker count.
     """
+    ceiling = _fetch_ceiling(layout, pit.SOURCES)
     fetches = _stock_fetches(layout)
     buckets_of = stock_buckets(fetches["ts_code"])
     plan = _Plan(build=int(state.get("build", 0)) + 1)
@@ -445,7 +477,9 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
             continue
         previous = state.get("targets", {}).get(target, {})
         built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES[target])
-        plan.watermarks[target], codes = _changed_codes(fetches, target, mode, built, previous)
+        plan.watermarks[target], codes = _changed_codes(
+            fetches, target, mode, built, previous, ceiling
+        )
         if codes is None or _lost_file(layout, state, fetches, target, codes):
             full.append(target)
         elif codes:
@@ -757,12 +791,13 @@ def _table_rows(layout: CacheLayout, table: str) -> int:
 
 
 def _members_watermark(layout: CacheLayout) -> str | None:
-    """The newest `_fetched_at` of raw index_member_all (None when it has no rows)."""
+    """The newest `_fetched_at` of raw index_member_all, at most `_fetch_ceiling` (None
+    when it has no rows)."""
+    ceiling = _fetch_ceiling(layout, (MEMBERS,))
     scan = _scan_raw(layout, MEMBERS)
     if scan is None:
         return None
-    newest = scan.select(pl.col(FETCHED_AT).max()).collect().item()
-    return None if newest is None else newest.isoformat()
+    return _watermark(scan.select(pl.col(FETCHED_AT).max()).collect().item(), ceiling)
 
 
 def _industry_stale(

@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -43,6 +44,7 @@ log = get_logger("sync")
 SPILL_DIR = ".spill"
 SPILL_SUFFIX = ".arrow"
 _META_KEY = b"alphahome.spill"
+_UNREADABLE = (OSError, ValueError, KeyError, pa.ArrowException)  # what a damaged spill raises
 _sequence = itertools.count()
 
 
@@ -100,12 +102,18 @@ def write_spill(
     return Spilled(path, frame, fetched_at, item, last, tuple(units), plan_id, mode)
 
 
+def _meta(schema: pa.Schema) -> dict[str, Any]:
+    """What a spill file's schema says of its page (`write_spill`)."""
+    meta: dict[str, Any] = json.loads((schema.metadata or {})[_META_KEY])
+    return meta
+
+
 def read_spill(path: Path) -> Spilled:
     """A spill file back: its rows and what it completes."""
     with pa.OSFile(str(path), "rb") as source:
         reader = pa.ipc.open_file(source)
         table = reader.read_all()
-        meta = json.loads((reader.schema.metadata or {})[_META_KEY])
+        meta = _meta(reader.schema)
     frame = pl.from_arrow(table.replace_schema_metadata(None))
     assert isinstance(frame, pl.DataFrame)
     return Spilled(
@@ -134,6 +142,23 @@ def leftover(layout: CacheLayout, name: str) -> list[Path]:
     return sorted(folder.glob(f"*{SPILL_SUFFIX}")) if folder.is_dir() else []
 
 
+def oldest_waiting(layout: CacheLayout, name: str) -> dt.datetime | None:
+    """The fetch time of the oldest page waiting in a dataset's spill files (a running
+    sync's, or a killed one's until the next sync merges them), None when none waits.
+    Those rows reach the dataset later with that `_fetched_at`, older than rows merged
+    before them. Reads the files' schemas only; an unreadable file is skipped (the next
+    sync drops it and fetches its units again)."""
+    times = []
+    for path in leftover(layout, name):
+        try:
+            with pa.OSFile(str(path), "rb") as source:
+                meta = _meta(pa.ipc.open_file(source).schema)
+            times.append(dt.datetime.fromisoformat(meta["fetched_at"]))
+        except _UNREADABLE:
+            continue
+    return min(times, default=None)
+
+
 def tidy(layout: CacheLayout, name: str) -> None:
     """Remove a dataset's spill folder once it is empty."""
     with contextlib.suppress(OSError):
@@ -154,7 +179,7 @@ def recover(layout: CacheLayout, store: StateStore, spec: TaskSpec) -> int:
     for path in paths:
         try:
             spilled.append(read_spill(path))
-        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        except _UNREADABLE as exc:
             log.warning("%s: dropping unreadable spill file %s (%s)", name, path.name, exc)
             path.unlink(missing_ok=True)
     state = store.load(name)

@@ -20,12 +20,15 @@ import pytest
 
 from cache.layout import CacheLayout
 from cache.quarantine import quarantined, sweep_unreadable
+from cache.state import FileStateStore
 from foundation.crashpoints import CRASH_ENV
 from pipeline.ops.verify import damage_findings
 from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
 from pipeline.pit.changes import covers
 from pipeline.pit.step import bucket_of, build_pit, read_change_log
+from pipeline.sync.spill import recover, write_spill
+from pipeline.sync.tasks import task
 from tests.pit.synthetic import FETCHED_TYPE, FIRST_FETCH, write_raw
 from tests.pit.test_pit_step import (
     STOCK_TABLES,
@@ -552,4 +555,30 @@ def test_a_rerun_after_a_kill_mid_fold_equals_a_full_build(
     rows = pl.read_parquet(folder / "*.parquet")
     assert rows.height > rows.unique().height  # the deltas' rows are twice in the table
     build_pit(raw_cache, mode="incremental", executor="inline")
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_rows_a_killed_sync_left_in_spill_files_are_built_after_their_merge(
+    tmp_path: Path, raw_cache: CacheLayout, raw_frames: dict[str, pl.DataFrame]
+) -> None:
+    """A sync killed between its tasks' merges leaves spill files fetched before rows it
+    did merge. A PIT build before the next sync must not record a watermark past them,
+    or the build after the next sync (which merges them with their fetch time) skips
+    their stocks."""
+    build_pit(raw_cache, mode="full", executor="inline")
+    grown = _stocks(raw_frames)[2]
+    write_raw(raw_cache, _new_version(raw_frames, grown, LATER_FETCH), part="part-1")  # merged
+    pending = late_announcement(raw_frames)["balancesheet"]  # fetched earlier, still spilled
+    fetched = FIRST_FETCH + dt.timedelta(days=1)
+    assert fetched < LATER_FETCH
+    write_spill(
+        raw_cache, "balancesheet", "killed-run", pending.drop("_fetched_at"), fetched,
+        item="balancesheet-1", last=True, units=(), plan_id=None, mode="upsert",
+    )  # fmt: skip
+
+    build_pit(raw_cache, mode="incremental", executor="inline")  # `ah pit` before the sync
+    assert recover(raw_cache, FileStateStore(raw_cache), task("balancesheet")) == 1
+    result = build_pit(raw_cache, mode="incremental", executor="inline")
+
+    assert result.stocks_rebuilt >= 1
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
