@@ -152,8 +152,11 @@ class ProgressBoard:
             self._redraw()
 
     def finish(self, task: str) -> None:
-        """A task ended: whatever it planned counts as done."""
-        done, total = self._state.get(task, (0, 0))
+        """A task ended: whatever it planned counts as done (a task never started, such
+        as a skipped one, stays unknown to the board)."""
+        if task not in self._state:
+            return
+        done, total = self._state[task]
         self.update(task, max(done, total), max(done, total))
 
     # ---- the terminal

@@ -73,7 +73,7 @@ from pipeline.pit.files import (
     new_delta_path,
     split_stored,
 )
-from pipeline.sync.spill import oldest_waiting
+from pipeline.sync.spill import oldest_unmerged
 
 BUCKETS = 64
 GROUPS = 16  # jobs of a full build: bucket b is in group b % GROUPS
@@ -368,23 +368,35 @@ def _expand_targets(targets: Iterable[str]) -> tuple[str, ...]:
     return tuple(t for t in TARGETS if t in chosen)
 
 
-def _fetch_ceiling(layout: CacheLayout, datasets: Iterable[str]) -> dt.datetime:
-    """The newest watermark a build that reads `datasets` from now on may record.
+def _unmerged(layout: CacheLayout, datasets: Iterable[str]) -> dict[str, dt.datetime]:
+    """The fetch time of the oldest rows a sync may still merge, per dataset with any
+    (`oldest_unmerged`: spill files, and syncs fetching now); said in a warning."""
+    unmerged = {d: t for d in datasets if (t := oldest_unmerged(layout, d)) is not None}
+    if unmerged:
+        log.warning(
+            "rows of %s fetched since %s are not merged yet (a sync running, or spill "
+            "files a killed sync left, which the next sync merges): this PIT build's "
+            "watermark stays before them, so the next build takes them",
+            ", ".join(sorted(unmerged)), min(unmerged.values()).isoformat(timespec="seconds"),
+        )  # fmt: skip
+    return unmerged
+
+
+def _fetch_ceiling(
+    started: dt.datetime, unmerged: dict[str, dt.datetime], datasets: Iterable[str]
+) -> dt.datetime:
+    """The newest watermark a build that reads `datasets` from `started` on may record.
 
     A watermark says "every row fetched up to here is built", and the next build takes
     only rows fetched after it. Rows can reach the cache after rows fetched later: a
     sync merges its tasks' batches in its own order, and pages a killed sync left in
     spill files are merged by the next sync with their first fetch time. So the ceiling
-    is just before the oldest page waiting in the datasets' spill files, and not after
-    this moment (what a running sync fetches from now on is merged later). Taken before
-    the build reads the rows.
+    is just before the oldest rows of `datasets` a sync may still merge (`unmerged`,
+    taken before the build reads the rows), and not after `started` (what a sync
+    fetches from then on is merged later).
     """
-    ceiling = dt.datetime.now(dt.UTC)
-    for dataset in datasets:
-        waiting = oldest_waiting(layout, dataset)
-        if waiting is not None:
-            ceiling = min(ceiling, waiting - dt.timedelta(microseconds=1))
-    return ceiling
+    waiting = [unmerged[d] - dt.timedelta(microseconds=1) for d in datasets if d in unmerged]
+    return min([started, *waiting])
 
 
 def _watermark(newest: object, ceiling: dt.datetime) -> str | None:
@@ -466,7 +478,7 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
     compute only the changed stocks and merge them into their buckets' files. A bucket
     is written by one job only, whatever the worker count.
     """
-    ceiling = _fetch_ceiling(layout, pit.SOURCES)
+    started, unmerged = dt.datetime.now(dt.UTC), _unmerged(layout, pit.SOURCES)
     fetches = _stock_fetches(layout)
     buckets_of = stock_buckets(fetches["ts_code"])
     plan = _Plan(build=int(state.get("build", 0)) + 1)
@@ -478,8 +490,9 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
         previous = state.get("targets", {}).get(target, {})
         built = all(layout.dataset_dir("pit", t).is_dir() for t in TARGET_TABLES[target])
         plan.watermarks[target], codes = _changed_codes(
-            fetches, target, mode, built, previous, ceiling
-        )
+            fetches, target, mode, built, previous,
+            _fetch_ceiling(started, unmerged, TARGET_INPUTS[target]),
+        )  # fmt: skip
         if codes is None or _lost_file(layout, state, fetches, target, codes):
             full.append(target)
         elif codes:
@@ -793,7 +806,8 @@ def _table_rows(layout: CacheLayout, table: str) -> int:
 def _members_watermark(layout: CacheLayout) -> str | None:
     """The newest `_fetched_at` of raw index_member_all, at most `_fetch_ceiling` (None
     when it has no rows)."""
-    ceiling = _fetch_ceiling(layout, (MEMBERS,))
+    started, unmerged = dt.datetime.now(dt.UTC), _unmerged(layout, (MEMBERS,))
+    ceiling = _fetch_ceiling(started, unmerged, (MEMBERS,))
     scan = _scan_raw(layout, MEMBERS)
     if scan is None:
         return None

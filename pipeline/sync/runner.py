@@ -76,7 +76,14 @@ from pipeline.sync.plan import (
     within_bounds,
 )
 from pipeline.sync.recover import quarantine_unreadable, recover_task_states
-from pipeline.sync.spill import Spilled, recover, remove_spills, write_spill
+from pipeline.sync.spill import (
+    Spilled,
+    mark_fetching,
+    recover,
+    remove_spills,
+    unmark_fetching,
+    write_spill,
+)
 from pipeline.sync.spill import tidy as tidy_spills
 from pipeline.sync.tasks import TaskSpec, select_tasks, task
 
@@ -735,13 +742,17 @@ class TaskRunner:
         for item in self.todo:
             send_items.send_nowait(item)
         send_items.close()
-        async with anyio.create_task_group() as group:
-            for _ in range(self.concurrency):
-                group.start_soon(self.fetcher, receive_items.clone(), send_results.clone())
-            receive_items.close()
-            send_results.close()
-            group.start_soon(self.spiller, receive_results)
-            group.start_soon(self.merger)
+        mark_fetching(self.ctx.layout, name, self.ctx.run_id, dt.datetime.now(dt.UTC))
+        try:
+            async with anyio.create_task_group() as group:
+                for _ in range(self.concurrency):
+                    group.start_soon(self.fetcher, receive_items.clone(), send_results.clone())
+                receive_items.close()
+                send_results.close()
+                group.start_soon(self.spiller, receive_results)
+                group.start_soon(self.merger)
+        finally:  # every page fetched is merged or in a spill file now
+            unmark_fetching(self.ctx.layout, name)
         tidy_spills(self.ctx.layout, name)
         stats = self.ctx.source.client.stats
         self.outcome.calls = stats.for_tag("calls", name)

@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc
 
-from cache.atomic import atomic_path
+from cache.atomic import atomic_path, write_bytes_atomic
 from cache.layout import CacheLayout
 from cache.state import StateStore
 from cache.store import AppendConflict, Mode, commit
@@ -43,8 +43,10 @@ log = get_logger("sync")
 
 SPILL_DIR = ".spill"
 SPILL_SUFFIX = ".arrow"
+FETCHING_SUFFIX = ".fetching"  # a sync fetching the dataset now (`mark_fetching`)
 _META_KEY = b"alphahome.spill"
-_UNREADABLE = (OSError, ValueError, KeyError, pa.ArrowException)  # what a damaged spill raises
+# what reading a damaged spill file or marker raises
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, pa.ArrowException)
 _sequence = itertools.count()
 
 
@@ -142,18 +144,55 @@ def leftover(layout: CacheLayout, name: str) -> list[Path]:
     return sorted(folder.glob(f"*{SPILL_SUFFIX}")) if folder.is_dir() else []
 
 
-def oldest_waiting(layout: CacheLayout, name: str) -> dt.datetime | None:
-    """The fetch time of the oldest page waiting in a dataset's spill files (a running
-    sync's, or a killed one's until the next sync merges them), None when none waits.
-    Those rows reach the dataset later with that `_fetched_at`, older than rows merged
-    before them. Reads the files' schemas only; an unreadable file is skipped (the next
-    sync drops it and fetches its units again)."""
+def mark_fetching(layout: CacheLayout, name: str, run_id: str, since: dt.datetime) -> Path:
+    """Say in the dataset's spill folder that a sync fetches it since `since`.
+
+    A fetched page is held in memory a moment before its spill file is written, and
+    every page is merged with its fetch time, possibly after rows fetched later: while
+    the marker is there, a PIT build keeps its watermark before `since`
+    (`oldest_unmerged`). The task removes it when it ends (`unmark_fetching`); a killed
+    run's marker stays until the task's next run ends.
+    """
+    path = spill_dir(layout, name) / f"{run_id}-{os.getpid()}{FETCHING_SUFFIX}"
+    return write_bytes_atomic(json.dumps({"since": since.isoformat()}).encode("utf-8"), path)
+
+
+def unmark_fetching(layout: CacheLayout, name: str) -> None:
+    """Remove the dataset's fetching markers, a killed run's too (the caller holds the
+    task's lock: no other sync of it runs)."""
+    for path in _markers(layout, name):
+        path.unlink(missing_ok=True)
+
+
+def _markers(layout: CacheLayout, name: str) -> list[Path]:
+    """A dataset's fetching markers (`mark_fetching`)."""
+    folder = spill_dir(layout, name)
+    return sorted(folder.glob(f"*{FETCHING_SUFFIX}")) if folder.is_dir() else []
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """A time as written by this module (UTC); one without a zone is read as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def oldest_unmerged(layout: CacheLayout, name: str) -> dt.datetime | None:
+    """The fetch time of the oldest rows of a dataset that a sync may still merge, None
+    when there are none: the oldest page waiting in its spill files (a running sync's,
+    or a killed one's until the next sync merges them) and the start of every sync
+    fetching it (`mark_fetching`). Such rows reach the dataset with that time, after
+    rows fetched later. Reads the files' schemas only; an unreadable file is skipped
+    (the next sync drops it and fetches its units again)."""
     times = []
     for path in leftover(layout, name):
         try:
             with pa.OSFile(str(path), "rb") as source:
                 meta = _meta(pa.ipc.open_file(source).schema)
-            times.append(dt.datetime.fromisoformat(meta["fetched_at"]))
+            times.append(_utc(dt.datetime.fromisoformat(meta["fetched_at"])))
+        except _UNREADABLE:
+            continue
+    for path in _markers(layout, name):
+        try:
+            times.append(_utc(dt.datetime.fromisoformat(json.loads(path.read_bytes())["since"])))
         except _UNREADABLE:
             continue
     return min(times, default=None)

@@ -55,6 +55,9 @@ def test_a_per_stock_task_moves_by_calls_with_rate_and_eta() -> None:
     )
     board.finish("weekly")
     assert board.totals() == (764, 3000) and board.running() == ["daily_basic"]
+    board.finish("monthly")  # skipped: never started, so not a task of the board
+    assert board.totals() == (764, 3000) and "monthly" not in board.line()
+    assert board._aggregate_label() == "sync: 1/2 tasks"
     board.update("income", 7, 3)  # more calls than estimated: the total follows
     assert board.totals() == (771, 3007)
 

@@ -27,7 +27,7 @@ from pipeline.pit import maths as pit
 from pipeline.pit import step as pit_step
 from pipeline.pit.changes import covers
 from pipeline.pit.step import bucket_of, build_pit, read_change_log
-from pipeline.sync.spill import recover, write_spill
+from pipeline.sync.spill import mark_fetching, recover, unmark_fetching, write_spill
 from pipeline.sync.tasks import task
 from tests.pit.synthetic import FETCHED_TYPE, FIRST_FETCH, write_raw
 from tests.pit.test_pit_step import (
@@ -581,4 +581,32 @@ def test_rows_a_killed_sync_left_in_spill_files_are_built_after_their_merge(
     result = build_pit(raw_cache, mode="incremental", executor="inline")
 
     assert result.stocks_rebuilt >= 1
+    assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))
+
+
+def test_rows_a_running_sync_merges_after_rows_fetched_later_are_built_next_time(
+    tmp_path: Path,
+    raw_cache: CacheLayout,
+    raw_frames: dict[str, pl.DataFrame],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sync fetching balancesheet since `since` holds a page in memory while another
+    task merges income rows fetched later; a PIT build then must keep its watermark
+    before `since`, so the build after the page's merge takes its stock."""
+    build_pit(raw_cache, mode="full", executor="inline")
+    since = FIRST_FETCH + dt.timedelta(days=1)
+    mark_fetching(raw_cache, "balancesheet", "running-sync", since)
+    grown = _stocks(raw_frames)[2]
+    write_raw(raw_cache, _new_version(raw_frames, grown, LATER_FETCH), part="part-1")
+
+    with caplog.at_level(logging.WARNING, logger="alphahome.pit"):
+        build_pit(raw_cache, mode="incremental", executor="inline")  # `ah pit` meanwhile
+    assert any("rows of balancesheet fetched since" in r.getMessage() for r in caplog.records)
+    held = late_announcement(raw_frames)["balancesheet"].with_columns(
+        _fetched_at=pl.lit(since + dt.timedelta(seconds=1), dtype=FETCHED_TYPE)
+    )
+    write_raw(raw_cache, {"balancesheet": held}, part="part-2")  # the page, merged
+    unmark_fetching(raw_cache, "balancesheet")  # the sync ends
+    build_pit(raw_cache, mode="incremental", executor="inline")
+
     assert_same_tables(raw_cache, full_build_of(raw_cache, tmp_path / "fresh"))

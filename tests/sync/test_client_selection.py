@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def test_filters_exclusions_progress_lines_and_the_report(
     assert "daily" in report.render() and "success rate 100%" in report.render()
 
 
-def test_a_task_that_failed_leaves_the_running_tasks_of_the_progress_lines(
+def test_a_task_that_failed_counts_as_ended_in_the_progress_lines(
     tmp_path: Path,
     serve: Callable[..., Served],
     monkeypatch: pytest.MonkeyPatch,
@@ -130,8 +131,15 @@ def test_a_task_that_failed_leaves_the_running_tasks_of_the_progress_lines(
     report = run_sync(settings, request)
     weekly = next(t for t in report.tasks if t.task == "weekly")
     assert weekly.status == "failed" and "StorageError" in weekly.reason
+    assert not list((tmp_path / "data").rglob("*.fetching"))  # the tasks ended: no marker
     messages = [r.getMessage() for r in caplog.records]
     failed_at = next(i for i, m in enumerate(messages) if m.startswith("weekly: failed"))
-    later = [m for m in messages[failed_at:] if m.startswith("sync progress:")]
-    assert any("running: adj_factor" in m for m in later), later  # lines went on after it
-    assert not [m for m in later if "weekly" in m]
+    later = [
+        re.match(r"sync progress: (\d+)/(\d+) calls.*running: adj_factor (\d+)/(\d+)$", m)
+        for m in messages[failed_at:]
+    ]
+    seen = [m for m in later if m]
+    assert seen, messages[failed_at:]  # lines went on after it, adj_factor running
+    for line in seen:  # weekly's planned calls count as done; it is not running
+        done, total, running_done, running_total = map(int, line.groups())
+        assert done - running_done == total - running_total > 0
