@@ -478,7 +478,8 @@ def _plan(layout: CacheLayout, targets: Sequence[str], mode: Mode, state: dict[s
     compute only the changed stocks and merge them into their buckets' files. A bucket
     is written by one job only, whatever the worker count.
     """
-    started, unmerged = dt.datetime.now(dt.UTC), _unmerged(layout, pit.SOURCES)
+    inputs = sorted({d for t in targets if t in STOCK_TARGETS for d in TARGET_INPUTS[t]})
+    started, unmerged = dt.datetime.now(dt.UTC), _unmerged(layout, inputs)
     fetches = _stock_fetches(layout)
     buckets_of = stock_buckets(fetches["ts_code"])
     plan = _Plan(build=int(state.get("build", 0)) + 1)
